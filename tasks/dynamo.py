@@ -1,0 +1,286 @@
+"""DynamoDB access: the only module that calls boto3 for tables.
+
+Reads go out as BatchGetItem (at most 100 keys, strongly consistent when asked) and writes as
+BatchWriteItem (at most 25 requests, one per key). UnprocessedKeys / UnprocessedItems and
+transient failures of a whole request are retried with capped, jittered exponential backoff;
+botocore itself retries throttling per request first (standard retry mode). A key that still
+fails is returned with its reason, never dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from tasks import clients
+from tasks.aws_errors import translated
+from tasks.backoff import delay
+from tasks.config import settings
+from tasks.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PermanentError,
+    SchemaMismatchError,
+    TransientError,
+)
+from tasks.locations import TableLocation
+from tasks.typed_json import Item, KeyAttribute, KeySchema, canonical_json
+
+READ_BATCH = 100
+WRITE_BATCH = 25
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    location: TableLocation
+    schema: KeySchema
+    stream_arn: str | None
+    stream_view_type: str | None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a key could not be read or written, and whether trying again later may help."""
+
+    reason: str
+    retryable: bool = True
+
+
+@dataclass
+class BatchResult:
+    """Per-key outcome of a batch: items found (by canonical key) and keys that failed."""
+
+    found: dict[str, Item]
+    failed: dict[str, Failure]
+    requests: int = 0
+
+
+def describe(location: TableLocation, side: str) -> TableInfo:
+    """The table's key schema and stream, read once per process and cached."""
+    return _describe(location, side)
+
+
+@lru_cache(maxsize=128)
+def _describe(location: TableLocation, side: str) -> TableInfo:
+    client = clients.dynamodb(location, side)
+    try:
+        with translated(f"table {location}"):
+            table = client.describe_table(TableName=location.table)["Table"]
+    except NotFoundError as exc:
+        raise NotFoundError(f"table {location} does not exist") from exc
+    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    parts = {k["KeyType"]: KeyAttribute(k["AttributeName"], types[k["AttributeName"]])
+             for k in table["KeySchema"]}
+    stream = table.get("StreamSpecification") or {}
+    return TableInfo(
+        location=location,
+        schema=KeySchema(hash_key=parts["HASH"], range_key=parts.get("RANGE")),
+        stream_arn=table.get("LatestStreamArn") if stream.get("StreamEnabled") else None,
+        stream_view_type=stream.get("StreamViewType"),
+    )
+
+
+def schema(location: TableLocation, side: str) -> KeySchema:
+    return describe(location, side).schema
+
+
+def same_schema(primary: TableLocation, replica: TableLocation) -> KeySchema:
+    """The shared key schema of two tables; SchemaMismatchError if they differ."""
+    left, right = schema(primary, "primary"), schema(replica, "replica")
+    if left != right:
+        raise SchemaMismatchError(
+            f"key schemas differ: {primary} has {left.describe()}, {replica} has {right.describe()}"
+        )
+    return left
+
+
+def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]
+
+
+def _pause(attempt: int) -> None:
+    cfg = settings()
+    time.sleep(delay(attempt, cfg.backoff_base, cfg.backoff_cap))
+
+
+# -- reads -------------------------------------------------------------------------------------
+
+
+def batch_get(
+    location: TableLocation, side: str, keys: Sequence[Item], consistent: bool = True
+) -> BatchResult:
+    """Fetch many keys; ``found`` holds the items that exist, ``failed`` keys we could not read."""
+    result = BatchResult(found={}, failed={})
+    for chunk in _chunks(keys, READ_BATCH):
+        _get_chunk(location, side, list(chunk), consistent, result)
+    return result
+
+
+def _get_chunk(
+    location: TableLocation, side: str, keys: list[Item], consistent: bool, result: BatchResult
+) -> None:
+    client = clients.dynamodb(location, side)
+    names = schema(location, side).names
+    pending, reason = keys, ""
+    for attempt in range(settings().batch_max_attempts):
+        if attempt:
+            _pause(attempt - 1)
+        request = {location.table: {"Keys": pending, "ConsistentRead": consistent}}
+        try:
+            with translated(f"BatchGetItem on {location}"):
+                response = client.batch_get_item(RequestItems=request)  # type: ignore[arg-type]
+        except TransientError as exc:
+            reason = str(exc)
+            continue
+        except PermanentError:
+            _get_one_by_one(location, side, pending, consistent, result)
+            return
+        result.requests += 1
+        for item in response.get("Responses", {}).get(location.table, []):
+            result.found[canonical_json({n: item[n] for n in names})] = item
+        pending = response.get("UnprocessedKeys", {}).get(location.table, {}).get("Keys", [])
+        reason = "UnprocessedKeys after retries"
+        if not pending:
+            return
+    for key in pending:
+        result.failed[canonical_json(key)] = Failure(reason)
+
+
+def _get_one_by_one(
+    location: TableLocation, side: str, keys: list[Item], consistent: bool, result: BatchResult
+) -> None:
+    """After a request was rejected, find which key was at fault."""
+    for key in keys:
+        try:
+            item = get_item(location, side, key, consistent)
+        except TransientError as exc:
+            result.failed[canonical_json(key)] = Failure(str(exc))
+            continue
+        except (PermanentError, InvalidInputError) as exc:
+            result.failed[canonical_json(key)] = Failure(str(exc), retryable=False)
+            continue
+        if item is not None:
+            result.found[canonical_json(key)] = item
+
+
+def get_item(
+    location: TableLocation, side: str, key: Mapping[str, Any], consistent: bool = True
+) -> Item | None:
+    client = clients.dynamodb(location, side)
+    with translated(f"GetItem on {location}"):
+        response = client.get_item(
+            TableName=location.table, Key=dict(key), ConsistentRead=consistent
+        )
+    return response.get("Item")
+
+
+# -- writes ------------------------------------------------------------------------------------
+
+
+def batch_write(
+    location: TableLocation,
+    side: str,
+    puts: Sequence[Item],
+    deletes: Sequence[Item],
+) -> dict[str, Failure]:
+    """Put items and delete keys (at most one request per key); return failed keys with reasons."""
+    names = schema(location, side).names
+    requests: list[dict[str, Any]] = [{"PutRequest": {"Item": i}} for i in puts]
+    requests += [{"DeleteRequest": {"Key": dict(k)}} for k in deletes]
+    failed: dict[str, Failure] = {}
+    for chunk in _chunks(requests, WRITE_BATCH):
+        _write_chunk(location, side, list(chunk), names, failed)
+    return failed
+
+
+def _request_key(request: Mapping[str, Any], names: Sequence[str]) -> str:
+    if "PutRequest" in request:
+        return canonical_json({n: request["PutRequest"]["Item"][n] for n in names})
+    return canonical_json(request["DeleteRequest"]["Key"])
+
+
+def _write_chunk(
+    location: TableLocation,
+    side: str,
+    requests: list[dict[str, Any]],
+    names: Sequence[str],
+    failed: dict[str, Failure],
+) -> None:
+    client = clients.dynamodb(location, side)
+    pending, reason = requests, ""
+    for attempt in range(settings().batch_max_attempts):
+        if attempt:
+            _pause(attempt - 1)
+        try:
+            with translated(f"BatchWriteItem on {location}"):
+                response = client.batch_write_item(RequestItems={location.table: pending})
+        except TransientError as exc:
+            reason = str(exc)
+            continue
+        except PermanentError:
+            _write_one_by_one(location, side, pending, names, failed)
+            return
+        pending = response.get("UnprocessedItems", {}).get(location.table, [])  # type: ignore[assignment]
+        reason = "UnprocessedItems after retries"
+        if not pending:
+            return
+    for request in pending:
+        failed[_request_key(request, names)] = Failure(reason)
+
+
+def _write_one_by_one(
+    location: TableLocation,
+    side: str,
+    requests: list[dict[str, Any]],
+    names: Sequence[str],
+    failed: dict[str, Failure],
+) -> None:
+    """After a request was rejected, find which key was at fault; write the others."""
+    client = clients.dynamodb(location, side)
+    for request in requests:
+        try:
+            with translated(f"write to {location}"):
+                if "PutRequest" in request:
+                    client.put_item(TableName=location.table, Item=request["PutRequest"]["Item"])
+                else:
+                    client.delete_item(
+                        TableName=location.table, Key=request["DeleteRequest"]["Key"]
+                    )
+        except TransientError as exc:
+            failed[_request_key(request, names)] = Failure(str(exc))
+        except PermanentError as exc:
+            failed[_request_key(request, names)] = Failure(str(exc), retryable=False)
+
+
+# -- scans -------------------------------------------------------------------------------------
+
+
+def scan_pages(
+    location: TableLocation,
+    side: str,
+    segment: int = 0,
+    segments: int = 1,
+    start_key: Item | None = None,
+    consistent: bool = False,
+    page_size: int | None = None,
+) -> Iterator[tuple[list[Item], Item | None]]:
+    """Yield (items, last_evaluated_key) page by page for one parallel-scan segment."""
+    client = clients.dynamodb(location, side)
+    args: dict[str, Any] = {"TableName": location.table, "ConsistentRead": consistent}
+    if segments > 1:
+        args.update(Segment=segment, TotalSegments=segments)
+    if page_size:
+        args["Limit"] = page_size
+    while True:
+        if start_key:
+            args["ExclusiveStartKey"] = start_key
+        with translated(f"Scan of {location}"):
+            response = client.scan(**args)
+        start_key = response.get("LastEvaluatedKey")
+        yield response.get("Items", []), start_key
+        if not start_key:
+            return

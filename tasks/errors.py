@@ -1,0 +1,50 @@
+"""The project's exceptions.
+
+Every error the project raises on purpose derives from ``ReplicatorError``::
+
+    ReplicatorError
+    ├── ConfigurationError        settings or flags that cannot work together
+    ├── InvalidInputError         a location, key, record or file that is malformed
+    │   └── SchemaMismatchError   primary and replica (or backup and target) keys differ
+    ├── NotFoundError             a table, stream, bucket or object that does not exist
+    ├── PermanentError            the service refused the request and will refuse it again
+    └── TransientError            worth retrying: throttling, 5xx, timeouts, unreachable services
+        └── UnavailableError      an endpoint or Redis that cannot be reached at all
+
+botocore's error codes are translated in exactly one place, ``tasks.aws_errors``.
+Commands turn these into one line on stderr and an exit code (``commands.exits``).
+"""
+
+from __future__ import annotations
+
+
+class ReplicatorError(Exception):
+    """Base class of every error the project raises on purpose."""
+
+
+class ConfigurationError(ReplicatorError):
+    """Settings or flags that are wrong or cannot work together."""
+
+
+class InvalidInputError(ReplicatorError):
+    """A location, key, stream record or backup line that is malformed."""
+
+
+class SchemaMismatchError(InvalidInputError):
+    """Two tables (or a backup and a table) whose key schemas differ."""
+
+
+class NotFoundError(ReplicatorError):
+    """A table, stream, bucket or object that does not exist."""
+
+
+class PermanentError(ReplicatorError):
+    """The service rejected the request and would reject it again (validation, access)."""
+
+
+class TransientError(ReplicatorError):
+    """A failure that may go away when retried (throttling, 5xx, timeouts)."""
+
+
+class UnavailableError(TransientError):
+    """An endpoint or Redis that cannot be reached at all."""

@@ -1,0 +1,99 @@
+"""Fixtures: a Redis of the tests' own, moto in server mode, environment for every process."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+from tests.support import servers
+
+
+def _reset_process_caches() -> None:
+    from tasks import clients, config, dynamo, redis_conn
+
+    config.settings.cache_clear()
+    clients._forget_clients()
+    dynamo._describe.cache_clear()
+    redis_conn._forget()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[servers.Server]:
+    server = servers.start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[servers.Server]:
+    server = servers.start_moto()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def redis_url(redis_server: servers.Server) -> str:
+    return f"redis://127.0.0.1:{redis_server.port}/0"
+
+
+@pytest.fixture()
+def redis_client(redis_url: str) -> Iterator[redis_lib.Redis]:
+    client = redis_lib.Redis.from_url(redis_url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture()
+def moto_url(moto_server: servers.Server) -> str:
+    servers.reset_moto(moto_server.url)
+    return moto_server.url
+
+
+@pytest.fixture()
+def env(redis_url: str, moto_url: str, redis_client: redis_lib.Redis,
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment every process of a test shares (this one included)."""
+    values = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": moto_url,
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "CELERY_BROKER_URL": redis_url,
+        "CELERY_RESULT_BACKEND": redis_url,
+        "REPLICATOR_REDIS_URL": redis_url,
+        "REPLICATOR_BACKOFF_BASE": "0.01",
+        "REPLICATOR_TASK_BACKOFF_BASE": "0.2",
+        "REPLICATOR_TASK_BACKOFF_CAP": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    _reset_process_caches()
+    yield dict(os.environ)
+    _reset_process_caches()
+
+
+@pytest.fixture()
+def start_worker(env: dict[str, str], tmp_path: Path) -> Iterator[object]:
+    """Start `celery -A worker worker` processes; all are stopped after the test."""
+    started: list[servers.Worker] = []
+
+    def start(concurrency: int = 2, extra_env: dict[str, str] | None = None,
+              queues: str | None = None) -> servers.Worker:
+        worker = servers.start_worker({**env, **(extra_env or {})}, concurrency, queues, tmp_path,
+                                      name=f"w{len(started)}")
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

@@ -1,0 +1,163 @@
+"""Real servers for tests: Redis, moto in server mode, and Celery worker processes.
+
+Each is started on a free port of 127.0.0.1 and stopped when the test (or session) ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def start_redis(appendonly: bool = False, port: int | None = None, workdir: Path | None = None) -> Server:
+    port = port or free_port()
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="redis-"))
+    log = workdir / "redis.log"
+    args = [
+        shutil.which("redis-server") or "redis-server",
+        "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "yes" if appendonly else "no", "--dir", str(workdir),
+        "--logfile", str(log),
+    ]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: _port_open(port), 10, "redis-server")
+    return Server("redis", port, process, log, workdir)
+
+
+def start_moto() -> Server:
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="moto-"))
+    log = workdir / "moto.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    wait_until(lambda: _port_open(port), 30, "moto server")
+    return Server("moto", port, process, log, workdir)
+
+
+def reset_moto(url: str) -> None:
+    request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=10).read()
+
+
+@dataclass
+class Worker:
+    """A `celery -A worker worker` process (prefork pool)."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    env: Mapping[str, str]
+    children: list[int] = field(default_factory=list)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def pool_pids(self) -> list[int]:
+        """The pids of the worker's pool processes (children of the main process)."""
+        out = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
+            capture_output=True, text=True, check=False,
+        ).stdout
+        return [int(p) for p in out.split()]
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool)."""
+        pids = self.pool_pids()
+        for pid in [self.process.pid, *pids]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def start_worker(
+    env: Mapping[str, str],
+    concurrency: int = 2,
+    queues: str | None = None,
+    log_dir: Path | None = None,
+    name: str = "w",
+) -> Worker:
+    log_dir = log_dir or Path(tempfile.mkdtemp(prefix="worker-"))
+    log = log_dir / f"worker-{name}-{time.monotonic_ns()}.log"
+    args = [
+        sys.executable, "-m", "celery", "-A", "worker", "worker",
+        "--loglevel", "info", "--concurrency", str(concurrency), "--pool", "prefork",
+        "--without-gossip", "--without-mingle", "--hostname", f"{name}-{time.monotonic_ns()}@%h",
+    ]
+    if queues:
+        args += ["--queues", queues]
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
+    worker = Worker(process, log, env)
+    wait_until(
+        lambda: "ready" in worker.output() or process.poll() is not None, 60, "celery worker"
+    )
+    if process.poll() is not None:
+        raise RuntimeError(f"worker exited:\n{worker.output()}")
+    return worker

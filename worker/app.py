@@ -1,0 +1,13 @@
+"""The Celery app every process shares."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from worker import logging as _logging  # noqa: F401 - connects the setup_logging signal
+from worker.settings import CONFIG
+
+TASK_MODULES = ["tasks.replicate"]
+
+app = Celery("dynamodb-replicator", include=TASK_MODULES)
+app.conf.update(CONFIG)

@@ -1,0 +1,62 @@
+"""Celery's settings, read from the environment once.
+
+``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` point every process at Redis; both default
+to redis://127.0.0.1:6379/0. ``REPLICATOR_VISIBILITY_TIMEOUT`` (seconds) must stay above the
+longest task: a message not acknowledged within it is delivered again.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from tasks.config import DEFAULT_REDIS_URL
+
+REPLICATION_QUEUE = "replication"
+BULK_QUEUE = "bulk"
+QUEUES = (REPLICATION_QUEUE, BULK_QUEUE)
+
+# Latency-critical per-key work goes to "replication"; scans and dumps go to "bulk".
+ROUTES = {
+    "replicate": {"queue": REPLICATION_QUEUE},
+    "backup-record": {"queue": REPLICATION_QUEUE},
+    "diff-segment": {"queue": BULK_QUEUE},
+    "backup-segment": {"queue": BULK_QUEUE},
+    "backfill-segment": {"queue": BULK_QUEUE},
+    "restore-segment": {"queue": BULK_QUEUE},
+}
+
+
+def celery_config(env: Mapping[str, str]) -> dict[str, Any]:
+    broker = env.get("CELERY_BROKER_URL") or DEFAULT_REDIS_URL
+    visibility = int(env.get("REPLICATOR_VISIBILITY_TIMEOUT") or 3600)
+    return {
+        "broker_url": broker,
+        "result_backend": env.get("CELERY_RESULT_BACKEND") or broker,
+        "broker_transport_options": {"visibility_timeout": visibility},
+        "result_backend_transport_options": {"visibility_timeout": visibility},
+        "broker_connection_retry_on_startup": True,
+        "task_queues": [Queue(q, Exchange(q), routing_key=q) for q in QUEUES],
+        "task_default_queue": REPLICATION_QUEUE,
+        "task_routes": ROUTES,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        # A task is acknowledged only when it finished; a worker lost mid-task puts it back.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_track_started": True,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "result_expires": 24 * 3600,
+        "result_extended": True,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+    }
+
+
+CONFIG = celery_config(os.environ)
