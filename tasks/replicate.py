@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from tasks import logs
-from tasks.dynamo import Failure
-from tasks.errors import NotFoundError, PermanentError, InvalidInputError, TransientError
-from tasks.failures import settle
+from tasks.batches import run_batch
+from tasks.errors import TransientError
 from tasks.locations import parse_table
-from tasks.config import settings
-from tasks.sync import ReplicaSink, sync_keys
-from tasks.typed_json import canonical_json, from_wire, to_wire
+from tasks.sync import ReplicaSink
 from worker.app import app
-
-log = logs.get("replicate")
-PERMANENT = (NotFoundError, PermanentError, InvalidInputError)
 
 
 @app.task(
@@ -41,40 +33,9 @@ def replicate(
     attempt: int = 0,
 ) -> dict[str, int]:
     """Replicate ``keys`` (typed wire JSON) from ``primary`` to ``replica``."""
-    started = time.monotonic()
-    client_keys = [from_wire(k) for k in keys]
-    source, target = parse_table(primary), parse_table(replica)
-    try:
-        outcome = sync_keys(
-            source,
-            ReplicaSink(target),
-            client_keys,
-            created or (),
-            session,
-            settings().guard_max_rounds,
-        )
-        failed = outcome.failed
-        counts = outcome.counts()
-    except PERMANENT as exc:
-        failed = {canonical_json(k): Failure(str(exc), retryable=False) for k in client_keys}
-        counts = {"failed": len(failed)}
 
-    def retry(again: list[dict[str, Any]], countdown: float) -> None:
-        self.app.send_task(
-            "replicate",
-            args=(primary, replica, [to_wire(k) for k in again]),
-            kwargs={"attempt": attempt + 1},
-            countdown=countdown,
-        )
+    def send(args: tuple[Any, ...], kwargs: dict[str, Any], countdown: float) -> None:
+        self.app.send_task("replicate", args=args, kwargs=kwargs, countdown=countdown)
 
-    retried, dead = settle("replicate", primary, replica, failed, attempt, retry)
-    summary = {**counts, "keys": len(keys), "retried": retried, "dead_lettered": dead}
-    log.info(
-        "replicate",
-        task_id=self.request.id,
-        primary=primary,
-        replica=replica,
-        seconds=round(time.monotonic() - started, 3),
-        **summary,
-    )
-    return summary
+    return run_batch("replicate", primary, replica, lambda: ReplicaSink(parse_table(replica)),
+                     keys, created, session, attempt, send, self.request.id)

@@ -16,6 +16,7 @@ def _reset_process_caches() -> None:
     from tasks import clients, config, dynamo, redis_conn
 
     config.settings.cache_clear()
+    config._installed.clear()
     clients._forget_clients()
     dynamo._describe.cache_clear()
     redis_conn._forget()

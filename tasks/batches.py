@@ -1,0 +1,57 @@
+"""One message's worth of per-key work, shared by the replicate and backup-record tasks.
+
+Runs ``sync_keys`` for a batch, turns permanent errors into per-key failures, sends retryable
+failures again on their own (``tasks.failures``) and logs one summary line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tasks import logs
+from tasks.config import settings
+from tasks.dynamo import Failure
+from tasks.errors import InvalidInputError, NotFoundError, PermanentError
+from tasks.failures import settle
+from tasks.locations import parse_table
+from tasks.sync import Sink, sync_keys
+from tasks.typed_json import canonical_json, from_wire, to_wire
+
+log = logs.get("tasks")
+PERMANENT = (NotFoundError, PermanentError, InvalidInputError)
+Send = Callable[[tuple[Any, ...], dict[str, Any], float], None]
+
+
+def run_batch(
+    kind: str,
+    primary: str,
+    target: str,
+    sink: Callable[[], Sink],
+    keys: list[dict[str, Any]],
+    created: list[float] | None,
+    session: str | None,
+    attempt: int,
+    send: Send,
+    task_id: str | None = None,
+) -> dict[str, int]:
+    """Make ``target`` match ``primary`` for ``keys`` (wire form); returns the counts."""
+    started = time.monotonic()
+    client_keys = [from_wire(k) for k in keys]
+    try:
+        outcome = sync_keys(parse_table(primary), sink(), client_keys, created or (), session,
+                            settings().guard_max_rounds)
+        failed, counts = outcome.failed, outcome.counts()
+    except PERMANENT as exc:
+        failed = {canonical_json(k): Failure(str(exc), retryable=False) for k in client_keys}
+        counts = {"failed": len(failed)}
+
+    def retry(again: list[dict[str, Any]], countdown: float) -> None:
+        send((primary, target, [to_wire(k) for k in again]), {"attempt": attempt + 1}, countdown)
+
+    retried, dead = settle(kind, primary, target, failed, attempt, retry)
+    summary = {**counts, "keys": len(keys), "retried": retried, "dead_lettered": dead}
+    log.info(kind, task_id=task_id, primary=primary, target=target,
+             seconds=round(time.monotonic() - started, 3), **summary)
+    return summary
