@@ -1,0 +1,53 @@
+"""The job record's contract, on the in-process store (the Redis one has the same tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tasks.errors import PermanentError, TransientError
+from tasks.jobs import DONE, FAILED, RUNNING, JobStore, MemoryJobStore, Page, run_segment
+
+
+def pages(n: int, fail_at: int | None = None, exc: Exception | None = None) -> Any:
+    """Work of n pages counting one item each; resumes after the checkpointed page."""
+
+    def work(checkpoint: Any) -> Iterator[Page]:
+        for page in range((checkpoint or 0), n):
+            if page == fail_at and exc is not None:
+                raise exc
+            yield Page({"scanned": 1}, page + 1, [f"r{page}"])
+
+    return work
+
+
+def contract(store: JobStore) -> None:
+    job = store.create("test", 2, {"primary": "p"})
+    assert store.load(job.id).params == {"primary": "p"}
+
+    with pytest.raises(TransientError):
+        run_segment(store, job, 0, pages(5, fail_at=3, exc=TransientError("throttled")))
+    state = store.snapshot(job.id).segments[0]
+    assert (state.status, state.counts, state.checkpoint) == (RUNNING, {"scanned": 3}, 3)
+
+    assert run_segment(store, job, 0, pages(5)) == {"scanned": 5}
+    assert store.records(job.id, 0) == [f"r{i}" for i in range(5)]
+    assert store.records(job.id, 4) == ["r4"]
+    assert run_segment(store, job, 0, pages(5)) == {"scanned": 5}  # redelivered when done
+
+    with pytest.raises(PermanentError):
+        run_segment(store, job, 1, pages(5, fail_at=0, exc=PermanentError("denied")))
+    snapshot = store.snapshot(job.id)
+    assert [s.status for s in snapshot.segments] == [DONE, FAILED]
+    assert snapshot.failures() == {1: "denied"}
+    assert snapshot.totals == {"scanned": 5}
+    assert snapshot.segments[0].deliveries == 3
+
+    store.cancel(job.id)
+    assert store.start(job.id, 1) is None
+
+
+def test_memory_store_contract() -> None:
+    contract(MemoryJobStore())
