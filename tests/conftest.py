@@ -98,3 +98,12 @@ def start_worker(env: dict[str, str], tmp_path: Path) -> Iterator[object]:
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture()
+def fault_proxy(moto_url: str) -> Iterator[object]:
+    """A fault-injecting proxy (tests/support/faultproxy.py) in front of this test's moto."""
+    from tests.support.faultproxy import FaultProxy  # noqa: PLC0415
+
+    with FaultProxy(moto_url) as proxy:
+        yield proxy
