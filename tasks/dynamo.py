@@ -284,3 +284,33 @@ def scan_pages(
         yield response.get("Items", []), start_key
         if not start_key:
             return
+
+
+# -- creating tables (restore) -----------------------------------------------------------------
+
+
+def create_table(location: TableLocation, side: str, key_schema: KeySchema) -> None:
+    """Create an on-demand table with this key schema and wait until it is active."""
+    client = clients.dynamodb(location, side)
+    attributes = [{"AttributeName": a.name, "AttributeType": a.type} for a in key_schema.attributes]
+    keys = [{"AttributeName": key_schema.hash_key.name, "KeyType": "HASH"}]
+    if key_schema.range_key:
+        keys.append({"AttributeName": key_schema.range_key.name, "KeyType": "RANGE"})
+    with translated(f"CreateTable {location}"):
+        client.create_table(
+            TableName=location.table, KeySchema=keys,  # type: ignore[arg-type]
+            AttributeDefinitions=attributes,  # type: ignore[arg-type]
+            BillingMode="PAY_PER_REQUEST",
+        )
+        client.get_waiter("table_exists").wait(
+            TableName=location.table, WaiterConfig={"Delay": 1, "MaxAttempts": 300}
+        )
+    _describe.cache_clear()
+
+
+def exists(location: TableLocation, side: str) -> bool:
+    try:
+        describe(location, side)
+    except NotFoundError:
+        return False
+    return True

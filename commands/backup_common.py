@@ -1,0 +1,62 @@
+"""What the backup and restore commands share: running a bulk job and reporting its end."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import click
+
+from commands.bulk import BulkSpec, Outcome, execute, plan
+from commands.exits import FAILURE, OK
+from tasks.backup_segments import TASK_FOR_KIND, run_here
+
+
+def run_job(
+    kind: str,
+    params: Mapping[str, Any],
+    options: Mapping[str, Any],
+    on_record: Callable[[str], None],
+    rate_field: str,
+) -> Outcome:
+    """Run a backup/restore job's segments as the segment options say; wait for the end."""
+    chosen = plan(options.get("segment"), options.get("segments"))
+    spec = BulkSpec(
+        kind=kind,
+        task=TASK_FOR_KIND[kind],
+        params=params,
+        run_here=run_here,
+        on_record=on_record,
+        rate_field=rate_field,
+    )
+    return execute(
+        chosen, spec, options.get("pickup_timeout", 5.0), options.get("progress_interval", 10.0)
+    )
+
+
+def print_failed_key(record: str) -> None:
+    """Print a failed-key record as ``[failed] KEY reason``."""
+    data = json.loads(record)
+    if "failed" not in data:
+        return
+    key = json.dumps(data["failed"], separators=(",", ":"), sort_keys=True)
+    click.echo(f"[failed] {key} {data['reason']}")
+
+
+def finish(outcome: Outcome, extra: Mapping[str, Any] | None = None) -> None:
+    """Print the JSON summary; exit 3 when a segment or a key failed, else 0."""
+    for segment, error in sorted(outcome.failures.items()):
+        click.echo(f"error: segment {segment} failed: {error}", err=True)
+    summary = {
+        "job": outcome.job.id,
+        "segments": outcome.segments,
+        **(extra or {}),
+        **outcome.totals,
+        "failed_segments": len(outcome.failures),
+        "seconds": round(outcome.seconds, 3),
+    }
+    click.echo(json.dumps(summary, sort_keys=True))
+    failed = outcome.failures or outcome.totals.get("failed", 0)
+    sys.exit(FAILURE if failed else OK)

@@ -1,0 +1,34 @@
+"""`incremental-backfill TABLE S3URL`: every item of TABLE to its incremental backup object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from commands.backup_common import finish, print_failed_key, run_job
+from commands.bulk import segment_options
+from commands.exits import handle_errors
+from commands.options import common_options, setup
+from tasks import dynamo, s3store
+from tasks.locations import parse_s3, parse_table
+
+
+@click.command()
+@click.argument("table")
+@click.argument("s3url")
+@segment_options
+@common_options
+@handle_errors
+def main(table: str, s3url: str, **params: Any) -> None:
+    """Write every item of TABLE to S3URL/TABLE/ID (s3://bucket/prefix)."""
+    options = {
+        k: params.pop(k) for k in ("segment", "segments", "pickup_timeout", "progress_interval")
+    }
+    setup(params)
+    location, destination = parse_table(table), parse_s3(s3url)
+    dynamo.describe(location, "primary")
+    s3store.check_bucket(destination.bucket)
+    job = {"table": str(location), "s3url": str(destination)}
+    outcome = run_job("incremental-backfill", job, options, print_failed_key, rate_field="scanned")
+    finish(outcome)

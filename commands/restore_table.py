@@ -1,0 +1,160 @@
+"""`restore-table S3URL TABLE`: from backup files, or as at a time from an incremental backup.
+
+* ``restore-table s3://bucket/prefix/JOBID TABLE``: a backup-table job folder (segmented);
+* ``restore-table s3://bucket/key TABLE``: one snapshot (or segment) object;
+* ``restore-table s3://bucket/prefix/SRCTABLE TABLE --at TIME [--key KEY | --keys FILE]``:
+  every key (or those keys) as it was at TIME, from a versioned incremental backup.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TextIO
+
+import click
+
+from commands.backup_common import finish, print_failed_key, run_job
+from commands.bulk import segment_options
+from commands.exits import FAILURE, OK, handle_errors
+from commands.options import common_options, setup
+from tasks import dynamo, s3store
+from tasks.backup_format import SCHEMA_METADATA, schema_metadata
+from tasks.errors import InvalidInputError
+from tasks.locations import S3Location, TableLocation, parse_s3, parse_table
+from tasks.restore import SIDE, TableWriter, find_source, prepare_target
+from tasks.restore_pit import parse_at, restore_keys_at
+from tasks.snapshot import recorded_schema
+from tasks.typed_json import Item, parse_key
+
+SEGMENT_OPTIONS = ("segment", "segments", "pickup_timeout", "progress_interval")
+
+
+@click.command()
+@click.argument("s3url")
+@click.argument("table")
+@click.option(
+    "--at",
+    "at",
+    help="Restore as at this time (ISO 8601 or epoch ms); needs a versioned incremental backup.",
+)
+@click.option("--key", "key", help="With --at: only this key (JSON, plain or typed).")
+@click.option(
+    "--keys",
+    "keys_file",
+    type=click.File("r"),
+    help="With --at: only the keys in this file (one JSON key a line; - for stdin).",
+)
+@click.option(
+    "--create", is_flag=True, help="Create TABLE with the backup's key schema if missing."
+)
+@click.option("--rate", type=click.IntRange(min=1), help="At most this many items per second.")
+@segment_options
+@common_options
+@handle_errors
+def main(
+    s3url: str,
+    table: str,
+    *,
+    at: str | None,
+    key: str | None,
+    keys_file: TextIO | None,
+    create: bool,
+    rate: int | None,
+    **params: Any,
+) -> None:
+    """Restore TABLE from the backup at S3URL."""
+    options = {k: params.pop(k) for k in SEGMENT_OPTIONS}
+    setup(params)
+    source, target = parse_s3(s3url), parse_table(table)
+    if (key or keys_file) and not at:
+        raise InvalidInputError("--key and --keys restore a point in time: give --at TIME too")
+    if at:
+        _restore_at(
+            source,
+            target,
+            at=at,
+            key=key,
+            keys_file=keys_file,
+            create=create,
+            rate=rate,
+            options=options,
+        )
+    else:
+        _restore_files(source, target, create, rate, options)
+
+
+def _restore_files(
+    source: S3Location,
+    target: TableLocation,
+    create: bool,
+    rate: int | None,
+    options: dict[str, Any],
+) -> None:
+    backup = find_source(source)
+    prepare_target(target, backup.schema, create)
+    recorded = schema_metadata(backup.schema)[SCHEMA_METADATA] if backup.schema else None
+    job = {
+        "source": str(source),
+        "target": str(target),
+        "files": list(backup.files),
+        "rate": rate or 0,
+        "schema": recorded,
+    }
+    finish(
+        run_job("restore-table", job, options, print_failed_key, rate_field="restored"),
+        {"files": len(backup.files)},
+    )
+
+
+def _restore_at(
+    source: S3Location,
+    target: TableLocation,
+    *,
+    at: str,
+    key: str | None,
+    keys_file: TextIO | None,
+    create: bool,
+    rate: int | None,
+    options: dict[str, Any],
+) -> None:
+    moment = parse_at(at)
+    s3store.require_versioning(source.bucket)
+    existed = dynamo.exists(target, SIDE)
+    prepare_target(target, recorded_schema(source) if create and not existed else None, create)
+    if key or keys_file:
+        _restore_some_at(
+            source, target, at=moment.isoformat(), key=key, keys_file=keys_file, rate=rate
+        )
+        return
+    job = {
+        "source": str(source),
+        "target": str(target),
+        "at": moment.isoformat(),
+        "rate": rate or 0,
+        "delete_absent": existed,
+    }
+    finish(
+        run_job("restore-table-at", job, options, print_failed_key, rate_field="objects"),
+        {"at": moment.isoformat()},
+    )
+
+
+def _restore_some_at(
+    source: S3Location,
+    target: TableLocation,
+    *,
+    at: str,
+    key: str | None,
+    keys_file: TextIO | None,
+    rate: int | None,
+) -> None:
+    schema = dynamo.schema(target, SIDE)
+    keys: list[Item] = [parse_key(key, schema)] if key else []
+    if keys_file:
+        keys += [parse_key(line, schema) for line in keys_file if line.strip()]
+    writer = TableWriter(target, rate or 0)
+    totals = restore_keys_at(source, writer, schema, keys, parse_at(at))
+    for failed, reason in writer.failed.items():
+        click.echo(f"[failed] {failed} {reason}")
+    click.echo(json.dumps({"at": at, "keys": len(keys), **totals}, sort_keys=True))
+    raise SystemExit(FAILURE if totals.get("failed") else OK)

@@ -1,0 +1,73 @@
+"""Celery tasks: one segment of a bulk backup or restore job (the job record is in Redis).
+
+``backup-segment`` (backup-table), ``backfill-segment`` (incremental-backfill) and
+``restore-segment`` (restore-table from files, or point in time) all take the job id and the
+segment number; the job's kind and parameters say what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tasks.backup_table import backup_work
+from tasks.errors import TransientError
+from tasks.incremental_backfill import backfill_work
+from tasks.jobs import Job, JobStore, RedisJobStore, Work, run_segment
+from tasks.redis_conn import connection
+from tasks.restore import restore_files_work
+from tasks.restore_pit import pit_work
+from worker.app import app
+
+WORK: dict[str, Callable[[Mapping[str, Any], int, int], Work]] = {
+    "backup-table": backup_work,
+    "incremental-backfill": backfill_work,
+    "restore-table": restore_files_work,
+    "restore-table-at": pit_work,
+}
+TASK_FOR_KIND = {
+    "backup-table": "backup-segment",
+    "incremental-backfill": "backfill-segment",
+    "restore-table": "restore-segment",
+    "restore-table-at": "restore-segment",
+}
+
+
+def run_here(store: JobStore, job: Job, segment: int) -> dict[str, int]:
+    """Run one segment of a backup or restore job in this process."""
+    work = WORK[job.kind](job.params, segment, job.segments)
+    return run_segment(store, job, segment, work)
+
+
+def _run(job_id: str, segment: int) -> dict[str, int]:
+    store = RedisJobStore(connection())
+    return run_here(store, store.load(job_id), segment)
+
+
+_OPTIONS: dict[str, Any] = {
+    "autoretry_for": (TransientError,),
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 10,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+}
+
+
+@app.task(name="backup-segment", **_OPTIONS)  # type: ignore[untyped-decorator]
+def backup_segment(job_id: str, segment: int) -> dict[str, int]:
+    """One segment of a backup-table job."""
+    return _run(job_id, segment)
+
+
+@app.task(name="backfill-segment", **_OPTIONS)  # type: ignore[untyped-decorator]
+def backfill_segment(job_id: str, segment: int) -> dict[str, int]:
+    """One segment of an incremental-backfill job."""
+    return _run(job_id, segment)
+
+
+@app.task(name="restore-segment", **_OPTIONS)  # type: ignore[untyped-decorator]
+def restore_segment(job_id: str, segment: int) -> dict[str, int]:
+    """One segment of a restore-table job."""
+    return _run(job_id, segment)

@@ -1,0 +1,140 @@
+"""Point-in-time restore from a versioned incremental backup (``s3://bucket/prefix/TABLE``).
+
+Every key is put as it was at time T; a key that did not exist at T (deleted by then, or created
+later) is deleted from the target, unless the target was just created. Whole-table restores are
+split by the first hex digit(s) of the object IDs: segment I of N lists only its own shards, and
+its checkpoint is (shard, last object name), so a redelivered segment resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from tasks import s3store
+from tasks.errors import InvalidInputError
+from tasks.incremental_history import ObjectState, object_name, read_version, state_at, states_at
+from tasks.jobs import Page, Work
+from tasks.locations import S3Location, parse_s3, parse_table
+from tasks.restore import (
+    PAGE_ITEMS,
+    TableWriter,
+    check_schema,
+    failure_records,
+    fitting_key,
+    segment_rate,
+)
+from tasks.typed_json import Item, KeySchema
+
+THREADS = 16
+HEX = "0123456789abcdef"
+
+
+def parse_at(text: str) -> datetime:
+    """A time given as ISO 8601 (UTC when no offset) or epoch milliseconds."""
+    value = text.strip()
+    if value.isdigit():
+        return datetime.fromtimestamp(int(value) // 1000, UTC).replace(
+            microsecond=int(value) % 1000 * 1000
+        )
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"invalid time {text!r}: expected ISO 8601 (2026-11-27T10:00:00Z) or epoch milliseconds"
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def shards(segment: int, segments: int) -> list[str]:
+    """The ID prefixes segment I of N restores: one hex digit (N <= 16) or two."""
+    names = list(HEX) if segments <= 16 else [f"{i:02x}" for i in range(256)]
+    return [name for i, name in enumerate(names) if i % segments == segment]
+
+
+def restore_keys_at(
+    folder: S3Location, writer: TableWriter, schema: KeySchema, keys: Iterable[Item], at: datetime
+) -> dict[str, int]:
+    """Restore some keys as they were at ``at`` (``--key`` / ``--keys``)."""
+    s3store.require_versioning(folder.bucket)
+    totals: dict[str, int] = {}
+    for key in keys:
+        name = object_name(folder, key)
+        versions = [v for v in s3store.list_versions(folder.bucket, name) if v.key == name]
+        current = state_at(versions, at)
+        if current is not None and not current.deleted:
+            item = read_version(current, folder.bucket)
+            fitting_key(item, schema, f"s3://{folder.bucket}/{name}")
+            writer.put(item)
+        else:
+            writer.delete(key)
+        totals = _add(totals, writer.flush())
+    return totals
+
+
+def _add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}}
+
+
+def pit_work(params: Mapping[str, Any], segment: int, segments: int) -> Work:
+    """Segment ``segment`` of a whole-table point-in-time restore, for ``run_segment``."""
+    folder, target = parse_s3(params["source"]), parse_table(params["target"])
+    at = parse_at(params["at"])
+    delete_absent = bool(params.get("delete_absent", True))
+    mine = shards(segment, segments)
+    rate = segment_rate(int(params.get("rate") or 0), segments)
+
+    def work(checkpoint: Any) -> Iterator[Page]:
+        schema = check_schema(None, target)
+        start, after = (checkpoint or {}).get("shard", 0), (checkpoint or {}).get("after", "")
+        writer = TableWriter(target, rate)
+        for number in range(start, len(mine)):
+            states = states_at(folder, at, mine[number], after if number == start else "")
+            for chunk in _chunks(states, PAGE_ITEMS):
+                counts = _apply(folder, writer, schema, chunk, delete_absent)
+                checkpoint = {"shard": number, "after": chunk[-1].name}
+                yield Page(counts, checkpoint, failure_records(writer))
+
+    return work
+
+
+def _chunks(states: Iterator[ObjectState], size: int) -> Iterator[list[ObjectState]]:
+    chunk: list[ObjectState] = []
+    for state in states:
+        chunk.append(state)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _apply(
+    folder: S3Location,
+    writer: TableWriter,
+    schema: KeySchema,
+    chunk: list[ObjectState],
+    delete_absent: bool,
+) -> dict[str, int]:
+    """Read the chunk's versions (in parallel) and write them; counts of this chunk."""
+    wanted = [s for s in chunk if s.live or (delete_absent and s.any_version)]
+
+    def read(state: ObjectState) -> Item:
+        version = state.live or state.any_version
+        assert version is not None
+        return read_version(version, folder.bucket)
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        items = list(pool.map(read, wanted))
+    totals: dict[str, int] = {"objects": len(chunk)}
+    for state, item in zip(wanted, items, strict=True):
+        key = fitting_key(item, schema, f"s3://{folder.bucket}/{state.name}")
+        if state.live:
+            writer.put(item)
+        else:
+            writer.delete(key)
+        if writer.buffered >= 100:
+            totals = _add(totals, writer.flush())
+    return _add(totals, writer.flush())
