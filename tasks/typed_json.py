@@ -191,7 +191,7 @@ def parse_key(text: str, schema: KeySchema) -> Item:
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"KEY is not valid JSON: {exc.msg} (at {exc.pos})") from exc
     if not isinstance(raw, dict) or not raw:
-        raise InvalidInputError("KEY must be a JSON object such as {\"id\":\"abc\"}")
+        raise InvalidInputError('KEY must be a JSON object such as {"id":"abc"}')
     if not _is_typed(raw):
         raw = _typed_from_plain(raw, schema)
     return from_wire(validate_key(raw, schema))
@@ -210,3 +210,27 @@ def _typed_from_plain(raw: Mapping[str, Any], schema: KeySchema) -> Item:
             raise InvalidInputError(f"KEY attribute {name!r} must be a string or a number")
         typed[name] = {kind: value}
     return typed
+
+
+def _canonical_value(value: Mapping[str, Any]) -> Any:
+    """A JSON-able form of a typed value, identical exactly when DynamoDB calls them equal."""
+    ((tag, inner),) = value.items()
+    if tag == "N":
+        return ["N", str(_number(inner).normalize())]
+    if tag == "B":
+        return ["B", _b64(_unb64(inner))]
+    if tag in ("SS", "NS", "BS"):
+        return [tag, sorted(_canonical_value({tag[0]: v})[1] for v in inner)]
+    if tag == "M":
+        return ["M", {k: _canonical_value(v) for k, v in inner.items()}]
+    if tag == "L":
+        return ["L", [_canonical_value(v) for v in inner]]
+    return [tag, inner]
+
+
+def item_digest(item: Mapping[str, Any], ignore: Iterable[str] = ()) -> str:
+    """A short hash of an item: equal digests exactly when ``items_equal`` (same ``ignore``)."""
+    skip = set(ignore)
+    body = {k: _canonical_value(v) for k, v in item.items() if k not in skip}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()

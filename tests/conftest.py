@@ -107,3 +107,39 @@ def fault_proxy(moto_url: str) -> Iterator[object]:
 
     with FaultProxy(moto_url) as proxy:
         yield proxy
+
+
+@pytest.fixture(scope="session")
+def dynalite_server() -> Iterator[servers.Server]:
+    """dynalite (npm; `npm install` at the repo root), a second DynamoDB implementation."""
+    import subprocess  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    binary = servers.ROOT / "node_modules" / ".bin" / "dynalite"
+    if not binary.exists():
+        pytest.skip("dynalite is not installed: run `npm install` at the repository root")
+    port = servers.free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="dynalite-"))
+    log = workdir / "dynalite.log"
+    args = [str(binary), "--port", str(port), "--createTableMs", "0", "--deleteTableMs", "0",
+            "--updateTableMs", "0"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+    servers.wait_until(lambda: servers._port_open(port), 30, "dynalite")
+    server = servers.Server("dynalite", port, process, log, workdir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["moto", "dynalite"])
+def ddb_url(request: pytest.FixtureRequest, env: dict[str, str]) -> str:
+    """A DynamoDB endpoint with no tables: moto's (reset by `env`) or dynalite's (emptied)."""
+    if request.param == "moto":
+        return str(request.getfixturevalue("moto_url"))
+    from tests.support.tables import client  # noqa: PLC0415
+
+    url: str = request.getfixturevalue("dynalite_server").url
+    ddb = client(url)
+    for name in ddb.list_tables()["TableNames"]:
+        ddb.delete_table(TableName=name)
+    return url
