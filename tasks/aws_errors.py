@@ -18,6 +18,8 @@ from botocore.exceptions import (
 
 from tasks.errors import (
     ConfigurationError,
+    ExpiredIteratorError,
+    TrimmedDataError,
     InvalidInputError,
     NotFoundError,
     PermanentError,
@@ -40,7 +42,6 @@ THROTTLING_CODES = frozenset(
 NOT_FOUND_CODES = frozenset(
     {"ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "NotFound", "404"}
 )
-STREAM_POSITION_CODES = frozenset({"ExpiredIteratorException", "TrimmedDataAccessException"})
 ACCESS_CODES = frozenset(
     {"AccessDeniedException", "AccessDenied", "UnrecognizedClientException", "InvalidAccessKeyId"}
 )
@@ -82,6 +83,10 @@ def _map_client_error(exc: ClientError, what: str) -> ReplicatorError:
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     if code in THROTTLING_CODES:
         return TransientError(f"{what}: throttled ({code})")
+    if code == "ExpiredIteratorException":
+        return ExpiredIteratorError(f"{what}: {message}")
+    if code == "TrimmedDataAccessException":
+        return TrimmedDataError(f"{what}: {message}")
     if code in NOT_FOUND_CODES or status == 404:
         return NotFoundError(f"{what}: not found ({message})")
     if code in ACCESS_CODES or status == 403:

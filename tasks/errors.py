@@ -48,3 +48,15 @@ class TransientError(ReplicatorError):
 
 class UnavailableError(TransientError):
     """An endpoint or Redis that cannot be reached at all."""
+
+
+class StreamPositionError(TransientError):
+    """A shard iterator that cannot be used any more; re-acquire it from the checkpoint."""
+
+
+class ExpiredIteratorError(StreamPositionError):
+    """The shard iterator is older than the service keeps iterators (15 minutes on AWS)."""
+
+
+class TrimmedDataError(StreamPositionError):
+    """The checkpoint is older than the stream's retention: the records in between are gone."""

@@ -101,6 +101,24 @@ def start_worker(env: dict[str, str], tmp_path: Path) -> Iterator[object]:
 
 
 @pytest.fixture()
+def start_producer(env: dict[str, str], tmp_path: Path) -> Iterator[object]:
+    """Start `python -m producer ARGS` subprocesses; all are stopped after the test."""
+    import sys
+
+    started: list[servers.Command] = []
+
+    def start(*args: str, extra_env: dict[str, str] | None = None) -> servers.Command:
+        command = servers.start_command([sys.executable, "-m", "producer", *args],
+                                        {**env, **(extra_env or {})}, tmp_path, "producer")
+        started.append(command)
+        return command
+
+    yield start
+    for command in started:
+        command.kill()
+
+
+@pytest.fixture()
 def fault_proxy(moto_url: str) -> Iterator[object]:
     """A fault-injecting proxy (tests/support/faultproxy.py) in front of this test's moto."""
     from tests.support.faultproxy import FaultProxy  # noqa: PLC0415

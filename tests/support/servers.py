@@ -161,3 +161,32 @@ def start_worker(
     if process.poll() is not None:
         raise RuntimeError(f"worker exited:\n{worker.output()}")
     return worker
+
+
+@dataclass
+class Command:
+    """A command of the project running as a subprocess (the producer, say)."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def terminate(self, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+
+
+def start_command(args: list[str], env: Mapping[str, str], log_dir: Path, name: str) -> Command:
+    log = log_dir / f"{name}-{time.monotonic_ns()}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, cwd=ROOT, env=dict(env), stdout=out,
+                                   stderr=subprocess.STDOUT)
+    return Command(process, log)

@@ -53,3 +53,21 @@ def scan_all(endpoint: str, name: str) -> dict[str, dict[str, Any]]:
 def normalized_table(endpoint: str, name: str) -> dict[str, Any]:
     return {k: {a: normalized(v) for a, v in item.items()}
             for k, item in scan_all(endpoint, name).items()}
+
+
+def stream_record_count(endpoint: str, name: str) -> int:
+    """How many records the table's stream holds (read from the trim horizon)."""
+    arn = client(endpoint).describe_table(TableName=name)["Table"]["LatestStreamArn"]
+    streams = client(endpoint, "dynamodbstreams")
+    total = 0
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            total += len(page["Records"])
+            if not page["Records"]:
+                break
+            iterator = page.get("NextShardIterator")
+    return total

@@ -1,0 +1,94 @@
+"""Stream records, turned into small frozen dataclasses at the producer's edge.
+
+Two sources: DynamoDB Streams (boto3's ``get_records`` output, binary as bytes, the creation time
+a datetime) and Kinesis records whose ``Data`` is the JSON that "Kinesis Data Streams for
+DynamoDB" writes (binary as base64, the creation time in epoch milliseconds or microseconds).
+A Kinesis record holding only ``{"Keys": ...}`` (or ``{"dynamodb": {"Keys": ...}}``) is accepted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tasks.errors import InvalidInputError
+from tasks.typed_json import Item, from_wire
+
+TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+
+
+class MalformedRecordError(InvalidInputError):
+    """A stream record that cannot be used (logged, counted and skipped)."""
+
+
+@dataclass(frozen=True)
+class ChangeRecord:
+    keys: Item  # client form (binary as bytes)
+    event_name: str  # INSERT, MODIFY, REMOVE (or "" for keys-only records)
+    created: float  # epoch seconds; 0.0 when the record carries no time
+    sequence: str
+    ttl_delete: bool
+
+
+def _epoch(value: Any) -> float:
+    """Creation time as epoch seconds, from a datetime or a number in s, ms or µs."""
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if value is None:
+        return 0.0
+    number = float(value)
+    if number > 1e14:  # microseconds
+        return number / 1e6
+    if number > 1e11:  # milliseconds
+        return number / 1e3
+    return number
+
+
+def _is_ttl_delete(raw: Mapping[str, Any]) -> bool:
+    identity = raw.get("userIdentity") or {}
+    return (
+        raw.get("eventName") == "REMOVE"
+        and identity.get("type") == "Service"
+        and identity.get("principalId") == TTL_PRINCIPAL
+    )
+
+
+def _build(raw: Mapping[str, Any], sequence: str, keys: Any, fallback_time: Any) -> ChangeRecord:
+    if not isinstance(keys, Mapping) or not keys:
+        raise MalformedRecordError(f"stream record {sequence} has no Keys")
+    body = raw.get("dynamodb") or {}
+    try:
+        created = _epoch(body.get("ApproximateCreationDateTime", fallback_time))
+        return ChangeRecord(
+            keys=from_wire(keys),
+            event_name=str(raw.get("eventName") or ""),
+            created=created,
+            sequence=sequence,
+            ttl_delete=_is_ttl_delete(raw),
+        )
+    except (InvalidInputError, TypeError, ValueError) as exc:
+        raise MalformedRecordError(f"stream record {sequence}: {exc}") from exc
+
+
+def from_dynamodb_stream(raw: Mapping[str, Any]) -> ChangeRecord:
+    body = raw.get("dynamodb")
+    if not isinstance(body, Mapping):
+        raise MalformedRecordError(f"stream record without a dynamodb body: {str(raw)[:120]}")
+    sequence = str(body.get("SequenceNumber", ""))
+    return _build(raw, sequence, body.get("Keys"), None)
+
+
+def from_kinesis(raw: Mapping[str, Any]) -> ChangeRecord:
+    sequence = str(raw.get("SequenceNumber", ""))
+    try:
+        data = json.loads(raw["Data"])
+    except (KeyError, ValueError, TypeError) as exc:
+        raise MalformedRecordError(f"Kinesis record {sequence} is not JSON") from exc
+    if not isinstance(data, dict):
+        raise MalformedRecordError(f"Kinesis record {sequence} is not a JSON object")
+    body = data.get("dynamodb") if isinstance(data.get("dynamodb"), dict) else {}
+    keys = body.get("Keys", data.get("Keys"))
+    return _build(data, sequence, keys, raw.get("ApproximateArrivalTimestamp"))

@@ -1,0 +1,23 @@
+"""Points in time given by users: ISO 8601 or epoch milliseconds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from tasks.errors import InvalidInputError
+
+
+def parse_time(text: str) -> float:
+    """Epoch seconds from ``2026-11-27T10:00:00Z`` (UTC when no offset) or ``1764237600000`` (ms)."""
+    value = text.strip()
+    if value.isdigit():
+        return int(value) / 1000
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"invalid time {text!r}: expected ISO 8601 (2026-11-27T10:00:00Z) or epoch milliseconds"
+        ) from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

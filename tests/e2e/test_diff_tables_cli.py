@@ -1,0 +1,102 @@
+"""`diff-tables` as a user runs it: a subprocess, and click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from commands import diff_tables
+from tests.integration.test_diff_tables import known_difference
+from tests.support.servers import ROOT
+from tests.support.tables import create_table
+
+DIFF_TABLES = str(ROOT / ".venv" / "bin" / "diff-tables")
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DIFF_TABLES, *args], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_reports_tags_summary_and_report_file(env: dict[str, str], ddb_url: str,
+                                              tmp_path: Path) -> None:
+    primary, replica = known_difference(ddb_url)
+    report = tmp_path / "report.jsonl"
+
+    done = run(env, primary, replica, "--report", str(report))
+
+    assert done.returncode == 1, done.stderr
+    lines = done.stdout.splitlines()
+    assert sorted(lines[:3]) == [
+        '[different] {"h":{"S":"h1"},"r":{"S":"r2"}}',
+        '[extraneous] {"h":{"S":"h1"},"r":{"S":"r3"}}',
+        '[missing] {"h":{"S":"h1"},"r":{"S":"r1"}}',
+    ]
+    assert lines[3] == "[discrepancies] 3"
+    summary = json.loads(lines[4])
+    assert (summary["missing"], summary["extraneous"], summary["different"]) == (1, 1, 1)
+    assert summary["compared"] == 4 and summary["mode"] == "local"
+    assert "[progress]" in done.stderr and "Traceback" not in done.stderr
+    entries = [json.loads(line) for line in report.read_text().splitlines()]
+    assert {(e["kind"], e["key"]["r"]["S"], e["primary"], e["replica"]) for e in entries} == {
+        ("missing", "r1", "present", "absent"),
+        ("different", "r2", "present", "present"),
+        ("extraneous", "r3", "absent", "present"),
+    }
+
+
+def test_repair_exits_0_and_a_rerun_finds_nothing(env: dict[str, str], ddb_url: str) -> None:
+    primary, replica = known_difference(ddb_url)
+
+    repaired = run(env, primary, replica, "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert json.loads(repaired.stdout.splitlines()[-1])["repaired"] == {
+        "missing": 1, "extraneous": 1, "different": 1}
+
+    again = run(env, primary, replica)
+    assert again.returncode == 0
+    assert again.stdout.splitlines()[0] == "[discrepancies] 0"
+
+
+def test_bad_input_is_one_line_and_exit_2(env: dict[str, str], moto_url: str) -> None:
+    create_table(moto_url, "primary", ("id", "S"))
+    create_table(moto_url, "other", ("pk", "S"))
+    primary = f"{moto_url}/primary"
+    cases: list[tuple[list[str], str]] = [
+        (["nowhere", primary], "invalid table location"),
+        ([primary, f"{moto_url}/missing-table"], "does not exist"),
+        ([primary, f"{moto_url}/other"], "key schemas differ"),
+        ([primary, primary, "--segment", "1"], "needs --segments"),
+        ([primary, primary, "--segment", "4", "--segments", "4"], "between 0 and 3"),
+        ([primary, primary, "--segments", "0"], "at least 1"),
+        ([primary, primary, "--segments", "-3"], "at least 1"),
+    ]
+    runner = CliRunner()
+    for args, message in cases:
+        result = runner.invoke(diff_tables.main, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output and "Traceback" not in result.output, args
+
+
+def test_fan_out_without_a_reachable_broker_exits_3(env: dict[str, str], moto_url: str) -> None:
+    create_table(moto_url, "primary")
+    dead = "redis://127.0.0.1:1/0"
+    done = run({**env, "REPLICATOR_REDIS_URL": dead, "CELERY_BROKER_URL": dead},
+               f"{moto_url}/primary", f"{moto_url}/primary", "--segments", "2")
+    assert done.returncode == 3
+    assert "unreachable" in done.stderr and "--segment I --segments N" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_fan_out_with_no_worker_exits_3(env: dict[str, str], moto_url: str) -> None:
+    create_table(moto_url, "primary")
+    done = run(env, f"{moto_url}/primary", f"{moto_url}/primary", "--segments", "2",
+               "--pickup-timeout", "1")
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "no worker" in done.stderr and "--segment I --segments N" in done.stderr
+
+
