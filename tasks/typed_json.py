@@ -216,7 +216,7 @@ def _canonical_value(value: Mapping[str, Any]) -> Any:
     """A JSON-able form of a typed value, identical exactly when DynamoDB calls them equal."""
     ((tag, inner),) = value.items()
     if tag == "N":
-        return ["N", str(_number(inner).normalize())]
+        return ["N", str(_number(inner).normalize(_NUMBERS))]
     if tag == "B":
         return ["B", _b64(_unb64(inner))]
     if tag in ("SS", "NS", "BS"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from click.testing import CliRunner
 
@@ -18,12 +17,14 @@ DIFF_TABLES = str(ROOT / ".venv" / "bin" / "diff-tables")
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([DIFF_TABLES, *args], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [DIFF_TABLES, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
-def test_reports_tags_summary_and_report_file(env: dict[str, str], ddb_url: str,
-                                              tmp_path: Path) -> None:
+def test_reports_tags_summary_and_report_file(
+    env: dict[str, str], ddb_url: str, tmp_path: Path
+) -> None:
     primary, replica = known_difference(ddb_url)
     report = tmp_path / "report.jsonl"
 
@@ -55,7 +56,10 @@ def test_repair_exits_0_and_a_rerun_finds_nothing(env: dict[str, str], ddb_url: 
     repaired = run(env, primary, replica, "--repair")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert json.loads(repaired.stdout.splitlines()[-1])["repaired"] == {
-        "missing": 1, "extraneous": 1, "different": 1}
+        "missing": 1,
+        "extraneous": 1,
+        "different": 1,
+    }
 
     again = run(env, primary, replica)
     assert again.returncode == 0
@@ -85,8 +89,13 @@ def test_bad_input_is_one_line_and_exit_2(env: dict[str, str], moto_url: str) ->
 def test_fan_out_without_a_reachable_broker_exits_3(env: dict[str, str], moto_url: str) -> None:
     create_table(moto_url, "primary")
     dead = "redis://127.0.0.1:1/0"
-    done = run({**env, "REPLICATOR_REDIS_URL": dead, "CELERY_BROKER_URL": dead},
-               f"{moto_url}/primary", f"{moto_url}/primary", "--segments", "2")
+    done = run(
+        {**env, "REPLICATOR_REDIS_URL": dead, "CELERY_BROKER_URL": dead},
+        f"{moto_url}/primary",
+        f"{moto_url}/primary",
+        "--segments",
+        "2",
+    )
     assert done.returncode == 3
     assert "unreachable" in done.stderr and "--segment I --segments N" in done.stderr
     assert "Traceback" not in done.stderr
@@ -94,9 +103,14 @@ def test_fan_out_without_a_reachable_broker_exits_3(env: dict[str, str], moto_ur
 
 def test_fan_out_with_no_worker_exits_3(env: dict[str, str], moto_url: str) -> None:
     create_table(moto_url, "primary")
-    done = run(env, f"{moto_url}/primary", f"{moto_url}/primary", "--segments", "2",
-               "--pickup-timeout", "1")
+    done = run(
+        env,
+        f"{moto_url}/primary",
+        f"{moto_url}/primary",
+        "--segments",
+        "2",
+        "--pickup-timeout",
+        "1",
+    )
     assert done.returncode == 3, done.stdout + done.stderr
     assert "no worker" in done.stderr and "--segment I --segments N" in done.stderr
-
-

@@ -12,6 +12,8 @@ from typing import Any
 
 from tasks.diff import DiffOptions, segment_diff
 from tasks.jobs import MemoryJobStore, run_segment
+from tests.integration.test_sync import EVERY_TYPE
+from tests.support.faultproxy import Rule
 from tests.support.tables import client, create_table, normalized_table
 
 H = "h1"
@@ -127,3 +129,65 @@ def test_one_segment_of_ten_finds_some_but_not_all(env: dict[str, str], ddb_url:
 
     assert 0 < totals["missing"] < 1000
     assert totals["missing"] == len(records) == totals["scanned"]
+
+
+def test_throttled_and_unprocessed_repair_writes_are_retried(
+    env: dict[str, str], moto_url: str, fault_proxy: Any
+) -> None:
+    known_difference(moto_url)
+    throttle = fault_proxy.add_rule(Rule("BatchWriteItem", "throttle", table="replica", first=3))
+    unprocessed = fault_proxy.add_rule(
+        Rule("BatchWriteItem", "unprocessed", table="replica", first=2)
+    )
+    primary, replica = f"{fault_proxy.url}/primary", f"{fault_proxy.url}/replica"
+
+    totals, _ = diff(primary, replica, segments=1, repair=True)
+
+    assert throttle.fired == 3 and unprocessed.fired >= 1
+    assert totals.get("repair_failed", 0) == 0
+    assert totals["repaired_missing"] + totals["repaired_different"] == 2
+    assert normalized_table(moto_url, "replica") == normalized_table(moto_url, "primary")
+
+
+def test_reads_per_key_compared_stay_near_two(
+    env: dict[str, str], moto_url: str, fault_proxy: Any
+) -> None:
+    create_table(moto_url, "primary")
+    create_table(moto_url, "replica")
+    fill(moto_url, "primary", 600)
+    fill(moto_url, "replica", 600)
+    fill(moto_url, "replica", 10, start=100, value="changed")  # 10 different
+    primary, replica = f"{fault_proxy.url}/primary", f"{fault_proxy.url}/replica"
+
+    totals, records = diff(primary, replica, segments=4, page_size=50)
+
+    assert len(records) == totals["different"] == 10 and totals["compared"] == 600
+    point_reads = sum(fault_proxy.keys_count("BatchGetItem", t) for t in ("primary", "replica"))
+    assert point_reads == 20  # the 10 candidates, confirmed on both sides
+    assert totals["reads"] == totals["scanned"] + point_reads == 1220
+    assert totals["reads"] / totals["compared"] <= 2.2
+
+
+def test_every_dynamodb_type_is_compared_correctly(env: dict[str, str], ddb_url: str) -> None:
+    create_table(ddb_url, "primary")
+    create_table(ddb_url, "replica")
+    ddb = client(ddb_url)
+    same = {**EVERY_TYPE, "id": {"S": "same"}}
+    variant = {
+        **same,
+        "ns": {"NS": ["-3", "2.50", "1.0"]},
+        "ss": {"SS": ["c", "a", "b"]},
+        "bs": {"BS": [b"\x01", b"\x00"]},
+    }
+    changed = {**EVERY_TYPE, "id": {"S": "changed"}}
+    ddb.put_item(TableName="primary", Item=same)
+    ddb.put_item(TableName="replica", Item=variant)
+    ddb.put_item(TableName="primary", Item=changed)
+    ddb.put_item(TableName="replica", Item={**changed, "bs": {"BS": [b"\x00", b"\x03"]}})
+
+    totals, records = diff(f"{ddb_url}/primary", f"{ddb_url}/replica", segments=2)
+
+    assert [(r["kind"], r["key"], r["attributes"]) for r in records] == [
+        ("different", {"id": {"S": "changed"}}, ["bs"])
+    ]
+    assert totals["compared"] == 2
