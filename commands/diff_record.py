@@ -1,0 +1,61 @@
+"""`diff-record PRIMARY REPLICA KEY`: show one item on both sides, ✔ when equal, ✘ when not.
+
+Both sides are read with strongly consistent reads. Exit 0 when they agree (both present and
+equal, or both absent), 1 when they differ, 2 for bad input, 3 for failures.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from commands.exits import DIFFERENT, OK, handle_errors
+from commands.options import common_options, setup
+from tasks import dynamo
+from tasks.diff_match import PAIR, differing_attributes, judge
+from tasks.locations import parse_table
+from tasks.typed_json import Item, items_equal, parse_key, to_wire
+
+
+def show(item: Item | None) -> str:
+    if item is None:
+        return "(absent)"
+    return json.dumps(to_wire(item), sort_keys=True, indent=2, ensure_ascii=False)
+
+
+@click.command()
+@click.argument("primary")
+@click.argument("replica")
+@click.argument("key")
+@click.option(
+    "--ignore-attribute",
+    "ignore",
+    multiple=True,
+    metavar="NAME",
+    help="An attribute that differs by design (repeatable).",
+)
+@common_options
+@handle_errors
+def main(primary: str, replica: str, key: str, ignore: tuple[str, ...], **params: Any) -> None:
+    """Compare the item with KEY ({"id":"abc"} or {"id":{"S":"abc"}}) on both tables."""
+    setup(params)
+    left, right = parse_table(primary), parse_table(replica)
+    item_key = parse_key(key, dynamo.same_schema(left, right))
+    items = (
+        dynamo.get_item(left, "primary", item_key),
+        dynamo.get_item(right, "replica", item_key),
+    )
+    click.echo(f"primary {left}:\n{show(items[0])}")
+    click.echo(f"replica {right}:\n{show(items[1])}")
+    if items_equal(*items, ignore=ignore):
+        click.echo("✔ the items are equal")
+        sys.exit(OK)
+    kind = judge(PAIR, *items, ignore)
+    detail = ""
+    if items[0] is not None and items[1] is not None:
+        detail = ": " + ", ".join(differing_attributes(items[0], items[1], ignore))
+    click.echo(f"✘ {kind}{detail}")
+    sys.exit(DIFFERENT)

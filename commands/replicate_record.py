@@ -1,0 +1,42 @@
+"""`replicate-record PRIMARY REPLICA KEY`: make the replica's item match the primary's now.
+
+A strongly consistent read of the primary, then a put (the item exists) or a delete (it does
+not) on the replica, through the same code and stale-write guard as the replicate task.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from commands.exits import FAILURE, OK, handle_errors
+from commands.options import common_options, setup
+from tasks import dynamo
+from tasks.locations import parse_table
+from tasks.sync import ReplicaSink, sync_keys
+from tasks.typed_json import parse_key, to_wire
+
+
+@click.command()
+@click.argument("primary")
+@click.argument("replica")
+@click.argument("key")
+@common_options
+@handle_errors
+def main(primary: str, replica: str, key: str, **params: Any) -> None:
+    """Copy the item with KEY ({"id":"abc"} or {"id":{"S":"abc"}}) from PRIMARY to REPLICA."""
+    setup(params)
+    left, right = parse_table(primary), parse_table(replica)
+    item_key = parse_key(key, dynamo.same_schema(left, right))
+    outcome = sync_keys(left, ReplicaSink(right), [item_key])  # type: ignore[arg-type]
+    shown = json.dumps(to_wire(item_key), sort_keys=True, separators=(",", ":"))
+    if outcome.failed:
+        (failure,) = outcome.failed.values()
+        click.echo(f"error: {shown} was not replicated: {failure.reason}", err=True)
+        sys.exit(FAILURE)
+    action = "put" if outcome.puts else "deleted"
+    click.echo(f"[{action}] {shown}")
+    sys.exit(OK)
