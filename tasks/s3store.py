@@ -20,6 +20,7 @@ from tasks.locations import S3Location
 
 PART_SIZE = 8 * 1024 * 1024  # S3 takes parts of 5 MiB and more (the last one may be smaller)
 READ_CHUNK = 1024 * 1024
+LIST_PAGE_SIZE = 1000  # S3's own maximum; tests lower it to exercise pagination
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,11 @@ def list_versions(bucket: str, prefix: str, after: str = "") -> Iterator[Version
     within one second (S3's resolution) the entry S3 flags as latest comes first.
     """
     paginator = clients.s3().get_paginator("list_object_versions")
-    args: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    args: dict[str, Any] = {
+        "Bucket": bucket,
+        "Prefix": prefix,
+        "PaginationConfig": {"PageSize": LIST_PAGE_SIZE},
+    }
     if after:
         args["KeyMarker"] = after
     pending: list[Version] = []

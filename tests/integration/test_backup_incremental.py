@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tasks import s3store
 from tasks.incremental import S3Sink, legacy_ids
+from tasks.incremental_history import history
 from tasks.locations import parse_s3, parse_table
 from tasks.sync import sync_keys
 from tasks.typed_json import key_id
@@ -183,3 +185,31 @@ def test_bad_input_gets_one_clear_line(env: dict[str, str], moto_url: str) -> No
     assert bad_key.returncode == 2 and "key schema" in bad_key.stderr
     for result in (unversioned, missing, bad_url, bad_key):
         assert "Traceback" not in result.stderr
+
+
+def test_history_follows_every_page_of_the_listing(
+    env: dict[str, str], moto_url: str, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(s3store, "LIST_PAGE_SIZE", 2)
+    create_table(moto_url, "primary")
+    make_bucket(moto_url)
+    ddb = client(moto_url)
+    for other in ("x", "y"):
+        ddb.put_item(TableName="primary", Item={"id": {"S": other}})
+        _backup(moto_url, [{"id": {"S": other}}])
+    for value in range(5):
+        ddb.put_item(TableName="primary", Item={"id": {"S": "k"}, "v": {"N": str(value)}})
+        _backup(moto_url, [{"id": {"S": "k"}}])
+    ddb.delete_item(TableName="primary", Key={"id": {"S": "k"}})
+    _backup(moto_url, [{"id": {"S": "k"}}])
+
+    entries = list(history(parse_s3("s3://backups/inc/primary"), {"id": {"S": "k"}}))
+
+    assert [e.item["v"]["N"] if e.item else None for e in entries] == [
+        "0",
+        "1",
+        "2",
+        "3",
+        "4",
+        None,
+    ]
