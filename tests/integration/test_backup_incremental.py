@@ -8,10 +8,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tasks import s3store
+from tasks.dynamo import Failure
 from tasks.incremental import S3Sink, legacy_ids
 from tasks.incremental_history import history
 from tasks.locations import parse_s3, parse_table
@@ -213,3 +216,41 @@ def test_history_follows_every_page_of_the_listing(
         "4",
         None,
     ]
+
+
+class HeldS3Sink(S3Sink):
+    """The incremental backup, except that the first write waits until the test lets it go."""
+
+    reached: threading.Event
+    go: threading.Event
+    writes: int = 0
+
+    def write(self, present: Sequence[Any], absent: Sequence[Any]) -> dict[str, Failure]:
+        self.writes += 1
+        if self.writes == 1:
+            self.reached.set()
+            assert self.go.wait(20)
+        return super().write(present, absent)
+
+
+def test_an_older_read_written_late_does_not_stay(env: dict[str, str], moto_url: str) -> None:
+    create_table(moto_url, "primary")
+    s3, ddb = make_bucket(moto_url), client(moto_url)
+    key = {"id": {"S": "contended"}}
+    ddb.put_item(TableName="primary", Item={**key, "v": {"S": "old"}})
+    held = HeldS3Sink(parse_s3("s3://backups/inc"), "primary")
+    held.reached, held.go = threading.Event(), threading.Event()
+    primary = parse_table(f"{moto_url}/primary")
+    task_a = threading.Thread(target=sync_keys, args=(primary, held, [key]))
+    task_a.start()
+    assert held.reached.wait(20)  # A has read "old" and is about to write it
+
+    ddb.put_item(TableName="primary", Item={**key, "v": {"S": "new"}})
+    _backup(moto_url, [key])  # task B reads "new" and writes it first
+    held.go.set()  # A's older write lands now
+    task_a.join(20)
+
+    name = f"inc/primary/{key_id(key)}"
+    body = json.loads(s3.get_object(Bucket="backups", Key=name)["Body"].read())
+    assert body["v"] == {"S": "new"}
+    assert stored_versions(s3, "backups", name)[-1]["v"] == {"S": "new"}
