@@ -263,13 +263,14 @@ class Reporter:
         if sys.stderr.isatty():
             self._bar = Progress(
                 TextColumn("{task.description}"),
-                BarColumn(),
+                BarColumn(bar_width=24),
                 TimeElapsedColumn(),
+                TextColumn("{task.fields[line]}"),
                 console=Console(stderr=True),
             )
             self._bar.start()
             total = spec.estimate or segments
-            self._task = self._bar.add_task(spec.kind, total=total)
+            self._task = self._bar.add_task(spec.kind, total=total, line="")
 
     def line(self, snapshot: Snapshot) -> str:
         totals = snapshot.totals
@@ -287,7 +288,7 @@ class Reporter:
                 if self._spec.estimate
                 else snapshot.count("done", "failed")
             )
-            self._bar.update(self._task, completed=done, description=self.line(snapshot))
+            self._bar.update(self._task, completed=done, line=self.line(snapshot))
             return
         finished = all(s.finished for s in snapshot.segments)
         if finished or time.monotonic() - self._last >= self._interval:

@@ -9,7 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from commands import diff_tables
-from tests.integration.test_diff_tables import known_difference
+from tests.integration.test_diff_tables import fill, known_difference
 from tests.support.servers import ROOT
 from tests.support.tables import create_table
 
@@ -114,3 +114,21 @@ def test_fan_out_with_no_worker_exits_3(env: dict[str, str], moto_url: str) -> N
     )
     assert done.returncode == 3, done.stdout + done.stderr
     assert "no worker" in done.stderr and "--segment I --segments N" in done.stderr
+
+
+def test_one_segment_here_and_no_broker_needed(env: dict[str, str], moto_url: str) -> None:
+    create_table(moto_url, "primary")
+    create_table(moto_url, "replica")
+    fill(moto_url, "primary", 1000)
+    dead = "redis://127.0.0.1:1/0"
+    no_redis = {**env, "REPLICATOR_REDIS_URL": dead, "CELERY_BROKER_URL": dead}
+    args = (f"{moto_url}/primary", f"{moto_url}/replica")
+
+    one = run(no_redis, *args, "--segment", "3", "--segments", "10")
+    every = run(no_redis, *args)
+
+    assert one.returncode == every.returncode == 1, one.stderr + every.stderr
+    part, whole = json.loads(one.stdout.splitlines()[-1]), json.loads(every.stdout.splitlines()[-1])
+    assert (part["mode"], part["segment"], whole["mode"]) == ("one", 3, "local")
+    assert 0 < part["missing"] < 1000 and whole["missing"] == 1000
+    assert one.stdout.count("[missing] ") == part["missing"]
