@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
+
 from tasks.batches import run_batch
 from tasks.errors import TransientError
 from tasks.locations import parse_table
@@ -15,7 +17,7 @@ from worker.app import app
     name="replicate",
     bind=True,
     ignore_result=True,
-    autoretry_for=(TransientError,),
+    autoretry_for=(TransientError, redis.ConnectionError, redis.TimeoutError),
     retry_backoff=True,
     retry_backoff_max=60,
     retry_jitter=True,
