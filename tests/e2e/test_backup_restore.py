@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,26 @@ def test_segmented_backup_over_workers_then_segmented_restore(
     assert restore.returncode == 0, restore.stderr
     assert json.loads(restore.stdout.splitlines()[-1])["restored"] == 1000
     assert_same(moto_url, env, "primary", "restored")
+
+    backfill = run(
+        env, "incremental-backfill", f"{moto_url}/primary", "s3://backups/inc", "--segments", "2"
+    )
+    assert backfill.returncode == 0, backfill.stderr
+    assert json.loads(backfill.stdout.splitlines()[-1])["put"] == 1000
+    now = datetime.now(UTC).isoformat()
+    at = run(
+        env,
+        "restore-table",
+        "s3://backups/inc/primary",
+        f"{moto_url}/at-now",
+        "--at",
+        now,
+        "--create",
+        "--segments",
+        "2",
+    )
+    assert at.returncode == 0, at.stderr
+    assert_same(moto_url, env, "primary", "at-now")
 
 
 def test_incremental_backfill_snapshot_and_restore_in_process(
