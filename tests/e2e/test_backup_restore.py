@@ -190,6 +190,13 @@ def test_bad_backups_fail_clearly_and_never_write_a_partial_item(
         for name in ("truncated", "untyped", "corrupt")
     }
     mismatch = run(env, "restore-table", "s3://backups/bad/untyped", f"{moto_url}/other")
+    s3.put_object(
+        Bucket="backups",
+        Key="dumps/j/0",
+        Body=gzip.compress(good),
+        Metadata={"key-schema": '[["id","S"]]'},
+    )
+    recorded = run(env, "restore-table", "s3://backups/dumps/j", f"{moto_url}/other")
     nothing = run(env, "restore-table", "s3://backups/none", target)
     bad_url = run(env, "restore-table", "s3:/backups", target)
 
@@ -198,10 +205,11 @@ def test_bad_backups_fail_clearly_and_never_write_a_partial_item(
     assert "corrupt gzip" in results["corrupt"].stderr
     assert all(r.returncode == 3 for r in results.values())
     assert mismatch.returncode == 3 and "does not fit" in mismatch.stderr
+    assert recorded.returncode == 2 and "the backup's key schema is id (S)" in recorded.stderr
     assert nothing.returncode == 2 and "no backup at s3://backups/none" in nothing.stderr
     assert bad_url.returncode == 2 and "invalid S3 location" in bad_url.stderr
     # complete lines before the bad one may be written; the bad item never is
     assert set(normalized_table(moto_url, "target")) <= {'{"id":{"S":"good"}}'}
     assert normalized_table(moto_url, "other") == {}
-    for result in [*results.values(), mismatch, nothing, bad_url]:
+    for result in [*results.values(), mismatch, recorded, nothing, bad_url]:
         assert "Traceback" not in result.stderr
