@@ -1,4 +1,4 @@
-"""restore-table --at TIME from a versioned incremental backup: three times, three tables."""
+"""Incremental backups end to end: the producer's --backup, and restore-table --at TIME."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Any
 from tasks.incremental import S3Sink
 from tasks.locations import parse_s3, parse_table
 from tasks.sync import sync_keys
+from tasks.typed_json import key_id
 from tests.integration.test_backup_incremental import make_bucket, run
+from tests.support.servers import wait_until
 from tests.support.tables import client, create_table, scan_all
 
 
@@ -139,3 +141,65 @@ def test_point_in_time_needs_a_versioned_bucket_and_a_fitting_target(
     assert bad_time.returncode == 2 and "invalid time" in bad_time.stderr
     assert key_alone.returncode == 2 and "--at" in key_alone.stderr
     assert scan_all(moto_url, "target") == {}
+
+
+def test_producer_backup_writes_each_change_as_one_version(
+    env: dict[str, str], moto_url: str, start_worker: Any, start_producer: Any
+) -> None:
+    create_table(moto_url, "primary", stream="KEYS_ONLY")
+    s3, ddb = make_bucket(moto_url), client(moto_url)
+    start_worker(concurrency=2)
+    start_producer("--primary", f"{moto_url}/primary", "--backup", "s3://backups/inc")
+    steps = [
+        ("ins", "1"),
+        ("mod", "1"),
+        ("mod", "2"),
+        ("gone", "1"),
+        ("gone", "2"),
+        ("gone", None),
+        ("mix", "1"),
+        ("mix", None),
+        ("mix", "2"),
+        ("mix", "3"),
+    ]
+
+    def current(key: str) -> str | None:
+        name = f"inc/primary/{key_id({'id': {'S': key}})}"
+        try:
+            body = s3.get_object(Bucket="backups", Key=name)["Body"].read()
+        except s3.exceptions.NoSuchKey:
+            return None
+        return str(json.loads(body)["v"]["S"])
+
+    for key, value in steps:  # each change is backed up before the next one is made
+        if value is None:
+            ddb.delete_item(TableName="primary", Key={"id": {"S": key}})
+        else:
+            ddb.put_item(TableName="primary", Item={"id": {"S": key}, "v": {"S": value}})
+        wait_until(lambda k=key, v=value: current(k) == v, 60, f"{key} backed up as {value}")
+
+    def versions(key: str) -> list[str | None]:
+        name = f"inc/primary/{key_id({'id': {'S': key}})}"
+        listing = s3.list_object_versions(Bucket="backups", Prefix=name)
+        stored = [
+            json.loads(
+                s3.get_object(Bucket="backups", Key=name, VersionId=v["VersionId"])["Body"].read()
+            )["v"]["S"]
+            for v in reversed(listing["Versions"])
+        ]
+        return [*stored, *[None] * len(listing.get("DeleteMarkers", []))]
+
+    assert versions("ins") == ["1"]
+    assert versions("mod") == ["1", "2"]
+    assert versions("gone") == ["1", "2", None]
+    assert sorted(versions("mix"), key=str) == sorted(["1", "2", "3", None], key=str)
+    history = run(
+        env,
+        "incremental-record-history",
+        f"{moto_url}/primary",
+        "s3://backups/inc",
+        '{"id":"mix"}',
+        "--json",
+    )
+    shown = [json.loads(line) for line in history.stdout.splitlines()]
+    assert len(shown) == 4 and shown[-1]["item"]["v"] == {"S": "3"}
