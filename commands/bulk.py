@@ -145,7 +145,7 @@ def execute(
                 chosen.wanted,
                 spec,
                 reporter,
-                pickup=_pickup_check(store, job, pickup_timeout),
+                watchdog=Watchdog(store, job, pickup_timeout),
             )
         else:
             store = MemoryJobStore()
@@ -200,26 +200,51 @@ def _fan_out(chosen: Plan, spec: BulkSpec) -> tuple[JobStore, Job]:
     return store, job
 
 
-def _pickup_check(store: JobStore, job: Job, timeout: float) -> Callable[[Snapshot, float], None]:
-    """Give up (exit 3) when nothing was picked up in time and no worker consumes the queue."""
-    checked = False
+STALL_SECONDS = 30.0
 
-    def check(snapshot: Snapshot, elapsed: float) -> None:
-        nonlocal checked
-        if checked or snapshot.picked_up or elapsed < timeout:
+
+class Watchdog:
+    """Gives up (exit 3) when no worker consumes the queue while the job waits or stalls.
+
+    Checked when nothing was picked up within ``pickup_timeout`` seconds, and again whenever the
+    counters have not moved for ``STALL_SECONDS`` (every worker died, say). The job is cancelled
+    first, so segments queued or running stop.
+    """
+
+    def __init__(self, store: JobStore, job: Job, pickup_timeout: float) -> None:
+        self._store, self._job, self._timeout = store, job, pickup_timeout
+        self._started = self._moved = time.monotonic()
+        self._seen: tuple[object, ...] = ()
+        self._waiting_said = False
+
+    def __call__(self, snapshot: Snapshot) -> None:
+        now = time.monotonic()
+        seen = (snapshot.totals, [(s.status, s.deliveries) for s in snapshot.segments])
+        if seen != self._seen:
+            self._seen, self._moved = seen, now
+        if not snapshot.picked_up:
+            due = now - self._started >= self._timeout and not self._waiting_said
+        else:
+            due = now - self._moved >= max(STALL_SECONDS, self._timeout)
+        if not due:
             return
-        checked = True
-        if _bulk_consumers() == 0:
-            store.cancel(job.id)
-            raise UnavailableError(
-                f"no worker picked up any of the {job.segments} segment tasks within "
-                f"{timeout:g}s: no worker consumes the '{BULK_QUEUE}' queue. Start one with "
-                f"`celery -A worker worker -Q {BULK_QUEUE}`, or run segments in this process "
-                "with --segment I --segments N (or without segment options)"
-            )
-        click.echo("[progress] segments queued; waiting for a free worker", err=True)
-
-    return check
+        self._moved = now
+        if _bulk_consumers():
+            if not snapshot.picked_up:
+                self._waiting_said = True
+                click.echo("[progress] segments queued; waiting for a free worker", err=True)
+            return
+        self._store.cancel(self._job.id)
+        what = (
+            f"no worker picked up any of the segment tasks within {self._timeout:g}s"
+            if not snapshot.picked_up
+            else f"the job made no progress for {max(STALL_SECONDS, self._timeout):g}s"
+        )
+        raise UnavailableError(
+            f"{what}: no worker consumes the '{BULK_QUEUE}' queue (job {self._job.id} cancelled). "
+            f"Start one with `celery -A worker worker -Q {BULK_QUEUE}`, or run segments in this "
+            "process with --segment I --segments N (or without segment options)"
+        )
 
 
 def _bulk_consumers() -> int:
@@ -234,10 +259,13 @@ def _watch(
     spec: BulkSpec,
     reporter: Reporter,
     *,
-    pickup: Callable[[Snapshot, float], None] | None = None,
+    watchdog: Callable[[Snapshot], None] | None = None,
 ) -> Snapshot:
-    """Poll the job until the wanted segments finished; drain records as they come."""
-    started, cursor = time.monotonic(), 0
+    """Poll the job until the wanted segments finished; drain records as they come.
+
+    Ctrl-C cancels the job: its segments stop after the page in hand.
+    """
+    cursor = 0
     while True:
         snapshot = store.snapshot(job.id)
         records = store.records(job.id, cursor)
@@ -248,9 +276,14 @@ def _watch(
         reporter.update(mine)
         if all(s.finished for s in mine.segments):
             return snapshot
-        if pickup:
-            pickup(snapshot, time.monotonic() - started)
-        time.sleep(POLL_SECONDS)
+        if watchdog:
+            watchdog(snapshot)
+        try:
+            time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            store.cancel(job.id)
+            click.echo(f"[progress] interrupted: job {job.id} cancelled", err=True)
+            raise
 
 
 class Reporter:

@@ -104,8 +104,8 @@ class JobStore(Protocol):
     def start(self, job_id: str, segment: int) -> SegmentState | None:
         """Mark a delivery of the segment; its state, or None when the job was cancelled."""
 
-    def advance(self, job_id: str, segment: int, page: Page) -> None:
-        """Atomically add counts, store the checkpoint and append records."""
+    def advance(self, job_id: str, segment: int, page: Page) -> bool:
+        """Atomically add counts, store the checkpoint and append records; False if cancelled."""
 
     def finish(self, job_id: str, segment: int, error: str = "") -> None:
         """Mark the segment done (or failed, with the reason)."""
@@ -133,7 +133,8 @@ def run_segment(
 ) -> dict[str, int]:
     """Run ``work(checkpoint)`` for one segment, recording each page; returns the segment counts.
 
-    A segment already done returns its counts without working again (a redelivered message).
+    A segment already done returns its counts without working again (a redelivered message);
+    a cancelled job's segment stops after the page in hand.
     Transient errors propagate with the segment left running (the caller retries; the next
     delivery resumes from the checkpoint); any other error marks the segment failed.
     """
@@ -145,10 +146,12 @@ def run_segment(
     counts: Counter[str] = Counter(state.counts)
     try:
         for page in work(state.checkpoint):
-            store.advance(job.id, segment, page)
+            going_on = store.advance(job.id, segment, page)
             counts.update(page.counts)
             if on_progress:
                 on_progress(dict(counts))
+            if not going_on:  # the job was cancelled: stop after this page, leave it unfinished
+                return dict(counts)
     except TransientError:
         raise
     except Exception as exc:
@@ -211,7 +214,7 @@ class RedisJobStore:
             self._redis.hset(name, "status", RUNNING)
         return self._state(job_id, segment)
 
-    def advance(self, job_id: str, segment: int, page: Page) -> None:
+    def advance(self, job_id: str, segment: int, page: Page) -> bool:
         name = self._seg(job_id, segment)
         pipe = self._redis.pipeline(transaction=True)
         for counter, n in page.counts.items():
@@ -222,7 +225,8 @@ class RedisJobStore:
             pipe.rpush(f"{self._job(job_id)}:records", *page.records)
             pipe.expire(f"{self._job(job_id)}:records", JOB_TTL)
         pipe.expire(name, JOB_TTL)
-        pipe.execute()
+        pipe.hget(self._job(job_id), "cancelled")
+        return not pipe.execute()[-1]
 
     def finish(self, job_id: str, segment: int, error: str = "") -> None:
         mapping: dict[str | bytes, str | bytes] = (
@@ -305,12 +309,13 @@ class MemoryJobStore:
                 state.status = RUNNING
             return _copy(state)
 
-    def advance(self, job_id: str, segment: int, page: Page) -> None:
+    def advance(self, job_id: str, segment: int, page: Page) -> bool:
         with self._lock:
             state = self._segments[job_id][segment]
             state.counts = dict(Counter(state.counts) + Counter(page.counts))
             state.checkpoint = json.loads(json.dumps(page.checkpoint))
             self._records[job_id].extend(page.records)
+            return job_id not in self._cancelled
 
     def finish(self, job_id: str, segment: int, error: str = "") -> None:
         with self._lock:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from commands import bulk
 from commands.bulk import LOCAL_SEGMENTS, plan
-from tasks.errors import InvalidInputError
+from tasks.errors import InvalidInputError, UnavailableError
+from tasks.jobs import MemoryJobStore
 
 
 def test_no_options_run_every_segment_here() -> None:
@@ -36,3 +40,23 @@ def test_one_segment_runs_here() -> None:
 def test_bad_segment_options(segment: int | None, segments: int | None, message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         plan(segment, segments)
+
+
+def test_watchdog_gives_up_when_a_started_job_stalls_without_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = MemoryJobStore()
+    job = store.create("test", 2, {})
+    store.start(job.id, 0)
+    monkeypatch.setattr(bulk, "STALL_SECONDS", 0.0)
+    consumers = [1]
+    monkeypatch.setattr(bulk, "_bulk_consumers", lambda: consumers[0])
+    watchdog = bulk.Watchdog(store, job, pickup_timeout=0.5)
+    watchdog(store.snapshot(job.id))  # first sight: progress "moved"
+    time.sleep(0.6)
+    watchdog(store.snapshot(job.id))  # stalled, but a worker consumes the queue: keep waiting
+    consumers[0] = 0
+    time.sleep(0.6)
+    with pytest.raises(UnavailableError, match="made no progress"):
+        watchdog(store.snapshot(job.id))
+    assert store.snapshot(job.id).cancelled

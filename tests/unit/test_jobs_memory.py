@@ -48,6 +48,17 @@ def contract(store: JobStore) -> None:
     store.cancel(job.id)
     assert store.start(job.id, 1) is None
 
+    other = store.create("test", 1, {})
+
+    def cancelled_mid_way(checkpoint: Any) -> Iterator[Page]:
+        for page in range(5):
+            if page == 2:
+                store.cancel(other.id)
+            yield Page({"scanned": 1}, page + 1)
+
+    assert run_segment(store, other, 0, cancelled_mid_way) == {"scanned": 3}
+    assert store.snapshot(other.id).segments[0].status == RUNNING
+
 
 def test_memory_store_contract() -> None:
     contract(MemoryJobStore())
