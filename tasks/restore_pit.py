@@ -19,7 +19,7 @@ from tasks.incremental_history import ObjectState, object_name, read_version, st
 from tasks.jobs import Page, Work
 from tasks.locations import S3Location, parse_s3, parse_table
 from tasks.restore import (
-    PAGE_ITEMS,
+    WRITE_CHUNK,
     TableWriter,
     check_schema,
     failure_records,
@@ -29,6 +29,7 @@ from tasks.restore import (
 from tasks.typed_json import Item, KeySchema
 
 THREADS = 16
+OBJECTS_PER_PAGE = 100  # versions read and held at once (items may be up to 400 KB each)
 HEX = "0123456789abcdef"
 
 
@@ -70,8 +71,9 @@ def restore_keys_at(
             writer.put(item)
         else:
             writer.delete(key)
-        totals = _add(totals, writer.flush())
-    return totals
+        if writer.buffered >= WRITE_CHUNK:
+            totals = _add(totals, writer.flush())
+    return _add(totals, writer.flush())
 
 
 def _add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
@@ -92,7 +94,7 @@ def pit_work(params: Mapping[str, Any], segment: int, segments: int) -> Work:
         writer = TableWriter(target, rate)
         for number in range(start, len(mine)):
             states = states_at(folder, at, mine[number], after if number == start else "")
-            for chunk in _chunks(states, PAGE_ITEMS):
+            for chunk in _chunks(states, OBJECTS_PER_PAGE):
                 counts = _apply(folder, writer, schema, chunk, delete_absent)
                 checkpoint = {"shard": number, "after": chunk[-1].name}
                 yield Page(counts, checkpoint, failure_records(writer))
@@ -135,6 +137,4 @@ def _apply(
             writer.put(item)
         else:
             writer.delete(key)
-        if writer.buffered >= 100:
-            totals = _add(totals, writer.flush())
     return _add(totals, writer.flush())
