@@ -139,8 +139,8 @@ def dynalite_server() -> Iterator[servers.Server]:
     port = servers.free_port()
     workdir = Path(tempfile.mkdtemp(prefix="dynalite-"))
     log = workdir / "dynalite.log"
-    args = [str(binary), "--port", str(port), "--createTableMs", "0", "--deleteTableMs", "0",
-            "--updateTableMs", "0"]
+    no_delays = ["--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"]
+    args = [str(binary), "--port", str(port), *no_delays]
     with log.open("wb") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     servers.wait_until(lambda: servers._port_open(port), 30, "dynalite")
