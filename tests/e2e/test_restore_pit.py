@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.incremental import S3Sink
+from tasks.incremental import S3Sink, legacy_ids
 from tasks.locations import parse_s3, parse_table
 from tasks.sync import sync_keys
 from tasks.typed_json import key_id
@@ -203,3 +203,30 @@ def test_producer_backup_writes_each_change_as_one_version(
     )
     shown = [json.loads(line) for line in history.stdout.splitlines()]
     assert len(shown) == 4 and shown[-1]["item"]["v"] == {"S": "3"}
+
+
+def test_restores_the_original_tools_md5_named_objects(env: dict[str, str], moto_url: str) -> None:
+    create_table(moto_url, "target")
+    s3 = make_bucket(moto_url)
+    for key in ("one", "two"):
+        (legacy,) = legacy_ids({"id": {"S": key}})
+        body = json.dumps({"id": {"S": key}, "v": {"S": f"legacy-{key}"}}).encode()
+        s3.put_object(Bucket="backups", Key=f"old/primary/{legacy}", Body=body)
+    later = _iso(time.time() + 2)
+
+    created = run(
+        env,
+        "restore-table",
+        "s3://backups/old/primary",
+        f"{moto_url}/fresh",
+        "--at",
+        later,
+        "--create",
+    )
+    restored = run(
+        env, "restore-table", "s3://backups/old/primary", f"{moto_url}/target", "--at", later
+    )
+
+    assert created.returncode == 2 and "records no key schema" in created.stderr
+    assert restored.returncode == 0, restored.stderr
+    assert _table(moto_url, "target") == {"one": "legacy-one", "two": "legacy-two"}
