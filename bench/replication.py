@@ -1,0 +1,191 @@
+"""Replication benchmark on moto: throughput, lag and worker memory, against moto's own ceiling.
+
+    .venv/bin/python bench/replication.py [--changes 4000] [--steady-seconds 20] [--long-factor 10]
+
+Prints one table. Every figure comes from this run:
+
+* ceiling: one client reads the stream and does the BatchGetItem (consistent) + BatchWriteItem
+  for the same keys in a tight loop: the most the endpoint can do for this work;
+* throughput: producer + N worker processes replicating the same number of changes, measured
+  from the producer's start until the workers have applied every key;
+* lag: the workers' own samples (change creation -> replica write) at a steady 100 writes/s;
+* memory: the worker processes' RSS after a steady run and after one `--long-factor` times longer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+
+from tasks import stats  # noqa: E402
+from tests.support import servers  # noqa: E402
+from tests.support.tables import client, create_table  # noqa: E402
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def worker_rss(worker: servers.Worker) -> float:
+    return sum(rss_mb(p) for p in [worker.process.pid, *worker.pool_pids()])
+
+
+def load(moto_url: str, table: str, n: int, start: int = 0) -> None:
+    ddb = client(moto_url)
+    for base in range(start, start + n, 25):
+        requests = [{"PutRequest": {"Item": {"id": {"S": f"k{i:08d}"}, "v": {"N": str(i)},
+                                             "pad": {"S": "x" * 100}}}}
+                    for i in range(base, min(start + n, base + 25))]
+        ddb.batch_write_item(RequestItems={table: requests})
+
+
+def ceiling(moto_url: str, n: int) -> float:
+    """One client: stream -> BatchGetItem(consistent) -> BatchWriteItem, as fast as it goes."""
+    create_table(moto_url, "ceil-primary", stream="KEYS_ONLY")
+    create_table(moto_url, "ceil-replica")
+    load(moto_url, "ceil-primary", n)
+    ddb, streams = client(moto_url), client(moto_url, "dynamodbstreams")
+    arn = ddb.describe_table(TableName="ceil-primary")["Table"]["LatestStreamArn"]
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    began = time.monotonic()
+    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard,
+                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    done = 0
+    while done < n:
+        page = streams.get_records(ShardIterator=iterator, Limit=1000)
+        iterator = page["NextShardIterator"]
+        keys = [r["dynamodb"]["Keys"] for r in page["Records"]]
+        for i in range(0, len(keys), 100):
+            got = ddb.batch_get_item(RequestItems={"ceil-primary": {
+                "Keys": keys[i:i + 100], "ConsistentRead": True}})["Responses"]["ceil-primary"]
+            for j in range(0, len(got), 25):
+                ddb.batch_write_item(RequestItems={"ceil-replica": [
+                    {"PutRequest": {"Item": item}} for item in got[j:j + 25]]})
+        done += len(keys)
+    return n / (time.monotonic() - began)
+
+
+def applied(store: redis.Redis, replica: str) -> int:
+    counts = stats.read(store, replica)
+    return int(counts.get("puts", 0) + counts.get("deletes", 0))
+
+
+def pipeline(moto_url: str, env: dict[str, str], tag: str, workers: int, log_dir: Path) -> tuple[
+        str, str, list[servers.Worker], Any]:
+    create_table(moto_url, f"{tag}-primary", stream="KEYS_ONLY")
+    create_table(moto_url, f"{tag}-replica")
+    primary, replica = f"{moto_url}/{tag}-primary", f"{moto_url}/{tag}-replica"
+    started = [servers.start_worker(env, concurrency=workers, log_dir=log_dir, name=tag)]
+    return primary, replica, started, None
+
+
+def throughput(moto_url: str, env: dict[str, str], store: redis.Redis, workers: int, n: int,
+               log_dir: Path) -> float:
+    tag = f"tp{workers}"
+    primary, replica, started, _ = pipeline(moto_url, env, tag, workers, log_dir)
+    load(moto_url, f"{tag}-primary", n)
+    began = time.monotonic()
+    producer = servers.start_command([sys.executable, "-m", "producer", "--primary", primary,
+                                      "--replica", replica], env, log_dir, tag)
+    try:
+        servers.wait_until(lambda: applied(store, replica) >= n, 600, "replication", 0.1)
+        return n / (time.monotonic() - began)
+    finally:
+        producer.terminate()
+        for worker in started:
+            worker.stop()
+
+
+def steady(moto_url: str, env: dict[str, str], store: redis.Redis, seconds: float, factor: int,
+           log_dir: Path) -> dict[str, float]:
+    primary, replica, started, _ = pipeline(moto_url, env, "steady", 2, log_dir)
+    producer = servers.start_command([sys.executable, "-m", "producer", "--primary", primary,
+                                      "--replica", replica], env, log_dir, "steady")
+    result: dict[str, float] = {}
+    try:
+        servers.wait_until(lambda: "producer status" in producer.output(), 60, "the producer")
+        written = _write_at(moto_url, "steady-primary", 100, seconds, 0)
+        servers.wait_until(lambda: applied(store, replica) >= written, 120, "catch-up", 0.1)
+        lags = sorted(stats.lag_samples(store, replica))
+        result["lag_p50"] = lags[len(lags) // 2]
+        result["lag_p99"] = lags[int(len(lags) * 0.99)]
+        result["rss_short"] = worker_rss(started[0])
+        more = _write_at(moto_url, "steady-primary", 100, seconds * factor, written)
+        servers.wait_until(lambda: applied(store, replica) >= written + more, 300, "catch-up", 0.1)
+        result["rss_long"] = worker_rss(started[0])
+        result["rate"] = (written + more) / (seconds * (factor + 1))
+        return result
+    finally:
+        producer.terminate()
+        for worker in started:
+            worker.stop()
+
+
+def _write_at(moto_url: str, table: str, rate: float, seconds: float, start: int) -> int:
+    ddb = client(moto_url)
+    began, i = time.monotonic(), 0
+    while (elapsed := time.monotonic() - began) < seconds:
+        if i < elapsed * rate:
+            ddb.put_item(TableName=table, Item={"id": {"S": f"s{start + i:08d}"},
+                                                "v": {"N": str(i)}})
+            i += 1
+        else:
+            time.sleep(0.002)
+    return i
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--changes", type=int, default=4000)
+    parser.add_argument("--steady-seconds", type=float, default=15)
+    parser.add_argument("--long-factor", type=int, default=10)
+    args = parser.parse_args()
+    log_dir = ROOT / ".tmp" / "bench"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    moto, store_server = servers.start_moto(), servers.start_redis(workdir=log_dir)
+    url = f"redis://127.0.0.1:{store_server.port}/0"
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+           "AWS_REGION": "us-east-1", "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url,
+           "REPLICATOR_REDIS_URL": url}
+    os.environ.update({k: env[k] for k in ("REPLICATOR_REDIS_URL", "AWS_REGION")})
+    store = redis.Redis.from_url(url)
+    try:
+        top = ceiling(moto.url, args.changes)
+        one = throughput(moto.url, env, store, 1, args.changes, log_dir)
+        two = throughput(moto.url, env, store, 2, args.changes, log_dir)
+        calm = steady(moto.url, env, store, args.steady_seconds, args.long_factor, log_dir)
+    finally:
+        moto.stop()
+        store_server.stop()
+    rows = [
+        ("moto ceiling (stream + BatchGet + BatchWrite, 1 client)", f"{top:8.0f} changes/s", "100 %"),
+        ("replication, 1 worker process", f"{one:8.0f} changes/s", f"{one / top:5.0%}"),
+        ("replication, 2 worker processes", f"{two:8.0f} changes/s", f"{two / top:5.0%}"),
+        ("lag p50 at 100 writes/s", f"{calm['lag_p50']:8.0f} ms", "target ≤ 300 ms"),
+        ("lag p99 at 100 writes/s", f"{calm['lag_p99']:8.0f} ms", "target ≤ 1000 ms"),
+        (f"worker RSS after {args.steady_seconds:.0f} s", f"{calm['rss_short']:8.1f} MB", ""),
+        (f"worker RSS after {args.steady_seconds * (args.long_factor + 1):.0f} s",
+         f"{calm['rss_long']:8.1f} MB", f"{calm['rss_long'] / calm['rss_short'] - 1:+5.1%}"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure':<{width}}  {'value':>18}  vs ceiling / target")
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>18}  {note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

