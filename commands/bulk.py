@@ -8,8 +8,9 @@ Segment options decide where the work runs (``plan``):
 
 ``execute`` runs a ``BulkSpec`` that way and returns the aggregate. While it waits it drains the
 job's records (``spec.on_record``), shows one progress bar on a TTY or periodic ``[progress]``
-lines otherwise (stderr), and, when fanning out, gives up with exit 3 if no worker consumes the
-queue within ``--pickup-timeout`` seconds.
+lines otherwise (stderr). When fanning out it gives up with exit 3 (``Watchdog``) if no worker
+consumes the queue within ``--pickup-timeout`` seconds, or when the job stalls and none does;
+Ctrl-C cancels the job, and its segments stop after the page in hand.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tasks.errors import InvalidInputError, TransientError, UnavailableError
+from tasks.errors import InvalidInputError, UnavailableError
 from tasks.jobs import Job, JobStore, MemoryJobStore, RedisJobStore, Snapshot
 from tasks.redis_conn import check, connection
 from worker.app import app
@@ -169,10 +170,8 @@ def _run_here(
     def one(segment: int) -> None:
         try:
             spec.run_here(store, job, segment)
-        except TransientError as exc:  # run_segment leaves these to a retry we do not have
-            store.finish(job.id, segment, error=str(exc))
-        except Exception:  # run_segment recorded it as the segment's failure
-            pass
+        except Exception as exc:  # transient ones too: there is no retry here
+            store.finish(job.id, segment, error=str(exc) or type(exc).__name__)
 
     with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="segment") as pool:
         for segment in wanted:
