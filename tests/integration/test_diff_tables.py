@@ -7,6 +7,7 @@ in-memory job store), exactly as `diff-tables` without --segments runs them.
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from typing import Any
 
@@ -191,3 +192,26 @@ def test_every_dynamodb_type_is_compared_correctly(env: dict[str, str], ddb_url:
         ("different", {"id": {"S": "changed"}}, ["bs"])
     ]
     assert totals["compared"] == 2
+
+
+def test_differences_fixed_before_confirmation_are_not_reported(
+    env: dict[str, str], moto_url: str, fault_proxy: Any
+) -> None:
+    known_difference(moto_url)
+    hold = fault_proxy.add_rule(Rule("BatchGetItem", "hold", first=1))
+    primary, replica = f"{fault_proxy.url}/primary", f"{fault_proxy.url}/replica"
+    result: list[Any] = []
+    runner = threading.Thread(target=lambda: result.append(diff(primary, replica, segments=1)))
+    runner.start()
+
+    hold.wait_held(1, timeout=30)  # the scans saw 3 differences; replication now fixes them
+    ddb = client(moto_url)
+    for key in ("r1", "r2"):
+        item = ddb.get_item(TableName="primary", Key={"h": {"S": H}, "r": {"S": key}})["Item"]
+        ddb.put_item(TableName="replica", Item=item)
+    ddb.delete_item(TableName="replica", Key={"h": {"S": H}, "r": {"S": "r3"}})
+    hold.release()
+    runner.join(60)
+
+    ((totals, records),) = result
+    assert records == [] and totals["compared"] == 4
