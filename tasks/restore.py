@@ -179,19 +179,20 @@ def _restore_file(
         writer.put(item)
         pending["read"] += 1
         if writer.buffered >= WRITE_CHUNK:
-            pending = _merge(pending, writer.flush())
+            pending = add_counts(pending, writer.flush())
         if pending["read"] >= PAGE_ITEMS:
             yield _page(writer, pending, index, lines)
             pending = {"read": 0}
     yield _page(writer, pending, index, max(lines, skip))
 
 
-def _merge(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+def add_counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    """Two sets of counters added up."""
     return {k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}}
 
 
 def _page(writer: TableWriter, pending: Mapping[str, int], index: int, lines: int) -> Page:
-    counts = _merge(pending, writer.flush())
+    counts = add_counts(pending, writer.flush())
     return Page(counts, {"file": index, "lines": lines}, failure_records(writer))
 
 

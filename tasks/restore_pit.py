@@ -21,6 +21,7 @@ from tasks.locations import S3Location, parse_s3, parse_table
 from tasks.restore import (
     WRITE_CHUNK,
     TableWriter,
+    add_counts,
     check_schema,
     failure_records,
     fitting_key,
@@ -72,12 +73,8 @@ def restore_keys_at(
         else:
             writer.delete(key)
         if writer.buffered >= WRITE_CHUNK:
-            totals = _add(totals, writer.flush())
-    return _add(totals, writer.flush())
-
-
-def _add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
-    return {k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}}
+            totals = add_counts(totals, writer.flush())
+    return add_counts(totals, writer.flush())
 
 
 def pit_work(params: Mapping[str, Any], segment: int, segments: int) -> Work:
@@ -137,4 +134,4 @@ def _apply(
             writer.put(item)
         else:
             writer.delete(key)
-    return _add(totals, writer.flush())
+    return add_counts(totals, writer.flush())
