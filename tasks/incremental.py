@@ -17,10 +17,10 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tasks import s3store
 from tasks.backup_format import encode_item, schema_metadata
@@ -32,6 +32,19 @@ from tasks.typed_json import Item, KeySchema, canonical_json, key_id, key_of, to
 BODY_DIGEST = "sha256"
 ID_PATTERN = re.compile(r"^([0-9a-f]{64}|[0-9a-f]{32})$")
 THREADS = 16
+T = TypeVar("T")
+
+
+def batched(things: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of up to ``size`` things, in order (``itertools.batched`` arrives in 3.12)."""
+    batch: list[T] = []
+    for thing in things:
+        batch.append(thing)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def table_folder(location: S3Location, table: str) -> S3Location:

@@ -15,6 +15,7 @@ from typing import Any
 
 from tasks import s3store
 from tasks.errors import InvalidInputError
+from tasks.incremental import batched
 from tasks.incremental_history import ObjectState, object_name, read_version, state_at, states_at
 from tasks.jobs import Page, Work
 from tasks.locations import S3Location, parse_s3, parse_table
@@ -91,23 +92,12 @@ def pit_work(params: Mapping[str, Any], segment: int, segments: int) -> Work:
         writer = TableWriter(target, rate)
         for number in range(start, len(mine)):
             states = states_at(folder, at, mine[number], after if number == start else "")
-            for chunk in _chunks(states, OBJECTS_PER_PAGE):
+            for chunk in batched(states, OBJECTS_PER_PAGE):
                 counts = _apply(folder, writer, schema, chunk, delete_absent)
                 checkpoint = {"shard": number, "after": chunk[-1].name}
                 yield Page(counts, checkpoint, failure_records(writer))
 
     return work
-
-
-def _chunks(states: Iterator[ObjectState], size: int) -> Iterator[list[ObjectState]]:
-    chunk: list[ObjectState] = []
-    for state in states:
-        chunk.append(state)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _apply(

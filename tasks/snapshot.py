@@ -20,7 +20,7 @@ from tasks.backup_format import (
     schema_metadata,
 )
 from tasks.errors import InvalidInputError, NotFoundError
-from tasks.incremental import is_object_id
+from tasks.incremental import batched, is_object_id
 from tasks.locations import S3Location
 from tasks.typed_json import KeySchema
 
@@ -40,17 +40,6 @@ def object_names(folder: S3Location) -> Iterator[str]:
             yield key
 
 
-def _windows(names: Iterator[str]) -> Iterator[list[str]]:
-    window: list[str] = []
-    for name in names:
-        window.append(name)
-        if len(window) >= WINDOW:
-            yield window
-            window = []
-    if window:
-        yield window
-
-
 def snapshot(
     folder: S3Location,
     destination: S3Location,
@@ -67,7 +56,7 @@ def snapshot(
         GzipJsonlWriter(destination.bucket, destination.prefix, metadata) as out,
         ThreadPoolExecutor(max_workers=THREADS) as pool,
     ):
-        for window in _windows(object_names(folder)):
+        for window in batched(object_names(folder), WINDOW):
             for line in pool.map(lambda name: _line(folder.bucket, name), window):
                 if line is not None:
                     out.write_line(line)
