@@ -6,6 +6,10 @@ a ``JobStore``. Each segment (a Celery task on a worker, or a thread of the comm
 page, calls ``advance``, which in ONE atomic step adds the page's counts, stores the new
 checkpoint and appends the page's records (lines for the command to print or report). A segment
 redelivered after its worker died therefore resumes from its last page and counts nothing twice.
+Each delivery of a segment is numbered (``start``) and only the latest may advance or finish it:
+when the broker hands a segment out again while its first delivery still works (a task that
+outlived the visibility timeout), the new delivery takes over from the checkpoint and the old one
+stops at its next page, its uncommitted page uncounted.
 The command polls ``snapshot`` for progress and aggregation and drains ``records``.
 
 Two stores with the same API: ``RedisJobStore`` (fan-out over workers; no chords) and
@@ -104,11 +108,15 @@ class JobStore(Protocol):
     def start(self, job_id: str, segment: int) -> SegmentState | None:
         """Mark a delivery of the segment; its state, or None when the job was cancelled."""
 
-    def advance(self, job_id: str, segment: int, page: Page) -> bool:
-        """Atomically add counts, store the checkpoint and append records; False if cancelled."""
+    def advance(self, job_id: str, segment: int, page: Page, delivery: int = 0) -> bool:
+        """Atomically add counts, store the checkpoint and append records.
 
-    def finish(self, job_id: str, segment: int, error: str = "") -> None:
-        """Mark the segment done (or failed, with the reason)."""
+        False, with nothing stored, when ``delivery`` (if given) is no longer the segment's
+        latest; False, after storing, when the job was cancelled. True: go on.
+        """
+
+    def finish(self, job_id: str, segment: int, error: str = "", delivery: int = 0) -> None:
+        """Mark the segment done (or failed, with the reason), unless a later delivery runs it."""
 
     def snapshot(self, job_id: str) -> Snapshot: ...
 
@@ -146,18 +154,18 @@ def run_segment(
     counts: Counter[str] = Counter(state.counts)
     try:
         for page in work(state.checkpoint):
-            going_on = store.advance(job.id, segment, page)
+            going_on = store.advance(job.id, segment, page, state.deliveries)
             counts.update(page.counts)
             if on_progress:
                 on_progress(dict(counts))
-            if not going_on:  # the job was cancelled: stop after this page, leave it unfinished
+            if not going_on:  # cancelled, or a later delivery took over
                 return dict(counts)
     except TransientError:
         raise
     except Exception as exc:
-        store.finish(job.id, segment, error=str(exc) or type(exc).__name__)
+        store.finish(job.id, segment, str(exc) or type(exc).__name__, state.deliveries)
         raise
-    store.finish(job.id, segment)
+    store.finish(job.id, segment, delivery=state.deliveries)
     return dict(counts)
 
 
@@ -214,25 +222,52 @@ class RedisJobStore:
             self._redis.hset(name, "status", RUNNING)
         return self._state(job_id, segment)
 
-    def advance(self, job_id: str, segment: int, page: Page) -> bool:
-        name = self._seg(job_id, segment)
-        pipe = self._redis.pipeline(transaction=True)
-        for counter, n in page.counts.items():
-            if n:
-                pipe.hincrby(name, _COUNTER + counter, n)
-        pipe.hset(name, "checkpoint", json.dumps(page.checkpoint))
-        if page.records:
-            pipe.rpush(f"{self._job(job_id)}:records", *page.records)
-            pipe.expire(f"{self._job(job_id)}:records", JOB_TTL)
-        pipe.expire(name, JOB_TTL)
-        pipe.hget(self._job(job_id), "cancelled")
-        return not pipe.execute()[-1]
+    def advance(self, job_id: str, segment: int, page: Page, delivery: int = 0) -> bool:
+        name, records = self._seg(job_id, segment), f"{self._job(job_id)}:records"
 
-    def finish(self, job_id: str, segment: int, error: str = "") -> None:
+        def queue(pipe: redis.client.Pipeline) -> None:
+            for counter, n in page.counts.items():
+                if n:
+                    pipe.hincrby(name, _COUNTER + counter, n)
+            pipe.hset(name, "checkpoint", json.dumps(page.checkpoint))
+            if page.records:
+                pipe.rpush(records, *page.records)
+                pipe.expire(records, JOB_TTL)
+            pipe.expire(name, JOB_TTL)
+            pipe.hget(self._job(job_id), "cancelled")
+
+        done = self._if_current(name, delivery, queue)
+        return done is not None and not done[-1]
+
+    def finish(self, job_id: str, segment: int, error: str = "", delivery: int = 0) -> None:
         mapping: dict[str | bytes, str | bytes] = (
             {"status": FAILED, "error": error} if error else {"status": DONE}
         )
-        self._redis.hset(self._seg(job_id, segment), mapping=mapping)  # type: ignore[arg-type]
+        name = self._seg(job_id, segment)
+        self._if_current(
+            name,
+            delivery,
+            lambda pipe: pipe.hset(name, mapping=mapping),  # type: ignore[arg-type]
+        )
+
+    def _if_current(
+        self, name: str, delivery: int, queue: Callable[[redis.client.Pipeline], object]
+    ) -> list[Any] | None:
+        """Run the queued commands in one transaction if ``delivery`` is still the segment's
+        latest (or is 0); their results, or None when a later delivery took over."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(name)  # type: ignore[no-untyped-call]
+                    current = int(pipe.hget(name, "deliveries") or 0)
+                    if delivery and current != delivery:
+                        pipe.unwatch()
+                        return None
+                    pipe.multi()
+                    queue(pipe)
+                    return list(pipe.execute())
+                except redis.WatchError:
+                    continue
 
     def _state(self, job_id: str, segment: int) -> SegmentState:
         return _state_from(_texts(self._redis.hgetall(self._seg(job_id, segment))))
@@ -309,17 +344,21 @@ class MemoryJobStore:
                 state.status = RUNNING
             return _copy(state)
 
-    def advance(self, job_id: str, segment: int, page: Page) -> bool:
+    def advance(self, job_id: str, segment: int, page: Page, delivery: int = 0) -> bool:
         with self._lock:
             state = self._segments[job_id][segment]
+            if delivery and delivery != state.deliveries:
+                return False
             state.counts = dict(Counter(state.counts) + Counter(page.counts))
             state.checkpoint = json.loads(json.dumps(page.checkpoint))
             self._records[job_id].extend(page.records)
             return job_id not in self._cancelled
 
-    def finish(self, job_id: str, segment: int, error: str = "") -> None:
+    def finish(self, job_id: str, segment: int, error: str = "", delivery: int = 0) -> None:
         with self._lock:
             state = self._segments[job_id][segment]
+            if delivery and delivery != state.deliveries:
+                return
             state.status, state.error = (FAILED, error) if error else (DONE, "")
 
     def snapshot(self, job_id: str) -> Snapshot:

@@ -45,6 +45,8 @@ def contract(store: JobStore) -> None:
     assert snapshot.totals == {"scanned": 5}
     assert snapshot.segments[0].deliveries == 3
 
+    superseded(store)
+
     store.cancel(job.id)
     assert store.start(job.id, 1) is None
 
@@ -62,3 +64,20 @@ def contract(store: JobStore) -> None:
 
 def test_memory_store_contract() -> None:
     contract(MemoryJobStore())
+
+
+def superseded(store: JobStore) -> None:
+    """A delivery handed out again while the first still works: the first stops, uncounted."""
+    job = store.create("test", 1, {})
+    first_work = pages(6)(None)
+    first = store.start(job.id, 0)
+    assert first is not None
+    assert store.advance(job.id, 0, next(first_work), first.deliveries)  # page 0 committed
+    second = store.start(job.id, 0)  # redelivered: resumes from page 1
+    assert second is not None and second.checkpoint == 1
+    assert not store.advance(job.id, 0, next(first_work), first.deliveries)  # page 1: refused
+    store.finish(job.id, 0, "stale delivery failing", first.deliveries)  # ignored too
+    assert run_segment(store, job, 0, pages(6)) == {"scanned": 6}
+    state = store.snapshot(job.id).segments[0]
+    assert (state.status, state.counts) == (DONE, {"scanned": 6})
+    assert store.records(job.id, 0) == [f"r{i}" for i in range(6)]
