@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,9 +45,14 @@ def worker_rss(worker: servers.Worker) -> float:
 def load(moto_url: str, table: str, n: int, start: int = 0) -> None:
     ddb = client(moto_url)
     for base in range(start, start + n, 25):
-        requests = [{"PutRequest": {"Item": {"id": {"S": f"k{i:08d}"}, "v": {"N": str(i)},
-                                             "pad": {"S": "x" * 100}}}}
-                    for i in range(base, min(start + n, base + 25))]
+        requests = [
+            {
+                "PutRequest": {
+                    "Item": {"id": {"S": f"k{i:08d}"}, "v": {"N": str(i)}, "pad": {"S": "x" * 100}}
+                }
+            }
+            for i in range(base, min(start + n, base + 25))
+        ]
         ddb.batch_write_item(RequestItems={table: requests})
 
 
@@ -61,19 +65,24 @@ def ceiling(moto_url: str, n: int) -> float:
     arn = ddb.describe_table(TableName="ceil-primary")["Table"]["LatestStreamArn"]
     shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
     began = time.monotonic()
-    iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard,
-                                          ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
     done = 0
     while done < n:
         page = streams.get_records(ShardIterator=iterator, Limit=1000)
         iterator = page["NextShardIterator"]
         keys = [r["dynamodb"]["Keys"] for r in page["Records"]]
         for i in range(0, len(keys), 100):
-            got = ddb.batch_get_item(RequestItems={"ceil-primary": {
-                "Keys": keys[i:i + 100], "ConsistentRead": True}})["Responses"]["ceil-primary"]
+            got = ddb.batch_get_item(
+                RequestItems={"ceil-primary": {"Keys": keys[i : i + 100], "ConsistentRead": True}}
+            )["Responses"]["ceil-primary"]
             for j in range(0, len(got), 25):
-                ddb.batch_write_item(RequestItems={"ceil-replica": [
-                    {"PutRequest": {"Item": item}} for item in got[j:j + 25]]})
+                ddb.batch_write_item(
+                    RequestItems={
+                        "ceil-replica": [{"PutRequest": {"Item": item}} for item in got[j : j + 25]]
+                    }
+                )
         done += len(keys)
     return n / (time.monotonic() - began)
 
@@ -83,8 +92,9 @@ def applied(store: redis.Redis, replica: str) -> int:
     return int(counts.get("puts", 0) + counts.get("deletes", 0))
 
 
-def pipeline(moto_url: str, env: dict[str, str], tag: str, workers: int, log_dir: Path) -> tuple[
-        str, str, list[servers.Worker], Any]:
+def pipeline(
+    moto_url: str, env: dict[str, str], tag: str, workers: int, log_dir: Path
+) -> tuple[str, str, list[servers.Worker], Any]:
     create_table(moto_url, f"{tag}-primary", stream="KEYS_ONLY")
     create_table(moto_url, f"{tag}-replica")
     primary, replica = f"{moto_url}/{tag}-primary", f"{moto_url}/{tag}-replica"
@@ -92,14 +102,19 @@ def pipeline(moto_url: str, env: dict[str, str], tag: str, workers: int, log_dir
     return primary, replica, started, None
 
 
-def throughput(moto_url: str, env: dict[str, str], store: redis.Redis, workers: int, n: int,
-               log_dir: Path) -> float:
+def throughput(
+    moto_url: str, env: dict[str, str], store: redis.Redis, workers: int, n: int, log_dir: Path
+) -> float:
     tag = f"tp{workers}"
     primary, replica, started, _ = pipeline(moto_url, env, tag, workers, log_dir)
     load(moto_url, f"{tag}-primary", n)
     began = time.monotonic()
-    producer = servers.start_command([sys.executable, "-m", "producer", "--primary", primary,
-                                      "--replica", replica], env, log_dir, tag)
+    producer = servers.start_command(
+        [sys.executable, "-m", "producer", "--primary", primary, "--replica", replica],
+        env,
+        log_dir,
+        tag,
+    )
     try:
         servers.wait_until(lambda: applied(store, replica) >= n, 600, "replication", 0.1)
         return n / (time.monotonic() - began)
@@ -109,11 +124,21 @@ def throughput(moto_url: str, env: dict[str, str], store: redis.Redis, workers: 
             worker.stop()
 
 
-def steady(moto_url: str, env: dict[str, str], store: redis.Redis, seconds: float, factor: int,
-           log_dir: Path) -> dict[str, float]:
+def steady(
+    moto_url: str,
+    env: dict[str, str],
+    store: redis.Redis,
+    seconds: float,
+    factor: int,
+    log_dir: Path,
+) -> dict[str, float]:
     primary, replica, started, _ = pipeline(moto_url, env, "steady", 2, log_dir)
-    producer = servers.start_command([sys.executable, "-m", "producer", "--primary", primary,
-                                      "--replica", replica], env, log_dir, "steady")
+    producer = servers.start_command(
+        [sys.executable, "-m", "producer", "--primary", primary, "--replica", replica],
+        env,
+        log_dir,
+        "steady",
+    )
     result: dict[str, float] = {}
     try:
         servers.wait_until(lambda: "producer status" in producer.output(), 60, "the producer")
@@ -139,8 +164,9 @@ def _write_at(moto_url: str, table: str, rate: float, seconds: float, start: int
     began, i = time.monotonic(), 0
     while (elapsed := time.monotonic() - began) < seconds:
         if i < elapsed * rate:
-            ddb.put_item(TableName=table, Item={"id": {"S": f"s{start + i:08d}"},
-                                                "v": {"N": str(i)}})
+            ddb.put_item(
+                TableName=table, Item={"id": {"S": f"s{start + i:08d}"}, "v": {"N": str(i)}}
+            )
             i += 1
         else:
             time.sleep(0.002)
@@ -157,9 +183,15 @@ def main() -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     moto, store_server = servers.start_moto(), servers.start_redis(workdir=log_dir)
     url = f"redis://127.0.0.1:{store_server.port}/0"
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-           "AWS_REGION": "us-east-1", "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url,
-           "REPLICATOR_REDIS_URL": url}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_REGION": "us-east-1",
+        "CELERY_BROKER_URL": url,
+        "CELERY_RESULT_BACKEND": url,
+        "REPLICATOR_REDIS_URL": url,
+    }
     os.environ.update({k: env[k] for k in ("REPLICATOR_REDIS_URL", "AWS_REGION")})
     store = redis.Redis.from_url(url)
     try:
@@ -171,14 +203,21 @@ def main() -> int:
         moto.stop()
         store_server.stop()
     rows = [
-        ("moto ceiling (stream + BatchGet + BatchWrite, 1 client)", f"{top:8.0f} changes/s", "100 %"),
+        (
+            "moto ceiling (stream + BatchGet + BatchWrite, 1 client)",
+            f"{top:8.0f} changes/s",
+            "100 %",
+        ),
         ("replication, 1 worker process", f"{one:8.0f} changes/s", f"{one / top:5.0%}"),
         ("replication, 2 worker processes", f"{two:8.0f} changes/s", f"{two / top:5.0%}"),
         ("lag p50 at 100 writes/s", f"{calm['lag_p50']:8.0f} ms", "target ≤ 300 ms"),
         ("lag p99 at 100 writes/s", f"{calm['lag_p99']:8.0f} ms", "target ≤ 1000 ms"),
         (f"worker RSS after {args.steady_seconds:.0f} s", f"{calm['rss_short']:8.1f} MB", ""),
-        (f"worker RSS after {args.steady_seconds * (args.long_factor + 1):.0f} s",
-         f"{calm['rss_long']:8.1f} MB", f"{calm['rss_long'] / calm['rss_short'] - 1:+5.1%}"),
+        (
+            f"worker RSS after {args.steady_seconds * (args.long_factor + 1):.0f} s",
+            f"{calm['rss_long']:8.1f} MB",
+            f"{calm['rss_long'] / calm['rss_short'] - 1:+5.1%}",
+        ),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"\n{'measure':<{width}}  {'value':>18}  vs ceiling / target")

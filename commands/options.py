@@ -22,17 +22,32 @@ def _apply(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
 def common_options(func: Any) -> Any:
     """--log-level, --redis-url and per-side credentials (profile / role to assume)."""
     options = [
-        click.option("--log-level", type=click.Choice(logs.LEVELS), default="info",
-                     envvar="REPLICATOR_LOG_LEVEL", show_default=True, help="Log level."),
-        click.option("--redis-url", envvar="REPLICATOR_REDIS_URL",
-                     help="Redis for coordination (default: CELERY_BROKER_URL)."),
+        click.option(
+            "--log-level",
+            type=click.Choice(logs.LEVELS),
+            default="info",
+            envvar="REPLICATOR_LOG_LEVEL",
+            show_default=True,
+            help="Log level.",
+        ),
+        click.option(
+            "--redis-url",
+            envvar="REPLICATOR_REDIS_URL",
+            help="Redis for coordination (default: CELERY_BROKER_URL).",
+        ),
     ]
     for side in ("primary", "replica"):
         options += [
-            click.option(f"--{side}-profile", envvar=f"REPLICATOR_{side.upper()}_PROFILE",
-                         help=f"AWS profile for the {side} side."),
-            click.option(f"--{side}-role-arn", envvar=f"REPLICATOR_{side.upper()}_ROLE_ARN",
-                         help=f"IAM role to assume for the {side} side."),
+            click.option(
+                f"--{side}-profile",
+                envvar=f"REPLICATOR_{side.upper()}_PROFILE",
+                help=f"AWS profile for the {side} side.",
+            ),
+            click.option(
+                f"--{side}-role-arn",
+                envvar=f"REPLICATOR_{side.upper()}_ROLE_ARN",
+                help=f"IAM role to assume for the {side} side.",
+            ),
         ]
     return _apply(options)(func)
 

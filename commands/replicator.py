@@ -42,8 +42,10 @@ def list_(as_json: bool, **params: Any) -> None:
             click.echo(entry.to_json())
         else:
             key = json.dumps(entry.key, separators=(",", ":"), sort_keys=True)
-            click.echo(f"[{entry.kind}] {entry.source} -> {entry.target} {key} "
-                       f"attempts={entry.attempts} age={now - entry.at:.0f}s reason={entry.reason}")
+            click.echo(
+                f"[{entry.kind}] {entry.source} -> {entry.target} {key} "
+                f"attempts={entry.attempts} age={now - entry.at:.0f}s reason={entry.reason}"
+            )
     if not as_json:
         click.echo(f"[dead-letters] {len(entries)}")
 
@@ -58,7 +60,7 @@ def replay(**params: Any) -> None:
     from worker.app import app
 
     client = connection()
-    groups: dict[tuple[str, str, str], list[tuple[bytes, dict[str, Any]]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str], list[tuple[bytes | str, dict[str, Any]]]] = defaultdict(list)
     for raw, entry in deadletters.entries(client):
         groups[(entry.kind, entry.source, entry.target)].append((raw, entry.key))
     replayed = 0

@@ -13,6 +13,7 @@ import redis
 
 from producer.sources import SHARD_END
 from tasks.config import settings
+from tasks.stats import text
 
 
 class Checkpoints:
@@ -22,7 +23,7 @@ class Checkpoints:
         self._times = settings().key("checkpoint-time", consumer)
 
     def load(self) -> dict[str, str]:
-        return {k.decode(): v.decode() for k, v in self._redis.hgetall(self._name).items()}
+        return {text(k): text(v) for k, v in self._redis.hgetall(self._name).items()}
 
     def save(self, shard_id: str, sequence: str) -> None:
         pipe = self._redis.pipeline(transaction=True)
@@ -35,7 +36,7 @@ class Checkpoints:
 
     def ages(self) -> dict[str, float]:
         now = time.time()
-        return {k.decode(): now - float(v) for k, v in self._redis.hgetall(self._times).items()}
+        return {text(k): now - float(v) for k, v in self._redis.hgetall(self._times).items()}
 
     def forget(self, shard_ids: list[str]) -> None:
         """Drop retired shards that the stream no longer lists."""

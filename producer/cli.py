@@ -61,8 +61,9 @@ def _plan(params: dict[str, Any]) -> Plan:
         targets.append(Target("backup-record", str(parse_s3(params["backup"]))))
     start, not_before = _start_position(params["start"])
     turnover_at = parse_time(params["turnover_at"]) if params["turnover_at"] else None
-    record_filter = RecordFilter(params["turnover_role"], turnover_at,
-                                 params["skip_ttl_deletes"], not_before)
+    record_filter = RecordFilter(
+        params["turnover_role"], turnover_at, params["skip_ttl_deletes"], not_before
+    )
     return Plan(primary, tuple(targets), start, record_filter)
 
 
@@ -94,17 +95,34 @@ def _stop_on_signals(stop: threading.Event) -> None:
 @click.option("--backup", help="Incremental backup location s3://BUCKET/PREFIX.")
 @click.option("--stream-arn", help="DynamoDB stream ARN (default: the table's latest stream).")
 @click.option("--kinesis-stream", help="Read a Kinesis stream (name or ARN) of change records.")
-@click.option("--start", default="trim-horizon", show_default=True,
-              help="Where to start without a checkpoint: trim-horizon, latest, or a time.")
-@click.option("--turnover-role", type=click.Choice(["before", "after"]),
-              help="Keep only changes created before / at-or-after --turnover-at.")
+@click.option(
+    "--start",
+    default="trim-horizon",
+    show_default=True,
+    help="Where to start without a checkpoint: trim-horizon, latest, or a time.",
+)
+@click.option(
+    "--turnover-role",
+    type=click.Choice(["before", "after"]),
+    help="Keep only changes created before / at-or-after --turnover-at.",
+)
 @click.option("--turnover-at", help="Cut-over time (ISO 8601 or epoch milliseconds).")
 @click.option("--skip-ttl-deletes", is_flag=True, help="Do not propagate TTL deletions.")
 @click.option("--name", help="Checkpoint name (default: derived from the stream and targets).")
-@click.option("--poll-interval", type=click.FloatRange(0.01, 60), default=0.1, show_default=True,
-              help="Seconds to wait when every shard is at its tip.")
-@click.option("--page-limit", type=click.IntRange(1, 10000), default=1000, show_default=True,
-              help="Records per GetRecords call.")
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(0.01, 60),
+    default=0.1,
+    show_default=True,
+    help="Seconds to wait when every shard is at its tip.",
+)
+@click.option(
+    "--page-limit",
+    type=click.IntRange(1, 10000),
+    default=1000,
+    show_default=True,
+    help="Records per GetRecords call.",
+)
 @handle_errors
 def main(**params: Any) -> None:
     """Tail PRIMARY's change stream and enqueue per-key replicate (and backup) tasks."""
@@ -122,8 +140,9 @@ def main(**params: Any) -> None:
         checkpoints=Checkpoints(connection(), consumer),
         enqueuer=enqueuer,
         record_filter=plan.record_filter,
-        options=PollerOptions(start=plan.start, page_limit=params["page_limit"],
-                              idle_sleep=params["poll_interval"]),
+        options=PollerOptions(
+            start=plan.start, page_limit=params["page_limit"], idle_sleep=params["poll_interval"]
+        ),
     )
     _stop_on_signals(poller.stop)
     poller.run()

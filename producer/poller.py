@@ -77,13 +77,21 @@ class Poller:
             graph.finish(shard_id)
         self.checkpoints.forget(graph.retired())
         for shard in fresh:
-            log.info("shard discovered", shard=shard.shard_id, parents=list(shard.parents),
-                     closed=shard.closed)
+            log.info(
+                "shard discovered",
+                shard=shard.shard_id,
+                parents=list(shard.parents),
+                closed=shard.closed,
+            )
 
     def _gap(self, shard_id: str, why: str) -> None:
         self.stats.gaps += 1
-        log.error("gap in the change stream: changes were lost to retention; run diff-tables "
-                  "--repair to resynchronise", shard=shard_id, reason=why)
+        log.error(
+            "gap in the change stream: changes were lost to retention; run diff-tables "
+            "--repair to resynchronise",
+            shard=shard_id,
+            reason=why,
+        )
 
     def _start_position(self, graph: ShardGraph, shard: ShardInfo) -> Position:
         checkpoint = graph.checkpoints.get(shard.shard_id)
@@ -141,7 +149,7 @@ class Poller:
                 self.stats.keys_enqueued += self.enqueuer.sent_keys - before[0]
                 self.stats.keys_coalesced += self.enqueuer.coalesced_keys - before[1]
                 return True
-            except Exception as exc:  # noqa: BLE001 - broker or Redis down: keep the page, retry
+            except Exception as exc:
                 log.warning("enqueue failed; retrying", error=str(exc), attempt=attempt)
                 if self.stop.wait(delay(attempt, 0.5, 10.0)) or attempt > 1000:
                     return False
@@ -182,8 +190,5 @@ class Poller:
         if shard_id not in self._iterators:  # finished and retired
             return
         newest = max((r.created for r in records), default=0.0)
-        if newest:
-            lag = max(0.0, time.time() - newest)
-        else:
-            lag = (page.behind_ms or 0) / 1000
+        lag = max(0.0, time.time() - newest) if newest else (page.behind_ms or 0) / 1000
         self.stats.lag_seconds[shard_id] = lag

@@ -89,6 +89,6 @@ def from_kinesis(raw: Mapping[str, Any]) -> ChangeRecord:
         raise MalformedRecordError(f"Kinesis record {sequence} is not JSON") from exc
     if not isinstance(data, dict):
         raise MalformedRecordError(f"Kinesis record {sequence} is not a JSON object")
-    body = data.get("dynamodb") if isinstance(data.get("dynamodb"), dict) else {}
-    keys = body.get("Keys", data.get("Keys"))
+    body = data.get("dynamodb")
+    keys = body.get("Keys", data.get("Keys")) if isinstance(body, dict) else data.get("Keys")
     return _build(data, sequence, keys, raw.get("ApproximateArrivalTimestamp"))

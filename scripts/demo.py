@@ -42,11 +42,20 @@ def main() -> int:
         store = servers.start_redis(workdir=workdir)
         started.append(store)
         url = f"redis://127.0.0.1:{store.port}/0"
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",
-               "AWS_REGION": "us-east-1", "CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url,
-               "REPLICATOR_REDIS_URL": url, "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": "demo",
+            "AWS_SECRET_ACCESS_KEY": "demo",
+            "AWS_REGION": "us-east-1",
+            "CELERY_BROKER_URL": url,
+            "CELERY_RESULT_BACKEND": url,
+            "REPLICATOR_REDIS_URL": url,
+            "PYTHONUNBUFFERED": "1",
+        }
         console.print(f"[bold]local DynamoDB[/] (moto) at {moto.url}, [bold]Redis[/] at {url}")
-        create_table(moto.url, "demo-primary", ("id", "S"), ("seq", "N"), stream="NEW_AND_OLD_IMAGES")
+        create_table(
+            moto.url, "demo-primary", ("id", "S"), ("seq", "N"), stream="NEW_AND_OLD_IMAGES"
+        )
         create_table(moto.url, "demo-replica", ("id", "S"), ("seq", "N"))
         primary, replica = f"{moto.url}/demo-primary", f"{moto.url}/demo-replica"
 
@@ -54,12 +63,18 @@ def main() -> int:
         started.append(worker)
         producer = servers.start_command(
             [sys.executable, "-m", "producer", "--primary", primary, "--replica", replica],
-            env, workdir, "producer")
+            env,
+            workdir,
+            "producer",
+        )
         started.append(producer)
         console.print(f"worker and producer running (logs in {workdir})")
 
-        writer = threading.Thread(target=apply_mixed, args=(
-            client(moto.url), "demo-primary", "composite", CHANGES, 150, 42), daemon=True)
+        writer = threading.Thread(
+            target=apply_mixed,
+            args=(client(moto.url), "demo-primary", "composite", CHANGES, 150, 42),
+            daemon=True,
+        )
         began = time.monotonic()
         writer.start()
         console.print(f"writing {CHANGES} puts, updates and deletes to {primary} ...")
@@ -72,8 +87,9 @@ def main() -> int:
         console.print("stopped everything the demo started")
 
 
-def _watch(moto_url: str, store: redis.Redis, replica: str, writer: threading.Thread,
-           began: float) -> bool:
+def _watch(
+    moto_url: str, store: redis.Redis, replica: str, writer: threading.Thread, began: float
+) -> bool:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(1)

@@ -8,23 +8,25 @@ from contextlib import contextmanager
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     EndpointConnectionError,
     NoCredentialsError,
     NoRegionError,
     ParamValidationError,
     ReadTimeoutError,
 )
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
 
 from tasks.errors import (
     ConfigurationError,
     ExpiredIteratorError,
-    TrimmedDataError,
     InvalidInputError,
     NotFoundError,
     PermanentError,
     ReplicatorError,
     TransientError,
+    TrimmedDataError,
     UnavailableError,
 )
 

@@ -6,5 +6,5 @@ import random
 
 
 def delay(attempt: int, base: float, cap: float) -> float:
-    """Seconds to wait before retry number ``attempt`` (0-based): uniform in [0, min(cap, base*2^n)]."""
+    """Seconds to wait before retry ``attempt`` (0-based): uniform in [0, min(cap, base*2^n)]."""
     return random.uniform(0, min(cap, base * (2 ** min(attempt, 32))))

@@ -40,8 +40,14 @@ def run_batch(
     started = time.monotonic()
     client_keys = [from_wire(k) for k in keys]
     try:
-        outcome = sync_keys(parse_table(primary), sink(), client_keys, created or (), session,
-                            settings().guard_max_rounds)
+        outcome = sync_keys(
+            parse_table(primary),
+            sink(),
+            client_keys,
+            created or (),
+            session,
+            settings().guard_max_rounds,
+        )
         failed, counts = outcome.failed, outcome.counts()
     except PERMANENT as exc:
         failed = {canonical_json(k): Failure(str(exc), retryable=False) for k in client_keys}
@@ -52,6 +58,12 @@ def run_batch(
 
     retried, dead = settle(kind, primary, target, failed, attempt, retry)
     summary = {**counts, "keys": len(keys), "retried": retried, "dead_lettered": dead}
-    log.info(kind, task_id=task_id, primary=primary, target=target,
-             seconds=round(time.monotonic() - started, 3), **summary)
+    log.info(
+        kind,
+        task_id=task_id,
+        primary=primary,
+        target=target,
+        seconds=round(time.monotonic() - started, 3),
+        **summary,
+    )
     return summary

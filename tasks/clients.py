@@ -20,7 +20,7 @@ from botocore.credentials import (
     DeferredRefreshableCredentials,
 )
 
-from tasks.config import SideCredentials, Settings, settings
+from tasks.config import Settings, SideCredentials, settings
 from tasks.errors import ConfigurationError
 from tasks.locations import TableLocation
 
@@ -62,7 +62,9 @@ def _session(creds: SideCredentials, region: str) -> boto3.Session:
     return _assumed_role_session(base, creds, region)
 
 
-def _assumed_role_session(base: boto3.Session, creds: SideCredentials, region: str) -> boto3.Session:
+def _assumed_role_session(
+    base: boto3.Session, creds: SideCredentials, region: str
+) -> boto3.Session:
     extra = {"ExternalId": creds.external_id} if creds.external_id else {}
     fetcher = AssumeRoleCredentialFetcher(
         client_creator=base._session.create_client,
@@ -71,7 +73,7 @@ def _assumed_role_session(base: boto3.Session, creds: SideCredentials, region: s
         extra_args={"RoleSessionName": "dynamodb-replicator", **extra},
     )
     core = botocore.session.Session()
-    core._credentials = DeferredRefreshableCredentials(  # noqa: SLF001 - documented pattern
+    core._credentials = DeferredRefreshableCredentials(  # type: ignore[attr-defined]
         method="assume-role", refresh_using=fetcher.fetch_credentials
     )
     return boto3.Session(botocore_session=core, region_name=region)

@@ -59,14 +59,14 @@ def record(
     client.rpush(_name(), *entries)
 
 
-def entries(client: redis.Redis) -> list[tuple[bytes, DeadLetter]]:
+def entries(client: redis.Redis) -> list[tuple[bytes | str, DeadLetter]]:
     return [(raw, DeadLetter.from_json(raw)) for raw in client.lrange(_name(), 0, -1)]
 
 
-def remove(client: redis.Redis, raws: Iterable[bytes]) -> int:
+def remove(client: redis.Redis, raws: Iterable[bytes | str]) -> int:
     pipe = client.pipeline(transaction=False)
     for raw in raws:
-        pipe.lrem(_name(), 1, raw)
+        pipe.lrem(_name(), 1, raw)  # type: ignore[arg-type]  # bytes are accepted
     return sum(int(n) for n in pipe.execute())
 
 

@@ -72,9 +72,11 @@ def _describe(location: TableLocation, side: str) -> TableInfo:
     except NotFoundError as exc:
         raise NotFoundError(f"table {location} does not exist") from exc
     types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
-    parts = {k["KeyType"]: KeyAttribute(k["AttributeName"], types[k["AttributeName"]])
-             for k in table["KeySchema"]}
-    stream = table.get("StreamSpecification") or {}
+    parts = {
+        k["KeyType"]: KeyAttribute(k["AttributeName"], types[k["AttributeName"]])
+        for k in table["KeySchema"]
+    }
+    stream: Mapping[str, Any] = table.get("StreamSpecification") or {}
     return TableInfo(
         location=location,
         schema=KeySchema(hash_key=parts["HASH"], range_key=parts.get("RANGE")),
@@ -142,7 +144,8 @@ def _get_chunk(
         result.requests += 1
         for item in response.get("Responses", {}).get(location.table, []):
             result.found[canonical_json({n: item[n] for n in names})] = item
-        pending = response.get("UnprocessedKeys", {}).get(location.table, {}).get("Keys", [])
+        unprocessed: Any = response.get("UnprocessedKeys") or {}
+        pending = unprocessed.get(location.table, {}).get("Keys", [])
         reason = "UnprocessedKeys after retries"
         if not pending:
             return
@@ -217,7 +220,8 @@ def _write_chunk(
             _pause(attempt - 1)
         try:
             with translated(f"BatchWriteItem on {location}"):
-                response = client.batch_write_item(RequestItems={location.table: pending})
+                items: Any = {location.table: pending}
+                response = client.batch_write_item(RequestItems=items)
         except TransientError as exc:
             reason = str(exc)
             continue
@@ -298,7 +302,8 @@ def create_table(location: TableLocation, side: str, key_schema: KeySchema) -> N
         keys.append({"AttributeName": key_schema.range_key.name, "KeyType": "RANGE"})
     with translated(f"CreateTable {location}"):
         client.create_table(
-            TableName=location.table, KeySchema=keys,  # type: ignore[arg-type]
+            TableName=location.table,
+            KeySchema=keys,  # type: ignore[arg-type]
             AttributeDefinitions=attributes,  # type: ignore[arg-type]
             BillingMode="PAY_PER_REQUEST",
         )

@@ -39,5 +39,15 @@ def replicate(
     def send(args: tuple[Any, ...], kwargs: dict[str, Any], countdown: float) -> None:
         self.app.send_task("replicate", args=args, kwargs=kwargs, countdown=countdown)
 
-    return run_batch("replicate", primary, replica, lambda: ReplicaSink(parse_table(replica)),
-                     keys, created, session, attempt, send, self.request.id)
+    return run_batch(
+        "replicate",
+        primary,
+        replica,
+        lambda: ReplicaSink(parse_table(replica)),
+        keys,
+        created,
+        session,
+        attempt,
+        send,
+        self.request.id,
+    )

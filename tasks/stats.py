@@ -44,7 +44,12 @@ def add_lag(pipe: redis.client.Pipeline, target: str, created: Sequence[float]) 
 
 
 def read(client: redis.Redis, target: str) -> dict[str, float]:
-    return {k.decode(): float(v) for k, v in client.hgetall(_name(target)).items()}
+    return {text(k): float(v) for k, v in client.hgetall(_name(target)).items()}
+
+
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (replies are bytes unless the client decodes them)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def lag_samples(client: redis.Redis, target: str) -> list[int]:

@@ -28,7 +28,9 @@ from tasks.typed_json import Item, KeySchema, canonical_json, key_id, validate_k
 class Sink(Protocol):
     """Where the primary's state of a key goes."""
 
-    name: str  # stable identity of the target, used in Redis key names
+    @property
+    def name(self) -> str:
+        """Stable identity of the target, used in Redis key names."""
 
     def prepare(self, primary_schema: KeySchema) -> None:
         """Check once per call that the target can take this primary's keys."""
@@ -151,7 +153,12 @@ def _round(
     again = [ids[c] for c in written if hashed[c] in contended]
     done = [c for c in written if hashed[c] not in contended]
     puts = sum(1 for c in done if c in read.found)
-    counts = {"reads": len(keys), "puts": puts, "deletes": len(done) - puts, "contended": len(again)}
+    counts = {
+        "reads": len(keys),
+        "puts": puts,
+        "deletes": len(done) - puts,
+        "contended": len(again),
+    }
     outcome.contended += len(again)
     outcome.puts += puts
     outcome.deletes += len(done) - puts

@@ -8,7 +8,7 @@ from tasks.errors import InvalidInputError
 
 
 def parse_time(text: str) -> float:
-    """Epoch seconds from ``2026-11-27T10:00:00Z`` (UTC when no offset) or ``1764237600000`` (ms)."""
+    """Epoch seconds from ``2026-11-27T10:00:00Z`` (UTC without offset) or epoch ms."""
     value = text.strip()
     if value.isdigit():
         return int(value) / 1000

@@ -185,7 +185,7 @@ def _is_typed(key: Mapping[str, Any]) -> bool:
 
 
 def parse_key(text: str, schema: KeySchema) -> Item:
-    """A key given as JSON, plain (``{"id":"a"}``) or typed (``{"id":{"S":"a"}}``), in client form."""
+    """A KEY as JSON, plain (``{"id":"a"}``) or typed (``{"id":{"S":"a"}}``), in client form."""
     try:
         raw = json.loads(text, parse_float=str, parse_int=str)
     except json.JSONDecodeError as exc:

@@ -56,8 +56,13 @@ def moto_url(moto_server: servers.Server) -> str:
 
 
 @pytest.fixture()
-def env(redis_url: str, moto_url: str, redis_client: redis_lib.Redis,
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, str]]:
+def env(
+    redis_url: str,
+    moto_url: str,
+    redis_client: redis_lib.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> Iterator[dict[str, str]]:
     """The environment every process of a test shares (this one included)."""
     values = {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -88,10 +93,12 @@ def start_worker(env: dict[str, str], tmp_path: Path) -> Iterator[object]:
     """Start `celery -A worker worker` processes; all are stopped after the test."""
     started: list[servers.Worker] = []
 
-    def start(concurrency: int = 2, extra_env: dict[str, str] | None = None,
-              queues: str | None = None) -> servers.Worker:
-        worker = servers.start_worker({**env, **(extra_env or {})}, concurrency, queues, tmp_path,
-                                      name=f"w{len(started)}")
+    def start(
+        concurrency: int = 2, extra_env: dict[str, str] | None = None, queues: str | None = None
+    ) -> servers.Worker:
+        worker = servers.start_worker(
+            {**env, **(extra_env or {})}, concurrency, queues, tmp_path, name=f"w{len(started)}"
+        )
         started.append(worker)
         return worker
 
@@ -108,8 +115,12 @@ def start_producer(env: dict[str, str], tmp_path: Path) -> Iterator[object]:
     started: list[servers.Command] = []
 
     def start(*args: str, extra_env: dict[str, str] | None = None) -> servers.Command:
-        command = servers.start_command([sys.executable, "-m", "producer", *args],
-                                        {**env, **(extra_env or {})}, tmp_path, "producer")
+        command = servers.start_command(
+            [sys.executable, "-m", "producer", *args],
+            {**env, **(extra_env or {})},
+            tmp_path,
+            "producer",
+        )
         started.append(command)
         return command
 
@@ -121,7 +132,7 @@ def start_producer(env: dict[str, str], tmp_path: Path) -> Iterator[object]:
 @pytest.fixture()
 def fault_proxy(moto_url: str) -> Iterator[object]:
     """A fault-injecting proxy (tests/support/faultproxy.py) in front of this test's moto."""
-    from tests.support.faultproxy import FaultProxy  # noqa: PLC0415
+    from tests.support.faultproxy import FaultProxy
 
     with FaultProxy(moto_url) as proxy:
         yield proxy
@@ -130,8 +141,8 @@ def fault_proxy(moto_url: str) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def dynalite_server() -> Iterator[servers.Server]:
     """dynalite (npm; `npm install` at the repo root), a second DynamoDB implementation."""
-    import subprocess  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
+    import subprocess
+    import tempfile
 
     binary = servers.ROOT / "node_modules" / ".bin" / "dynalite"
     if not binary.exists():
@@ -154,7 +165,7 @@ def ddb_url(request: pytest.FixtureRequest, env: dict[str, str]) -> str:
     """A DynamoDB endpoint with no tables: moto's (reset by `env`) or dynalite's (emptied)."""
     if request.param == "moto":
         return str(request.getfixturevalue("moto_url"))
-    from tests.support.tables import client  # noqa: PLC0415
+    from tests.support.tables import client
 
     url: str = request.getfixturevalue("dynalite_server").url
     ddb = client(url)

@@ -7,7 +7,12 @@ from celery import Celery
 from worker import logging as _logging  # noqa: F401 - connects the setup_logging signal
 from worker.settings import CONFIG
 
-TASK_MODULES = ["tasks.replicate", "tasks.diff_segment", "tasks.backup_record", "tasks.backup_segments"]
+TASK_MODULES = [
+    "tasks.replicate",
+    "tasks.diff_segment",
+    "tasks.backup_record",
+    "tasks.backup_segments",
+]
 
 app = Celery("dynamodb-replicator", include=TASK_MODULES)
 app.conf.update(CONFIG)

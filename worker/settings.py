@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from kombu import Exchange, Queue
+from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
 from tasks.config import DEFAULT_REDIS_URL
 
@@ -39,7 +39,7 @@ def celery_config(env: Mapping[str, str]) -> dict[str, Any]:
         "broker_transport_options": {"visibility_timeout": visibility},
         "result_backend_transport_options": {"visibility_timeout": visibility},
         "broker_connection_retry_on_startup": True,
-        "task_queues": [Queue(q, Exchange(q), routing_key=q) for q in QUEUES],
+        "task_queues": [Queue(q, Exchange(q), routing_key=q) for q in QUEUES],  # type: ignore[no-untyped-call]
         "task_default_queue": REPLICATION_QUEUE,
         "task_routes": ROUTES,
         "task_serializer": "json",

@@ -67,10 +67,13 @@ class DynamoDBStreamsSource:
     def read(self, iterator: str, limit: int) -> Page:
         with translated(f"GetRecords on {self.stream_id}"):
             response = self._client.get_records(ShardIterator=iterator, Limit=limit)
-        records = response.get("Records", [])
+        records: list[Mapping[str, Any]] = list(response.get("Records", []))
         last = str(records[-1].get("dynamodb", {}).get("SequenceNumber", "")) if records else None
-        return Page(records=records, next_iterator=response.get("NextShardIterator"),
-                    last_sequence=last or None)
+        return Page(
+            records=records,
+            next_iterator=response.get("NextShardIterator"),
+            last_sequence=last or None,
+        )
 
     def parse(self, raw: Mapping[str, Any]) -> ChangeRecord:
         return from_dynamodb_stream(raw)

@@ -52,7 +52,11 @@ class KinesisSource:
             args = {"NextToken": token}
 
     def iterator(self, shard_id: str, position: Position) -> str:
-        args: dict[str, Any] = {**self._ref, "ShardId": shard_id, "ShardIteratorType": position.kind}
+        args: dict[str, Any] = {
+            **self._ref,
+            "ShardId": shard_id,
+            "ShardIteratorType": position.kind,
+        }
         if position.sequence is not None:
             args["StartingSequenceNumber"] = position.sequence
         if position.timestamp is not None:
@@ -63,7 +67,7 @@ class KinesisSource:
     def read(self, iterator: str, limit: int) -> Page:
         with translated(f"GetRecords on {self.stream_id}"):
             response = self._client.get_records(ShardIterator=iterator, Limit=limit)
-        records = response.get("Records", [])
+        records: list[Mapping[str, Any]] = list(response.get("Records", []))
         return Page(
             records=records,
             next_iterator=response.get("NextShardIterator"),

@@ -28,8 +28,10 @@ def _tables(moto_url: str, proxy_url: str, view: str = "KEYS_ONLY") -> tuple[str
 def _insert_distinct(moto_url: str, n: int) -> None:
     ddb = client(moto_url)
     for i in range(n):
-        ddb.put_item(TableName="primary", Item={"id": {"S": f"k{i}"}, "seq": {"N": str(i)},
-                                                "v": {"S": "x" * (i % 50)}})
+        ddb.put_item(
+            TableName="primary",
+            Item={"id": {"S": f"k{i}"}, "seq": {"N": str(i)}, "v": {"S": "x" * (i % 50)}},
+        )
 
 
 def test_worker_sigkilled_mid_batch_is_redelivered(
@@ -95,9 +97,15 @@ def test_throttling_and_unprocessed_items_everywhere_still_converge(
 
 
 def _replicator(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from commands.replicator import main; main()",
-                           *args], env=env, capture_output=True, text=True, timeout=60,
-                          cwd=servers.ROOT, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", "from commands.replicator import main; main()", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=servers.ROOT,
+        check=False,
+    )
 
 
 def test_keys_that_keep_failing_are_dead_lettered_then_replayed(
@@ -105,9 +113,15 @@ def test_keys_that_keep_failing_are_dead_lettered_then_replayed(
 ) -> None:
     primary, replica = _tables(moto_url, fault_proxy.url)
     broken = fault_proxy.add_rule(Rule("BatchWriteItem", action="error", table="replica"))
-    start_worker(concurrency=2, extra_env={
-        "REPLICATOR_TASK_MAX_ATTEMPTS": "2", "REPLICATOR_BATCH_MAX_ATTEMPTS": "2",
-        "REPLICATOR_AWS_MAX_ATTEMPTS": "1", "REPLICATOR_TASK_BACKOFF_CAP": "0.5"})
+    start_worker(
+        concurrency=2,
+        extra_env={
+            "REPLICATOR_TASK_MAX_ATTEMPTS": "2",
+            "REPLICATOR_BATCH_MAX_ATTEMPTS": "2",
+            "REPLICATOR_AWS_MAX_ATTEMPTS": "1",
+            "REPLICATOR_TASK_BACKOFF_CAP": "0.5",
+        },
+    )
     start_producer("--primary", primary, "--replica", replica)
     _insert_distinct(moto_url, 40)
 
@@ -133,8 +147,12 @@ def test_redis_restart_mid_stream_converges(
 ) -> None:
     redis = servers.start_redis(appendonly=True, workdir=tmp_path)
     url = f"redis://127.0.0.1:{redis.port}/0"
-    own = {"CELERY_BROKER_URL": url, "CELERY_RESULT_BACKEND": url, "REPLICATOR_REDIS_URL": url,
-           **FAST_REDELIVERY}
+    own = {
+        "CELERY_BROKER_URL": url,
+        "CELERY_RESULT_BACKEND": url,
+        "REPLICATOR_REDIS_URL": url,
+        **FAST_REDELIVERY,
+    }
     primary, replica = _tables(moto_url, moto_url)
     workers = [start_worker(concurrency=2, extra_env=own)]
 

@@ -75,8 +75,11 @@ def test_producer_restart_resumes_after_its_checkpoint(
     first = start_producer("--primary", primary, "--replica", replica)
     ddb = client(moto_url)
     apply_mixed(ddb, "primary", "composite", ops=600, n_keys=200, seed=1)
-    wait_until(lambda: "records_read" in first.output() and
-               '"keys_enqueued": 0' not in first.output(), 30, "first producer to read")
+    wait_until(
+        lambda: "records_read" in first.output() and '"keys_enqueued": 0' not in first.output(),
+        30,
+        "first producer to read",
+    )
     assert first.terminate() == 0, first.output()  # SIGTERM: finish the page, checkpoint, exit 0
     read_first = final_status(first.output())["records_read"]
 
@@ -127,8 +130,11 @@ def _to_kinesis(kinesis: Any, keys_only_every: int = 0) -> Any:
     def on_change(key: dict[str, Any], event: str) -> None:
         count["n"] += 1
         keys_only = bool(keys_only_every) and count["n"] % keys_only_every == 0
-        kinesis.put_record(StreamName="changes", Data=kinesis_record(key, event, keys_only),
-                           PartitionKey=key["id"]["B"].hex())
+        kinesis.put_record(
+            StreamName="changes",
+            Data=kinesis_record(key, event, keys_only),
+            PartitionKey=key["id"]["B"].hex(),
+        )
 
     return on_change
 
@@ -142,11 +148,19 @@ def test_kinesis_source_with_binary_keys_and_keys_only_records(
     kinesis = _kinesis_stream(moto_url, shards=2)
     kinesis.put_record(StreamName="changes", Data=b"not json", PartitionKey="bad")
     start_worker(concurrency=2)
-    producer = start_producer("--primary", primary, "--replica", replica,
-                              "--kinesis-stream", "changes")
+    producer = start_producer(
+        "--primary", primary, "--replica", replica, "--kinesis-stream", "changes"
+    )
 
-    apply_mixed(client(moto_url), "primary", "binary", ops=2000, n_keys=400, seed=5,
-                on_change=_to_kinesis(kinesis, keys_only_every=3))
+    apply_mixed(
+        client(moto_url),
+        "primary",
+        "binary",
+        ops=2000,
+        n_keys=400,
+        seed=5,
+        on_change=_to_kinesis(kinesis, keys_only_every=3),
+    )
 
     assert_converges(moto_url)
     assert producer.terminate() == 0
@@ -160,29 +174,36 @@ def test_kinesis_resharding_parents_before_children(
     primary, replica = make_tables(moto_url, "binary", "KEYS_ONLY")
     kinesis = _kinesis_stream(moto_url, shards=1)
     start_worker(concurrency=2)
-    producer = start_producer("--primary", primary, "--replica", replica,
-                              "--kinesis-stream", "changes")
+    producer = start_producer(
+        "--primary", primary, "--replica", replica, "--kinesis-stream", "changes"
+    )
     ddb = client(moto_url)
     on_change = _to_kinesis(kinesis)
     apply_mixed(ddb, "primary", "binary", ops=300, n_keys=200, seed=21, on_change=on_change)
-    kinesis.update_shard_count(StreamName="changes", TargetShardCount=2,
-                               ScalingType="UNIFORM_SCALING")
+    kinesis.update_shard_count(
+        StreamName="changes", TargetShardCount=2, ScalingType="UNIFORM_SCALING"
+    )
     apply_mixed(ddb, "primary", "binary", ops=300, n_keys=200, seed=22, on_change=on_change)
     shards = kinesis.list_shards(StreamName="changes")["Shards"]
     splittable = [s for s in shards if "EndingSequenceNumber" not in s["SequenceNumberRange"]]
     first = splittable[0]
-    middle = (int(first["HashKeyRange"]["StartingHashKey"]) +
-              int(first["HashKeyRange"]["EndingHashKey"])) // 2
-    kinesis.split_shard(StreamName="changes", ShardToSplit=first["ShardId"],
-                        NewStartingHashKey=str(middle))
+    middle = (
+        int(first["HashKeyRange"]["StartingHashKey"]) + int(first["HashKeyRange"]["EndingHashKey"])
+    ) // 2
+    kinesis.split_shard(
+        StreamName="changes", ShardToSplit=first["ShardId"], NewStartingHashKey=str(middle)
+    )
     apply_mixed(ddb, "primary", "binary", ops=300, n_keys=200, seed=23, on_change=on_change)
 
     assert_converges(moto_url)
     wait_until(lambda: producer.output().count('"shard finished"') >= 2, 30, "parents finished")
     assert producer.terminate() == 0
     events = [json.loads(line) for line in producer.output().splitlines() if line.startswith("{")]
-    order = [(e["event"], e.get("shard")) for e in events
-             if e["event"] in ("shard finished", "shard discovered")]
+    order = [
+        (e["event"], e.get("shard"))
+        for e in events
+        if e["event"] in ("shard finished", "shard discovered")
+    ]
     finished = [shard for event, shard in order if event == "shard finished"]
     listed = {s["ShardId"]: s for s in kinesis.list_shards(StreamName="changes")["Shards"]}
     for parent in finished:

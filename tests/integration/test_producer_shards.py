@@ -23,13 +23,21 @@ from tests.support.servers import wait_until
 PRIMARY = "http://127.0.0.1:1/primary"
 
 
-def make_poller(fake: FakeStreams, app: RecordingApp, consumer: str = "c",
-                record_filter: RecordFilter | None = None) -> Poller:
+def make_poller(
+    fake: FakeStreams,
+    app: RecordingApp,
+    consumer: str = "c",
+    record_filter: RecordFilter | None = None,
+) -> Poller:
     source = DynamoDBStreamsSource(parse_table(PRIMARY), stream_arn=fake.arn, client=fake)
     enqueuer = Enqueuer(app, connection(), PRIMARY, [Target("replicate", "us-east-1/replica")])
-    return Poller(source, Checkpoints(connection(), consumer), enqueuer,
-                  record_filter or RecordFilter(),
-                  PollerOptions(idle_sleep=0.01, discover_every=0.05, status_every=3600))
+    return Poller(
+        source,
+        Checkpoints(connection(), consumer),
+        enqueuer,
+        record_filter or RecordFilter(),
+        PollerOptions(idle_sleep=0.01, discover_every=0.05, status_every=3600),
+    )
 
 
 def run_until(poller: Poller, done: Callable[[], bool]) -> None:
@@ -58,19 +66,24 @@ def test_parents_finish_before_children_and_new_shards_are_found(env: dict[str, 
 
     def grow() -> bool:
         # while running: c splits into d, which appears later and gets records
-        if "d" not in fake.shards and len(app.keys()) >= 17:
+        if "d" not in fake.shards and len(app.sent_keys()) >= 17:
             fake.close("c")
             fake.add_shard("d", parent="c")
             fake.put("d", "d0")
-        return "d0" in app.keys()
+        return "d0" in app.sent_keys()
 
     run_until(poller, grow)
 
-    keys = app.keys()
-    assert sorted(keys) == sorted([f"a{i}" for i in range(7)] + [f"b{i}" for i in range(5)]
-                                  + [f"c{i}" for i in range(5)] + ["d0"])
+    keys = app.sent_keys()
+    assert sorted(keys) == sorted(
+        [f"a{i}" for i in range(7)]
+        + [f"b{i}" for i in range(5)]
+        + [f"c{i}" for i in range(5)]
+        + ["d0"]
+    )
     assert max(keys.index(f"a{i}") for i in range(7)) < min(
-        keys.index(k) for k in keys if not k.startswith("a"))
+        keys.index(k) for k in keys if not k.startswith("a")
+    )
     assert keys.index("c4") < keys.index("d0")
     assert fake.reads.index("b") > len(fake.reads) - fake.reads[::-1].index("a") - 1
     saved = Checkpoints(connection(), "c").load()
@@ -82,14 +95,14 @@ def test_restart_resumes_after_the_checkpoint(env: dict[str, str]) -> None:
     fake.add_shard("s")
     for i in range(10):
         fake.put("s", f"k{i}")
-    run_until(make_poller(fake, app), lambda: len(app.keys()) == 10)
+    run_until(make_poller(fake, app), lambda: len(app.sent_keys()) == 10)
     for i in range(10, 15):
         fake.put("s", f"k{i}")
 
     again = RecordingApp()
-    run_until(make_poller(fake, again), lambda: len(again.keys()) == 5)
+    run_until(make_poller(fake, again), lambda: len(again.sent_keys()) == 5)
 
-    assert again.keys() == [f"k{i}" for i in range(10, 15)]
+    assert again.sent_keys() == [f"k{i}" for i in range(10, 15)]
 
 
 def test_expired_iterator_is_reacquired_from_the_checkpoint(env: dict[str, str]) -> None:
@@ -99,9 +112,9 @@ def test_expired_iterator_is_reacquired_from_the_checkpoint(env: dict[str, str])
         fake.put("s", f"k{i}")
     fake.expire_next_reads = 2
 
-    run_until(make_poller(fake, app), lambda: len(app.keys()) == 9)
+    run_until(make_poller(fake, app), lambda: len(app.sent_keys()) == 9)
 
-    assert app.keys() == [f"k{i}" for i in range(9)]  # nothing lost, nothing twice
+    assert app.sent_keys() == [f"k{i}" for i in range(9)]  # nothing lost, nothing twice
 
 
 def test_trimmed_checkpoint_is_reported_as_a_gap(env: dict[str, str], caplog: Any) -> None:
@@ -113,7 +126,7 @@ def test_trimmed_checkpoint_is_reported_as_a_gap(env: dict[str, str], caplog: An
     fake.shards["s"].trimmed_before = 101
     poller = make_poller(fake, app)
 
-    run_until(poller, lambda: len(app.keys()) == 4)
+    run_until(poller, lambda: len(app.sent_keys()) == 4)
 
     assert poller.stats.gaps == 1
 
@@ -125,7 +138,7 @@ def test_vanished_unfinished_parent_is_a_gap(env: dict[str, str]) -> None:
     fake.put("child", "x")
     poller = make_poller(fake, app)
 
-    run_until(poller, lambda: app.keys() == ["x"])
+    run_until(poller, lambda: app.sent_keys() == ["x"])
 
     assert poller.stats.gaps == 1
 
@@ -139,9 +152,9 @@ def test_malformed_record_is_counted_and_does_not_stall_the_shard(env: dict[str,
     fake.put("s", "after")
     poller = make_poller(fake, app)
 
-    run_until(poller, lambda: "after" in app.keys())
+    run_until(poller, lambda: "after" in app.sent_keys())
 
-    assert app.keys() == ["before", "after"] and poller.stats.records_malformed == 2
+    assert app.sent_keys() == ["before", "after"] and poller.stats.records_malformed == 2
 
 
 def test_broker_down_keeps_the_page_until_it_is_sent(env: dict[str, str]) -> None:
@@ -151,9 +164,9 @@ def test_broker_down_keeps_the_page_until_it_is_sent(env: dict[str, str]) -> Non
         fake.put("s", f"k{i}")
     poller = make_poller(fake, app)
 
-    run_until(poller, lambda: len(app.keys()) == 3)
+    run_until(poller, lambda: len(app.sent_keys()) == 3)
 
-    assert sorted(app.keys()) == ["k0", "k1", "k2"]
+    assert sorted(app.sent_keys()) == ["k0", "k1", "k2"]
 
 
 @pytest.mark.parametrize(("role", "expected"), [("before", ["old"]), ("after", ["new"])])
@@ -166,15 +179,21 @@ def test_turnover_keeps_one_side_of_the_cut_over(
     fake.add_shard("s")
     stamp = {"old": datetime(2026, 1, 1, tzinfo=UTC), "new": datetime(2026, 6, 1, tzinfo=UTC)}
     for key, when in stamp.items():
-        fake.put("s", key, record={"eventName": "MODIFY", "dynamodb": {
-            "Keys": {"id": {"S": key}}, "ApproximateCreationDateTime": when}})
+        fake.put(
+            "s",
+            key,
+            record={
+                "eventName": "MODIFY",
+                "dynamodb": {"Keys": {"id": {"S": key}}, "ApproximateCreationDateTime": when},
+            },
+        )
     fake.put("s", "marker")
     cut = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
     poller = make_poller(fake, app, record_filter=RecordFilter(role, cut))
 
     run_until(poller, lambda: poller.stats.records_read == 3)
 
-    assert [k for k in app.keys() if k != "marker"] == expected
+    assert [k for k in app.sent_keys() if k != "marker"] == expected
 
 
 @pytest.mark.parametrize(("skip", "expected"), [(False, ["ttl", "user"]), (True, ["user"])])
@@ -183,15 +202,23 @@ def test_ttl_deletes_are_propagated_unless_skipped(
 ) -> None:
     fake, app = FakeStreams(), RecordingApp()
     fake.add_shard("s")
-    fake.put("s", "ttl", record={
-        "eventName": "REMOVE", "dynamodb": {"Keys": {"id": {"S": "ttl"}}},
-        "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"}})
-    fake.put("s", "user", record={"eventName": "REMOVE", "dynamodb": {"Keys": {"id": {"S": "user"}}}})
+    fake.put(
+        "s",
+        "ttl",
+        record={
+            "eventName": "REMOVE",
+            "dynamodb": {"Keys": {"id": {"S": "ttl"}}},
+            "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"},
+        },
+    )
+    fake.put(
+        "s", "user", record={"eventName": "REMOVE", "dynamodb": {"Keys": {"id": {"S": "user"}}}}
+    )
     poller = make_poller(fake, app, record_filter=RecordFilter(skip_ttl_deletes=skip))
 
     run_until(poller, lambda: poller.stats.records_read == 2)
 
-    assert app.keys() == expected
+    assert app.sent_keys() == expected
 
 
 def test_a_burst_on_one_key_is_coalesced(env: dict[str, str]) -> None:
@@ -204,4 +231,4 @@ def test_a_burst_on_one_key_is_coalesced(env: dict[str, str]) -> None:
     run_until(poller, lambda: poller.stats.records_read == 200)
 
     # No worker released the mark, so the key waits in the queue once: 1 message, not 200.
-    assert app.keys() == ["hot"] and poller.stats.keys_coalesced > 0
+    assert app.sent_keys() == ["hot"] and poller.stats.keys_coalesced > 0

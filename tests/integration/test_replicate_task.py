@@ -42,7 +42,7 @@ def test_permanent_failure_is_dead_lettered_with_reason(
     _send(env, f"{moto_url}/primary", f"{moto_url}/missing-replica", [{"id": {"S": "a"}}])
 
     wait_until(lambda: bool(deadletters.entries(connection())), 30, "a dead letter")
-    (_, entry), = deadletters.entries(connection())
+    ((_, entry),) = deadletters.entries(connection())
     assert entry.key == {"id": {"S": "a"}}
     assert "missing-replica" in entry.reason and "does not exist" in entry.reason
     assert json.loads(entry.to_json())["kind"] == "replicate"

@@ -53,7 +53,8 @@ def _race(moto_url: str) -> tuple[dict[str, Any], int]:
     ddb.put_item(TableName="primary", Item={**KEY, "v": {"S": "new"}})
     sync_keys(primary, ReplicaSink(replica), [KEY])  # task B: reads "new", writes it
     assert scan_all(moto_url, "replica")[next(iter(scan_all(moto_url, "replica")))]["v"] == {
-        "S": "new"}
+        "S": "new"
+    }
     go.set()  # A's stale write lands now
     task_a.join(20)
 

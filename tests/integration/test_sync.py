@@ -23,21 +23,25 @@ EVERY_TYPE = {
     "ss": {"SS": ["a", "b", "c"]},
     "ns": {"NS": ["1", "2.5", "-3"]},
     "bs": {"BS": [b"\x00", b"\x01"]},
-    "m": {"M": {"nested": {"L": [{"S": "x"}, {"N": "1"}, {"BS": [b"\x02"]}]},
-                "flag": {"BOOL": True}}},
+    "m": {
+        "M": {"nested": {"L": [{"S": "x"}, {"N": "1"}, {"BS": [b"\x02"]}]}, "flag": {"BOOL": True}}
+    },
     "l": {"L": [{"NULL": True}, {"BOOL": False}, {"M": {"ss": {"SS": ["z"]}}}]},
     "nul": {"NULL": True},
 }
 
 
-def _tables(moto_url: str, hash_key: tuple[str, str] = ("id", "S"),
-            range_key: tuple[str, str] | None = None) -> tuple[str, str]:
+def _tables(
+    moto_url: str, hash_key: tuple[str, str] = ("id", "S"), range_key: tuple[str, str] | None = None
+) -> tuple[str, str]:
     create_table(moto_url, "primary", hash_key, range_key)
     create_table(moto_url, "replica", hash_key, range_key)
     return f"{moto_url}/primary", f"{moto_url}/replica"
 
 
-def test_puts_present_and_deletes_absent_items_of_every_type(env: dict[str, str], moto_url: str) -> None:
+def test_puts_present_and_deletes_absent_items_of_every_type(
+    env: dict[str, str], moto_url: str
+) -> None:
     primary, replica = _tables(moto_url)
     ddb = client(moto_url)
     big = {"id": {"S": "big"}, "blob": {"B": b"x" * 399_000}}
@@ -57,8 +61,10 @@ def test_puts_present_and_deletes_absent_items_of_every_type(env: dict[str, str]
 def test_binary_and_numeric_composite_keys(env: dict[str, str], moto_url: str) -> None:
     primary, replica = _tables(moto_url, ("h", "B"), ("r", "N"))
     ddb = client(moto_url)
-    items = [{"h": {"B": bytes([i, 0, 255])}, "r": {"N": str(i * 1.5)}, "v": {"N": str(i)}}
-             for i in range(1, 130)]
+    items = [
+        {"h": {"B": bytes([i, 0, 255])}, "r": {"N": str(i * 1.5)}, "v": {"N": str(i)}}
+        for i in range(1, 130)
+    ]
     for item in items:
         ddb.put_item(TableName="primary", Item=item)
     keys = [{"h": i["h"], "r": i["r"]} for i in items]
@@ -69,10 +75,15 @@ def test_binary_and_numeric_composite_keys(env: dict[str, str], moto_url: str) -
     assert normalized_table(moto_url, "replica") == normalized_table(moto_url, "primary")
 
 
-def test_key_that_does_not_fit_the_schema_fails_permanently(env: dict[str, str], moto_url: str) -> None:
+def test_key_that_does_not_fit_the_schema_fails_permanently(
+    env: dict[str, str], moto_url: str
+) -> None:
     primary, replica = _tables(moto_url)
-    outcome = sync_keys(parse_table(primary), ReplicaSink(parse_table(replica)),
-                        [{"id": {"N": "1"}}, {"other": {"S": "x"}}])
+    outcome = sync_keys(
+        parse_table(primary),
+        ReplicaSink(parse_table(replica)),
+        [{"id": {"N": "1"}}, {"other": {"S": "x"}}],
+    )
     assert len(outcome.failed) == 2
     assert all(not f.retryable for f in outcome.failed.values())
 
@@ -83,16 +94,26 @@ def test_schema_mismatch_is_a_clear_error(env: dict[str, str], moto_url: str) ->
     create_table(moto_url, "primary", ("id", "S"))
     create_table(moto_url, "replica", ("pk", "S"))
     with pytest.raises(SchemaMismatchError, match="key schemas differ"):
-        sync_keys(parse_table(f"{moto_url}/primary"), ReplicaSink(parse_table(f"{moto_url}/replica")),
-                  [{"id": {"S": "a"}}])
+        sync_keys(
+            parse_table(f"{moto_url}/primary"),
+            ReplicaSink(parse_table(f"{moto_url}/replica")),
+            [{"id": {"S": "a"}}],
+        )
 
 
 def test_dead_letters_round_trip(env: dict[str, str], redis_client: object) -> None:
     key = {"id": {"B": base64.b64encode(b"\x01").decode()}}
     import json
-    deadletters.record(connection(), "replicate", "us-east-1/a", "us-east-1/b",
-                       {json.dumps(key, separators=(",", ":")): "boom"}, 3)
-    (raw, entry), = deadletters.entries(connection())
+
+    deadletters.record(
+        connection(),
+        "replicate",
+        "us-east-1/a",
+        "us-east-1/b",
+        {json.dumps(key, separators=(",", ":")): "boom"},
+        3,
+    )
+    ((raw, entry),) = deadletters.entries(connection())
     assert entry.key == key and entry.reason == "boom" and entry.attempts == 3
     assert deadletters.remove(connection(), [raw]) == 1
     assert deadletters.entries(connection()) == []

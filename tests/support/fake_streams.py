@@ -46,8 +46,10 @@ class FakeStreams:
             seq = str(self.next_sequence)
             raw = record or {
                 "eventName": "MODIFY",
-                "dynamodb": {"Keys": {"id": {"S": key}},
-                             "ApproximateCreationDateTime": datetime.now(UTC)},
+                "dynamodb": {
+                    "Keys": {"id": {"S": key}},
+                    "ApproximateCreationDateTime": datetime.now(UTC),
+                },
             }
             raw.setdefault("dynamodb", {})["SequenceNumber"] = seq
             self.shards[shard_id].records.append(raw)
@@ -59,8 +61,9 @@ class FakeStreams:
 
     # -- the client's interface ---------------------------------------------------------------
 
-    def describe_stream(self, StreamArn: str, ExclusiveStartShardId: str | None = None,
-                        **_: Any) -> dict[str, Any]:
+    def describe_stream(
+        self, StreamArn: str, ExclusiveStartShardId: str | None = None, **_: Any
+    ) -> dict[str, Any]:
         with self.lock:
             ids = sorted(self.shards)
             if ExclusiveStartShardId:
@@ -82,8 +85,13 @@ class FakeStreams:
             described["ParentShardId"] = shard.parent
         return described
 
-    def get_shard_iterator(self, StreamArn: str, ShardId: str, ShardIteratorType: str,
-                           SequenceNumber: str | None = None) -> dict[str, str]:
+    def get_shard_iterator(
+        self,
+        StreamArn: str,
+        ShardId: str,
+        ShardIteratorType: str,
+        SequenceNumber: str | None = None,
+    ) -> dict[str, str]:
         shard = self.shards[ShardId]
         if ShardIteratorType == "TRIM_HORIZON":
             position = 0
@@ -92,8 +100,11 @@ class FakeStreams:
         else:
             if int(SequenceNumber or 0) < shard.trimmed_before:
                 raise _error("TrimmedDataAccessException")
-            position = sum(1 for r in shard.records
-                           if int(r["dynamodb"]["SequenceNumber"]) <= int(SequenceNumber or 0))
+            position = sum(
+                1
+                for r in shard.records
+                if int(r["dynamodb"]["SequenceNumber"]) <= int(SequenceNumber or 0)
+            )
         return {"ShardIterator": f"{ShardId}|{position}"}
 
     def get_records(self, ShardIterator: str, Limit: int = 1000) -> dict[str, Any]:
@@ -127,5 +138,5 @@ class RecordingApp:
             raise ConnectionError("broker down")
         self.sent.append((name, args, kwargs))
 
-    def keys(self) -> list[str]:
+    def sent_keys(self) -> list[str]:
         return [k["id"]["S"] for _, args, _ in self.sent for k in args[2]]

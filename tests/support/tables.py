@@ -11,8 +11,11 @@ from tasks.typed_json import canonical_json, normalized
 
 def client(endpoint: str, service: str = "dynamodb") -> Any:
     return boto3.client(
-        service, endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id="testing", aws_secret_access_key="testing",
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
     )
 
 
@@ -33,8 +36,11 @@ def create_table(
     if stream:
         extra["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream}
     return ddb.create_table(
-        TableName=name, KeySchema=keys, AttributeDefinitions=attrs,
-        BillingMode="PAY_PER_REQUEST", **extra,
+        TableName=name,
+        KeySchema=keys,
+        AttributeDefinitions=attrs,
+        BillingMode="PAY_PER_REQUEST",
+        **extra,
     )["TableDescription"]
 
 
@@ -51,8 +57,10 @@ def scan_all(endpoint: str, name: str) -> dict[str, dict[str, Any]]:
 
 
 def normalized_table(endpoint: str, name: str) -> dict[str, Any]:
-    return {k: {a: normalized(v) for a, v in item.items()}
-            for k, item in scan_all(endpoint, name).items()}
+    return {
+        k: {a: normalized(v) for a, v in item.items()}
+        for k, item in scan_all(endpoint, name).items()
+    }
 
 
 def stream_record_count(endpoint: str, name: str) -> int:

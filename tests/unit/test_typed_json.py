@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from tasks.errors import InvalidInputError, SchemaMismatchError
+from tasks.typed_json import (
+    KeyAttribute,
+    KeySchema,
+    canonical_json,
+    from_wire,
+    items_equal,
+    key_id,
+    parse_key,
+    to_wire,
+)
+
+SCHEMA = KeySchema(KeyAttribute("id", "S"), KeyAttribute("n", "N"))
+
+
+def test_canonical_json_sorts_attributes_and_has_no_spaces() -> None:
+    key = {"n": {"N": "5"}, "id": {"S": "record-1"}}
+    assert canonical_json(key) == '{"id":{"S":"record-1"},"n":{"N":"5"}}'
+    assert (
+        key_id({"id": {"S": "record-1"}}) == hashlib.sha256(b'{"id":{"S":"record-1"}}').hexdigest()
+    )
+
+
+def test_wire_round_trip_of_binary_anywhere() -> None:
+    item = {
+        "b": {"B": b"\x00\xff"},
+        "bs": {"BS": [b"\x01"]},
+        "m": {"M": {"l": {"L": [{"B": b"\x02"}, {"BS": [b"\x03"]}]}}},
+    }
+    wire = to_wire(item)
+    assert wire["b"] == {"B": "AP8="} and wire["m"]["M"]["l"]["L"][0] == {"B": "Ag=="}
+    assert from_wire(wire) == item
+    assert from_wire(item) == item  # client form passes through
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "equal"),
+    [
+        ({"n": {"N": "1"}}, {"n": {"N": "1.0"}}, True),
+        ({"n": {"N": "100"}}, {"n": {"N": "1E+2"}}, True),
+        (
+            {"n": {"N": "12345678901234567890123456789012345678"}},
+            {"n": {"N": "12345678901234567890123456789012345679"}},
+            False,
+        ),
+        ({"s": {"SS": ["a", "b"]}}, {"s": {"SS": ["b", "a"]}}, True),
+        ({"s": {"NS": ["1", "2.0"]}}, {"s": {"NS": ["2", "1"]}}, True),
+        ({"s": {"BS": [b"\x01", b"\x02"]}}, {"s": {"BS": ["AgA=", "AQ=="]}}, False),
+        ({"s": {"BS": [b"\x01", b"\x02"]}}, {"s": {"BS": ["Ag==", "AQ=="]}}, True),
+        ({"l": {"L": [{"N": "1"}, {"N": "2"}]}}, {"l": {"L": [{"N": "2"}, {"N": "1"}]}}, False),
+        ({"m": {"M": {"a": {"SS": ["x", "y"]}}}}, {"m": {"M": {"a": {"SS": ["y", "x"]}}}}, True),
+        ({"a": {"S": "1"}}, {"a": {"N": "1"}}, False),
+        ({"a": {"S": ""}}, {"a": {"S": ""}, "b": {"NULL": True}}, False),
+    ],
+)
+def test_dynamodb_equality(a: dict, b: dict, equal: bool) -> None:
+    assert items_equal(a, b) is equal
+
+
+def test_equality_ignores_named_attributes_and_handles_absence() -> None:
+    assert items_equal(
+        {"a": {"S": "x"}, "t": {"N": "1"}}, {"a": {"S": "x"}, "t": {"N": "2"}}, ignore=["t"]
+    )
+    assert items_equal(None, None) and not items_equal(None, {"a": {"S": "x"}})
+
+
+def test_parse_key_plain_and_typed() -> None:
+    assert parse_key('{"id":"abc","n":5}', SCHEMA) == {"id": {"S": "abc"}, "n": {"N": "5"}}
+    assert parse_key('{"id":{"S":"abc"},"n":{"N":"5.50"}}', SCHEMA) == {
+        "id": {"S": "abc"},
+        "n": {"N": "5.50"},
+    }
+    binary = KeySchema(KeyAttribute("h", "B"))
+    assert parse_key('{"h":{"B":"AP8="}}', binary) == {"h": {"B": b"\x00\xff"}}
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('{"id":"abc"', InvalidInputError),
+        ("[1]", InvalidInputError),
+        ('{"id":"abc"}', SchemaMismatchError),
+        ('{"id":"abc","n":1,"x":2}', SchemaMismatchError),
+        ('{"id":{"N":"1"},"n":{"N":"1"}}', SchemaMismatchError),
+        ('{"id":"","n":1}', InvalidInputError),
+        ('{"id":"a","n":"one"}', InvalidInputError),
+        ('{"id":{"S":"a"},"n":{"N":"1"},"extra":{"S":"x"}}', SchemaMismatchError),
+    ],
+)
+def test_parse_key_rejects_what_does_not_fit(text: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        parse_key(text, SCHEMA)
