@@ -21,6 +21,7 @@ from producer.sources.kinesis import KinesisSource
 from tasks import dynamo
 from tasks.errors import ConfigurationError
 from tasks.locations import TableLocation, parse_s3, parse_table
+from tasks.metrics import ProducerCollector, serve
 from tasks.redis_conn import check, connection
 from tasks.times import parse_time
 
@@ -123,6 +124,11 @@ def _stop_on_signals(stop: threading.Event) -> None:
     show_default=True,
     help="Records per GetRecords call.",
 )
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=0,
+              envvar="REPLICATOR_METRICS_PORT", show_default=True,
+              help="Serve Prometheus metrics on this port (0: off).")
+@click.option("--metrics-address", default="0.0.0.0", envvar="REPLICATOR_METRICS_ADDRESS",
+              show_default=True, help="Address the metrics endpoint listens on.")
 @handle_errors
 def main(**params: Any) -> None:
     """Tail PRIMARY's change stream and enqueue per-key replicate (and backup) tasks."""
@@ -144,5 +150,9 @@ def main(**params: Any) -> None:
             start=plan.start, page_limit=params["page_limit"], idle_sleep=params["poll_interval"]
         ),
     )
+    if params["metrics_port"]:
+        collector = ProducerCollector(source.stream_id, lambda: poller.stats,
+                                      poller.checkpoints.ages)
+        serve(params["metrics_port"], collector, params["metrics_address"])
     _stop_on_signals(poller.stop)
     poller.run()

@@ -10,12 +10,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tasks import logs
+from tasks import logs, stats
 from tasks.config import settings
 from tasks.dynamo import Failure
 from tasks.errors import InvalidInputError, NotFoundError, PermanentError
 from tasks.failures import settle
 from tasks.locations import parse_table
+from tasks.redis_conn import connection
 from tasks.sync import Sink, sync_keys
 from tasks.typed_json import canonical_json, from_wire, to_wire
 
@@ -57,6 +58,7 @@ def run_batch(
         send((primary, target, [to_wire(k) for k in again]), {"attempt": attempt + 1}, countdown)
 
     retried, dead = settle(kind, primary, target, failed, attempt, retry)
+    _count(target, {"retried": retried, "dead_lettered": dead})
     summary = {**counts, "keys": len(keys), "retried": retried, "dead_lettered": dead}
     log.info(
         kind,
@@ -67,3 +69,11 @@ def run_batch(
         **summary,
     )
     return summary
+
+
+def _count(target: str, counts: dict[str, int]) -> None:
+    """Retries and dead letters of this batch, beside the target's other counters."""
+    if any(counts.values()):
+        pipe = connection().pipeline(transaction=False)
+        stats.add(pipe, target, counts)
+        pipe.execute()

@@ -63,6 +63,10 @@ def entries(client: redis.Redis) -> list[tuple[bytes | str, DeadLetter]]:
     return [(raw, DeadLetter.from_json(raw)) for raw in client.lrange(_name(), 0, -1)]
 
 
+def count(client: redis.Redis) -> int:
+    return int(client.llen(_name()))
+
+
 def remove(client: redis.Redis, raws: Iterable[bytes | str]) -> int:
     pipe = client.pipeline(transaction=False)
     for raw in raws:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from tasks import clients
-from tasks.aws_errors import translated
+from tasks import clients, stats
+from tasks.aws_errors import is_throttle, translated
 from tasks.backoff import delay
 from tasks.config import settings
 from tasks.errors import (
@@ -104,6 +104,12 @@ def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield seq[start : start + size]
 
 
+def _note_throttle(exc: TransientError, location: TableLocation, side: str) -> None:
+    """A request still throttled after botocore's retries counts as throttling (metrics)."""
+    if exc.__cause__ is not None and is_throttle(exc.__cause__):
+        stats.note_throttle(str(location), side)
+
+
 def _pause(attempt: int) -> None:
     cfg = settings()
     time.sleep(delay(attempt, cfg.backoff_base, cfg.backoff_cap))
@@ -137,6 +143,7 @@ def _get_chunk(
                 response = client.batch_get_item(RequestItems=request)  # type: ignore[arg-type]
         except TransientError as exc:
             reason = str(exc)
+            _note_throttle(exc, location, side)
             continue
         except PermanentError:
             _get_one_by_one(location, side, pending, consistent, result)
@@ -149,6 +156,7 @@ def _get_chunk(
         reason = "UnprocessedKeys after retries"
         if not pending:
             return
+        stats.note_throttle(str(location), side)
     for key in pending:
         result.failed[canonical_json(key)] = Failure(reason)
 
@@ -224,6 +232,7 @@ def _write_chunk(
                 response = client.batch_write_item(RequestItems=items)
         except TransientError as exc:
             reason = str(exc)
+            _note_throttle(exc, location, side)
             continue
         except PermanentError:
             _write_one_by_one(location, side, pending, names, failed)
@@ -232,6 +241,7 @@ def _write_chunk(
         reason = "UnprocessedItems after retries"
         if not pending:
             return
+        stats.note_throttle(str(location), side)
     for request in pending:
         failed[_request_key(request, names)] = Failure(reason)
 

@@ -2,11 +2,17 @@
 
 ``replicator status`` (and the metrics exporter) read them; tests and benchmarks use them to
 count primary reads and to measure how far behind the replica is.
+
+Besides the per-target hash: DynamoDB throttling per table and side (noted in process memory by
+``tasks.dynamo``, moved to Redis by ``flush_throttles`` after each task) and Celery task retries
+per task name (``add_task_retry``, from the worker's task_retry signal).
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import redis
@@ -58,3 +64,55 @@ def lag_samples(client: redis.Redis, target: str) -> list[int]:
 
 def reset(client: redis.Redis, target: str) -> None:
     client.delete(_name(target), _lag_name(target))
+
+
+# -- throttling and task retries ----------------------------------------------------------------
+
+_throttle_lock = threading.Lock()
+_pending_throttles: Counter[tuple[str, str]] = Counter()
+
+
+def _throttles_name() -> str:
+    return settings().key("throttles")
+
+
+def note_throttle(table: str, side: str, n: int = 1) -> None:
+    """Count throttling seen by this process (no I/O; ``flush_throttles`` stores it)."""
+    with _throttle_lock:
+        _pending_throttles[(table, side)] += n
+
+
+def flush_throttles(client: redis.Redis) -> None:
+    """Add what ``note_throttle`` counted to Redis (kept for the next flush if Redis fails)."""
+    with _throttle_lock:
+        taken = dict(_pending_throttles)
+        _pending_throttles.clear()
+    if not taken:
+        return
+    try:
+        pipe = client.pipeline(transaction=False)
+        for (table, side), n in taken.items():
+            pipe.hincrby(_throttles_name(), f"{side}|{table}", n)
+        pipe.execute()
+    except redis.RedisError:
+        with _throttle_lock:
+            _pending_throttles.update(taken)
+        raise
+
+
+def throttles(client: redis.Redis) -> dict[tuple[str, str], float]:
+    """(table, side) -> throttling events."""
+    out: dict[tuple[str, str], float] = {}
+    for field, n in client.hgetall(_throttles_name()).items():
+        side, _, table = text(field).partition("|")
+        out[(table, side)] = float(n)
+    return out
+
+
+def add_task_retry(client: redis.Redis, task: str) -> None:
+    client.hincrby(settings().key("task-retries"), task, 1)
+
+
+def task_retries(client: redis.Redis) -> dict[str, float]:
+    raw = client.hgetall(settings().key("task-retries"))
+    return {text(k): float(v) for k, v in raw.items()}

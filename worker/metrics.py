@@ -1,0 +1,60 @@
+"""Metrics for worker processes, wired to Celery's signals.
+
+With ``REPLICATOR_METRICS_PORT`` set, the worker's main process serves ``tasks.metrics``'s
+``RedisCollector`` (cluster-wide counters held in Redis, queue depths) from ``worker_init``. In
+the pool processes, every task's end moves the throttling it saw to Redis, and every retry is
+counted by task name.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import redis
+from celery.signals import task_postrun, task_retry, worker_init
+
+from tasks import logs, metrics, stats
+from tasks.errors import ConfigurationError
+from tasks.redis_conn import connection
+from worker.settings import CONFIG, QUEUES
+
+log = logs.get("worker.metrics")
+
+
+def _broker() -> redis.Redis:
+    return redis.Redis.from_url(str(CONFIG["broker_url"]), socket_timeout=10)
+
+
+@worker_init.connect
+def _serve(**_: Any) -> None:
+    try:
+        port = metrics.port_from_env(os.environ)
+        if not port:
+            return
+        address = os.environ.get("REPLICATOR_METRICS_ADDRESS") or "0.0.0.0"
+        broker = _broker()
+        metrics.serve(port, metrics.RedisCollector(connection, lambda: broker, QUEUES), address)
+    except ConfigurationError as exc:
+        log.error("metrics endpoint not started", error=str(exc))
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(2)
+    log.info("metrics endpoint started", port=port, path="/metrics")
+
+
+@task_postrun.connect
+def _flush_throttles(**_: Any) -> None:
+    try:
+        stats.flush_throttles(connection())
+    except redis.RedisError as exc:
+        log.warning("throttle counters not stored; kept for the next task", error=str(exc))
+
+
+@task_retry.connect
+def _count_retry(sender: Any = None, **_: Any) -> None:
+    name = getattr(sender, "name", None) or "unknown"
+    try:
+        stats.add_task_retry(connection(), name)
+    except redis.RedisError as exc:
+        log.warning("retry not counted", task=name, error=str(exc))
