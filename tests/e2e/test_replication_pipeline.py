@@ -209,3 +209,21 @@ def test_kinesis_resharding_parents_before_children(
     for parent in finished:
         assert "EndingSequenceNumber" in listed[parent]["SequenceNumberRange"]
     assert len(listed) >= 4 and len(finished) >= 2
+
+
+def test_a_burst_on_one_hot_key_costs_few_primary_reads(
+    env: dict[str, str], moto_url: str, start_worker: Any, start_producer: Any
+) -> None:
+    primary, replica = make_tables(moto_url, "composite", "KEYS_ONLY")
+    start_worker(concurrency=2)
+    start_producer("--primary", primary, "--replica", replica)
+    ddb = client(moto_url)
+    key = {"id": {"S": "hot"}, "seq": {"N": "1"}}
+
+    for i in range(1000):
+        ddb.put_item(TableName="primary", Item={**key, "v": {"N": str(i)}})
+
+    assert_converges(moto_url)
+    # At most one read per producer poll that found the key idle, whatever the write speed.
+    reads = stats.read(connection(), replica)["reads"]
+    assert 1 <= reads <= 1000 / 5, f"{reads} primary reads for 1000 changes"

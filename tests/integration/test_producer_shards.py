@@ -232,3 +232,49 @@ def test_a_burst_on_one_key_is_coalesced(env: dict[str, str]) -> None:
 
     # No worker released the mark, so the key waits in the queue once: 1 message, not 200.
     assert app.sent_keys() == ["hot"] and poller.stats.keys_coalesced > 0
+
+
+def test_start_latest_skips_what_is_already_there(env: dict[str, str]) -> None:
+    from producer.sources import Position
+
+    fake, app = FakeStreams(), RecordingApp()
+    fake.add_shard("s")
+    fake.put("s", "old")
+    poller = make_poller(fake, app)
+    poller.options.start = Position("LATEST")
+    thread = threading.Thread(target=poller.run, daemon=True)
+    thread.start()
+    wait_until(lambda: "s" in fake.reads, 10, "first read")
+    fake.put("s", "new")
+    wait_until(lambda: app.sent_keys() == ["new"], 10, "the new record")
+    poller.stop.set()
+    thread.join(10)
+    assert app.sent_keys() == ["new"]
+
+
+def test_start_time_on_dynamodb_streams_filters_older_records(env: dict[str, str]) -> None:
+    from datetime import UTC, datetime
+
+    from producer.sources import Position
+
+    fake, app = FakeStreams(), RecordingApp()
+    fake.add_shard("s")
+    for key, month in (("jan", 1), ("jun", 6)):
+        fake.put(
+            "s",
+            key,
+            record={
+                "eventName": "MODIFY",
+                "dynamodb": {
+                    "Keys": {"id": {"S": key}},
+                    "ApproximateCreationDateTime": datetime(2026, month, 1, tzinfo=UTC),
+                },
+            },
+        )
+    start = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+    poller = make_poller(fake, app, record_filter=RecordFilter(not_before=start))
+    poller.options.start = Position("AT_TIMESTAMP", timestamp=start)
+
+    run_until(poller, lambda: poller.stats.records_read == 2)
+
+    assert app.sent_keys() == ["jun"]
