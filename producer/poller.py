@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
+
 from producer.checkpoints import Checkpoints
 from producer.enqueue import Enqueuer
 from producer.filters import RecordFilter
@@ -49,26 +51,40 @@ class Poller:
 
     def run(self) -> ProducerStats:
         graph = ShardGraph(self.checkpoints.load())
-        next_discovery = next_status = 0.0
+        clock = {"discover": 0.0, "status": 0.0}
+        failures = 0
         while not self.stop.is_set():
-            now = time.monotonic()
-            if now >= next_discovery:
-                self._discover(graph)
-                next_discovery = now + self.options.discover_every
-            busy = False
-            for shard in graph.ready():
-                if self.stop.is_set():
-                    break
-                busy |= self._poll(graph, shard)
-                if graph.finished(shard.shard_id):
-                    next_discovery = 0.0  # its children may be listed now
-            if now >= next_status:
-                log.info("producer status", stream=self.source.stream_id, **self.stats.summary())
-                next_status = now + self.options.status_every
+            try:
+                busy = self._cycle(graph, clock)
+                failures = 0
+            except (TransientError, redis.RedisError) as exc:
+                # The endpoint or Redis is away: nothing was checkpointed past what was sent.
+                log.warning("producer cycle failed; retrying", error=str(exc), attempt=failures)
+                self.stop.wait(delay(failures, 0.5, 10.0))
+                failures += 1
+                continue
             if not busy:
                 self.stop.wait(self.options.idle_sleep)
         log.info("producer stopped", stream=self.source.stream_id, **self.stats.summary())
         return self.stats
+
+    def _cycle(self, graph: ShardGraph, clock: dict[str, float]) -> bool:
+        """Discover when due, then read one page of every ready shard; True if any had records."""
+        now = time.monotonic()
+        if now >= clock["discover"]:
+            self._discover(graph)
+            clock["discover"] = now + self.options.discover_every
+        busy = False
+        for shard in graph.ready():
+            if self.stop.is_set():
+                break
+            busy |= self._poll(graph, shard)
+            if graph.finished(shard.shard_id):
+                clock["discover"] = 0.0  # its children may be listed now
+        if now >= clock["status"]:
+            log.info("producer status", stream=self.source.stream_id, **self.stats.summary())
+            clock["status"] = now + self.options.status_every
+        return busy
 
     def _discover(self, graph: ShardGraph) -> None:
         fresh, lost = graph.update(self.source.shards())
@@ -126,9 +142,6 @@ class Poller:
             self._gap(shard_id, "records behind the iterator were trimmed")
             self._iterators[shard_id] = self.source.iterator(shard_id, TRIM_HORIZON)
             return True
-        except TransientError as exc:
-            log.warning("read failed; will retry", shard=shard_id, error=str(exc))
-            return False
         records = self._parse(page.records)
         self.stats.records_read += len(page.records)
         if not self._deliver(records):

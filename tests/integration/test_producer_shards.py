@@ -278,3 +278,16 @@ def test_start_time_on_dynamodb_streams_filters_older_records(env: dict[str, str
     run_until(poller, lambda: poller.stats.records_read == 2)
 
     assert app.sent_keys() == ["jun"]
+
+
+def test_endpoint_errors_do_not_stop_the_producer(env: dict[str, str]) -> None:
+    fake, app = FakeStreams(fail_next_calls=3), RecordingApp()
+    fake.add_shard("s")
+    for i in range(4):
+        fake.put("s", f"k{i}")
+    poller = make_poller(fake, app)
+    poller.options.idle_sleep = 0.01
+
+    run_until(poller, lambda: len(app.sent_keys()) == 4)
+
+    assert app.sent_keys() == ["k0", "k1", "k2", "k3"] and fake.fail_next_calls == 0

@@ -33,6 +33,7 @@ class FakeStreams:
     shards: dict[str, FakeShard] = field(default_factory=dict)
     next_sequence: int = 100
     expire_next_reads: int = 0
+    fail_next_calls: int = 0  # answer the next calls with a 500
     lock: threading.Lock = field(default_factory=threading.Lock)
     reads: list[str] = field(default_factory=list)  # shard of every GetRecords
 
@@ -107,7 +108,20 @@ class FakeStreams:
             )
         return {"ShardIterator": f"{ShardId}|{position}"}
 
+    def _maybe_fail(self) -> None:
+        with self.lock:
+            if self.fail_next_calls:
+                self.fail_next_calls -= 1
+                raise ClientError(
+                    {
+                        "Error": {"Code": "InternalServerError", "Message": "x"},
+                        "ResponseMetadata": {"HTTPStatusCode": 500},
+                    },
+                    "Call",
+                )
+
     def get_records(self, ShardIterator: str, Limit: int = 1000) -> dict[str, Any]:
+        self._maybe_fail()
         with self.lock:
             if self.expire_next_reads:
                 self.expire_next_reads -= 1
