@@ -230,6 +230,8 @@ class SegmentDiff:
             for side in SIDES:
                 if not state.done[side]:
                     self._offer(side, self._next_page(side, scans[side], state, step), state, step)
+            for side in SIDES:  # after both pages were offered, so that they could pair first
+                self._resolve(side, state.matcher.overflow(side), step)
             if all(state.done.values()):
                 self._resolve(PRIMARY, state.matcher.take(PRIMARY), step)
                 self._resolve(REPLICA, state.matcher.take(REPLICA), step)
@@ -242,7 +244,6 @@ class SegmentDiff:
         offer = state.matcher.offer(side, entries)
         step.add("compared", offer.pairs)
         self._confirm(PAIR, offer.differ, {}, step)
-        self._resolve(side, state.matcher.overflow(side), step)
 
     def _resolve(self, side: str, waiting: list[tuple[str, str]], step: _Step) -> None:
         """Keys without a partner in this segment: point-read the other side."""
