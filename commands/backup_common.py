@@ -5,24 +5,39 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from commands.bulk import BulkSpec, Outcome, execute, plan
+from commands.bulk import BulkSpec, Outcome, Plan, execute, plan
 from commands.exits import FAILURE, OK
 from tasks.backup_segments import TASK_FOR_KIND, run_here
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Where a job's segments run (from --segment/--segments) and how the wait is reported."""
+
+    plan: Plan
+    pickup_timeout: float
+    progress_interval: float
+
+
+def segments_from(params: dict[str, Any]) -> Segments:
+    """Take the segment options out of a command's parameters, validated (exit 2)."""
+    chosen = plan(params.pop("segment"), params.pop("segments"))
+    return Segments(chosen, params.pop("pickup_timeout"), params.pop("progress_interval"))
 
 
 def run_job(
     kind: str,
     params: Mapping[str, Any],
-    options: Mapping[str, Any],
+    segments: Segments,
     on_record: Callable[[str], None],
     rate_field: str,
 ) -> Outcome:
-    """Run a backup/restore job's segments as the segment options say; wait for the end."""
-    chosen = plan(options.get("segment"), options.get("segments"))
+    """Run a backup/restore job's segments as planned; wait for the end."""
     spec = BulkSpec(
         kind=kind,
         task=TASK_FOR_KIND[kind],
@@ -31,9 +46,7 @@ def run_job(
         on_record=on_record,
         rate_field=rate_field,
     )
-    return execute(
-        chosen, spec, options.get("pickup_timeout", 5.0), options.get("progress_interval", 10.0)
-    )
+    return execute(segments.plan, spec, segments.pickup_timeout, segments.progress_interval)
 
 
 def print_failed_key(record: str) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from commands.backup_common import finish, run_job
+from commands.backup_common import finish, run_job, segments_from
 from commands.bulk import segment_options
 from commands.exits import handle_errors
 from commands.options import common_options, setup
@@ -33,9 +33,7 @@ def _print_segment(record: str) -> None:
 @handle_errors
 def main(table: str, s3url: str, jobid: str | None, **params: Any) -> None:
     """Back up TABLE (region/table or endpoint/table) to S3URL (s3://bucket/prefix)."""
-    options = {
-        k: params.pop(k) for k in ("segment", "segments", "pickup_timeout", "progress_interval")
-    }
+    options = segments_from(params)
     setup(params)
     location, destination = parse_table(table), parse_s3(s3url)
     dynamo.describe(location, "primary")

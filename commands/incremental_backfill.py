@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from commands.backup_common import finish, print_failed_key, run_job
+from commands.backup_common import finish, print_failed_key, run_job, segments_from
 from commands.bulk import segment_options
 from commands.exits import handle_errors
 from commands.options import common_options, setup
@@ -22,9 +22,7 @@ from tasks.locations import parse_s3, parse_table
 @handle_errors
 def main(table: str, s3url: str, **params: Any) -> None:
     """Write every item of TABLE to S3URL/TABLE/ID (s3://bucket/prefix)."""
-    options = {
-        k: params.pop(k) for k in ("segment", "segments", "pickup_timeout", "progress_interval")
-    }
+    options = segments_from(params)
     setup(params)
     location, destination = parse_table(table), parse_s3(s3url)
     dynamo.describe(location, "primary")

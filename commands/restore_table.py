@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import click
 
-from commands.backup_common import finish, print_failed_key, run_job
+from commands.backup_common import Segments, finish, print_failed_key, run_job, segments_from
 from commands.bulk import segment_options
 from commands.exits import FAILURE, OK, handle_errors
 from commands.options import common_options, setup
@@ -26,7 +26,6 @@ from tasks.restore_pit import parse_at, restore_keys_at
 from tasks.snapshot import recorded_schema
 from tasks.typed_json import Item, parse_key
 
-SEGMENT_OPTIONS = ("segment", "segments", "pickup_timeout", "progress_interval")
 
 
 @click.command()
@@ -63,7 +62,7 @@ def main(
     **params: Any,
 ) -> None:
     """Restore TABLE from the backup at S3URL."""
-    options = {k: params.pop(k) for k in SEGMENT_OPTIONS}
+    options = segments_from(params)
     setup(params)
     source, target = parse_s3(s3url), parse_table(table)
     if (key or keys_file) and not at:
@@ -88,7 +87,7 @@ def _restore_files(
     target: TableLocation,
     create: bool,
     rate: int | None,
-    options: dict[str, Any],
+    options: Segments,
 ) -> None:
     backup = find_source(source)
     prepare_target(target, backup.schema, create)
@@ -115,7 +114,7 @@ def _restore_at(
     keys_file: TextIO | None,
     create: bool,
     rate: int | None,
-    options: dict[str, Any],
+    options: Segments,
 ) -> None:
     moment = parse_at(at)
     s3store.require_versioning(source.bucket)
