@@ -189,14 +189,32 @@ def _fan_out(chosen: Plan, spec: BulkSpec) -> tuple[JobStore, Job]:
         ) from exc
     store = RedisJobStore(connection())
     job = store.create(spec.kind, chosen.segments, spec.params)
+    shown = display(spec, chosen.segments)
     for segment in chosen.wanted:
         app.send_task(
             spec.task,
             args=(job.id, segment),
             queue=BULK_QUEUE,
             retry_policy={"max_retries": 3, "interval_start": 0.2},
+            kwargsrepr=repr(shown),
         )
     return store, job
+
+
+SHOWN_PARAMS = ("primary", "replica", "table", "source", "target", "s3url")
+
+
+def display(spec: BulkSpec, segments: int) -> dict[str, Any]:
+    """What Flower (and worker logs) show beside a segment task's arguments (job id, segment).
+
+    The task reads its tables from the job record; this copy is only for display (Celery's
+    ``kwargsrepr``), so a monitor shows which tables a segment works on and of how many segments.
+    """
+    return {
+        "job_kind": spec.kind,
+        "segments": segments,
+        **{k: spec.params[k] for k in SHOWN_PARAMS if k in spec.params},
+    }
 
 
 STALL_SECONDS = 30.0

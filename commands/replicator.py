@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from commands.exits import handle_errors
+from commands.flower import flower
 from commands.options import common_options, setup
 from tasks import deadletters, stats
 from tasks.redis_conn import check, connection
@@ -19,7 +20,10 @@ TASK_FOR_KIND = {"replicate": "replicate", "backup": "backup-record"}
 
 @click.group()
 def main() -> None:
-    """Operate dynamodb-replicator: dead letters and replication status."""
+    """Operate dynamodb-replicator: dead letters, replication status, Flower."""
+
+
+main.add_command(flower)
 
 
 @main.group("dead-letters")
