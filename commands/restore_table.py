@@ -27,7 +27,6 @@ from tasks.snapshot import recorded_schema
 from tasks.typed_json import Item, parse_key
 
 
-
 @click.command()
 @click.argument("s3url")
 @click.argument("table")

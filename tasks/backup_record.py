@@ -11,7 +11,7 @@ from tasks.locations import parse_s3, parse_table
 from worker.app import app
 
 
-@app.task(  # type: ignore[untyped-decorator]
+@app.task(
     name="backup-record",
     bind=True,
     ignore_result=True,
@@ -23,7 +23,7 @@ from worker.app import app
     soft_time_limit=240,
     time_limit=300,
 )
-def backup_record(  # noqa: PLR0917 - the replicate task's signature
+def backup_record(
     self: Any,
     primary: str,
     target: str,

@@ -55,19 +55,19 @@ _OPTIONS: dict[str, Any] = {
 }
 
 
-@app.task(name="backup-segment", **_OPTIONS)  # type: ignore[untyped-decorator]
+@app.task(name="backup-segment", **_OPTIONS)
 def backup_segment(job_id: str, segment: int) -> dict[str, int]:
     """One segment of a backup-table job."""
     return _run(job_id, segment)
 
 
-@app.task(name="backfill-segment", **_OPTIONS)  # type: ignore[untyped-decorator]
+@app.task(name="backfill-segment", **_OPTIONS)
 def backfill_segment(job_id: str, segment: int) -> dict[str, int]:
     """One segment of an incremental-backfill job."""
     return _run(job_id, segment)
 
 
-@app.task(name="restore-segment", **_OPTIONS)  # type: ignore[untyped-decorator]
+@app.task(name="restore-segment", **_OPTIONS)
 def restore_segment(job_id: str, segment: int) -> dict[str, int]:
     """One segment of a restore-table job."""
     return _run(job_id, segment)
