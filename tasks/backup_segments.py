@@ -7,9 +7,11 @@ segment number; the job's kind and parameters say what to do.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from tasks import logs
 from tasks.backup_table import backup_work
 from tasks.errors import TransientError
 from tasks.incremental_backfill import backfill_work
@@ -19,6 +21,7 @@ from tasks.restore import restore_files_work
 from tasks.restore_pit import pit_work
 from worker.app import app
 
+log = logs.get("tasks")
 WORK: dict[str, Callable[[Mapping[str, Any], int, int], Work]] = {
     "backup-table": backup_work,
     "incremental-backfill": backfill_work,
@@ -40,8 +43,20 @@ def run_here(store: JobStore, job: Job, segment: int) -> dict[str, int]:
 
 
 def _run(job_id: str, segment: int) -> dict[str, int]:
+    """One delivery of a segment task; logs one summary line (counts, never items)."""
+    started = time.monotonic()
     store = RedisJobStore(connection())
-    return run_here(store, store.load(job_id), segment)
+    job = store.load(job_id)
+    counts = run_here(store, job, segment)
+    log.info(
+        job.kind,
+        job=job_id,
+        segment=segment,
+        segments=job.segments,
+        seconds=round(time.monotonic() - started, 3),
+        **counts,
+    )
+    return counts
 
 
 _OPTIONS: dict[str, Any] = {
