@@ -31,7 +31,7 @@ def main(primary: str, replica: str, key: str, **params: Any) -> None:
     setup(params)
     left, right = parse_table(primary), parse_table(replica)
     item_key = parse_key(key, dynamo.same_schema(left, right))
-    outcome = sync_keys(left, ReplicaSink(right), [item_key])  # type: ignore[arg-type]
+    outcome = sync_keys(left, ReplicaSink(right), [item_key])
     shown = json.dumps(to_wire(item_key), sort_keys=True, separators=(",", ":"))
     if outcome.failed:
         (failure,) = outcome.failed.values()

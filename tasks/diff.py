@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -112,6 +114,28 @@ class DynamoTable:
         return result.found
 
 
+ScanPage = tuple[list[Item], Item | None]
+
+
+class _ReadAhead:
+    """A scan whose next page is read in the background while the current one is compared,
+    so that the table and this process work at the same time."""
+
+    def __init__(self, pages: Iterator[ScanPage]) -> None:
+        self._pages = pages
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan")
+        self._next: Future[ScanPage] = self._pool.submit(next, pages)
+
+    def __next__(self) -> ScanPage:
+        page = self._next.result()
+        if page[1] is not None:
+            self._next = self._pool.submit(next, self._pages)
+        return page
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 @dataclass
 class _State:
     """The checkpoint: where each scan is, keys waiting for a partner, repairs not yet done."""
@@ -191,9 +215,10 @@ class SegmentDiff:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _pages(self, side: str, state: _State) -> Iterator[tuple[list[Item], Item | None]]:
+    def _pages(self, side: str, state: _State) -> _ReadAhead:
         start = from_wire(state.lek[side]) if state.lek[side] else None
-        return self.tables[side].scan(self.segment, self.segments, start, self.options.page_size)
+        pages = self.tables[side].scan(self.segment, self.segments, start, self.options.page_size)
+        return _ReadAhead(pages)
 
     def _get(self, side: str, cids: Sequence[str], step: _Step) -> dict[str, Item]:
         if not cids:
@@ -203,9 +228,7 @@ class SegmentDiff:
             self.limiter.take(len(cids))
         return self.tables[side].get([_key(c) for c in cids])
 
-    def _next_page(
-        self, side: str, scan: Iterator[tuple[list[Item], Item | None]], state: _State, step: _Step
-    ) -> list[Item]:
+    def _next_page(self, side: str, scan: _ReadAhead, state: _State, step: _Step) -> list[Item]:
         items, lek = next(scan)
         state.lek[side] = to_wire(lek) if lek else None
         state.done[side] = lek is None
@@ -224,18 +247,27 @@ class SegmentDiff:
         if self.options.backfill:
             yield from self._backfill(state)
             return
-        scans = {side: self._pages(side, state) for side in SIDES if not state.done[side]}
-        while not all(state.done.values()):
-            step = _Step()
-            for side in SIDES:
-                if not state.done[side]:
-                    self._offer(side, self._next_page(side, scans[side], state, step), state, step)
-            for side in SIDES:  # after both pages were offered, so that they could pair first
-                self._resolve(side, state.matcher.overflow(side), step)
-            if all(state.done.values()):
-                self._resolve(PRIMARY, state.matcher.take(PRIMARY), step)
-                self._resolve(REPLICA, state.matcher.take(REPLICA), step)
-            yield from self._emit(state, step)
+        with ExitStack() as stack:
+            scans = {
+                side: stack.enter_context(closing(self._pages(side, state)))
+                for side in SIDES
+                if not state.done[side]
+            }
+            while not all(state.done.values()):
+                yield from self._step(scans, state)
+
+    def _step(self, scans: Mapping[str, _ReadAhead], state: _State) -> Iterator[Page]:
+        """One page of each side not done yet: pair, resolve, confirm, emit."""
+        step = _Step()
+        for side in SIDES:
+            if not state.done[side]:
+                self._offer(side, self._next_page(side, scans[side], state, step), state, step)
+        for side in SIDES:  # after both pages were offered, so that they could pair first
+            self._resolve(side, state.matcher.overflow(side), step)
+        if all(state.done.values()):
+            self._resolve(PRIMARY, state.matcher.take(PRIMARY), step)
+            self._resolve(REPLICA, state.matcher.take(REPLICA), step)
+        yield from self._emit(state, step)
 
     def _offer(self, side: str, items: list[Item], state: _State, step: _Step) -> None:
         entries = [
@@ -304,7 +336,10 @@ class SegmentDiff:
     # -- backfill ------------------------------------------------------------------------------
 
     def _backfill(self, state: _State) -> Iterator[Page]:
-        scan = self._pages(PRIMARY, state)
+        with closing(self._pages(PRIMARY, state)) as scan:
+            yield from self._backfill_pages(scan, state)
+
+    def _backfill_pages(self, scan: _ReadAhead, state: _State) -> Iterator[Page]:
         while not state.done[PRIMARY]:
             step = _Step()
             cids = [
@@ -332,7 +367,7 @@ def segment_diff(options: DiffOptions, segment: int, segments: int, job_id: str)
     schema = dynamo.same_schema(primary, replica)
 
     def repair(keys: Sequence[Item]) -> Mapping[str, Failure]:
-        return sync_keys(primary, ReplicaSink(replica), keys).failed  # type: ignore[arg-type]
+        return sync_keys(primary, ReplicaSink(replica), keys).failed
 
     writes = options.repair or options.backfill
     limiter = RateLimiter(connection(), job_id, options.rate) if options.rate else None
