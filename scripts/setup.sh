@@ -28,3 +28,17 @@ if [ "${WITH_NODE:-1}" = 1 ] && command -v npm >/dev/null 2>&1 && [ -f package.j
       || echo "npm install failed: the dynalite tests will be skipped" >&2
   fi
 fi
+
+# Debian packages the service tests use: docker-compose (validates docker-compose.yml offline)
+# and chromium (Flower in a headless browser). Installed only when missing; when apt-get cannot
+# install them those tests skip, saying why.
+if [ "${WITH_APT:-1}" = 1 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  missing=""
+  command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
+  command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+  if [ -n "$missing" ]; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing; } \
+      >/dev/null 2>&1 \
+      || echo "apt-get install$missing failed: the compose and Flower browser tests will skip" >&2
+  fi
+fi

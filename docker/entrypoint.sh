@@ -1,0 +1,51 @@
+#!/bin/sh
+# The image's entry point: start one role of the stack.
+#   worker | producer | flower | demo-tables | any other command (run as given)
+# Settings come from the environment (docker compose reads them from .env). A missing one is
+# reported once, naming it and saying how to set it, and the container exits 78 (EX_CONFIG).
+set -eu
+
+fail() {
+  echo "error: $1" >&2
+  exit 78
+}
+
+need() {  # need NAME "how to set it"
+  eval "value=\${$1:-}"
+  [ -n "$value" ] || fail "$1 is not set: $2"
+}
+
+role="${1:-worker}"
+[ $# -gt 0 ] && shift
+
+case "$role" in
+  worker)
+    need CELERY_BROKER_URL "set it to the Redis URL (e.g. redis://redis:6379/0) in .env"
+    # -E: task events on, so Flower sees every task. Both queues unless WORKER_QUEUES says.
+    exec celery -A worker worker -E --without-mingle \
+      --queues "${WORKER_QUEUES:-replication,bulk}" \
+      --concurrency "${WORKER_CONCURRENCY:-4}" \
+      --loglevel "${REPLICATOR_LOG_LEVEL:-info}" "$@"
+    ;;
+  producer)
+    need CELERY_BROKER_URL "set it to the Redis URL (e.g. redis://redis:6379/0) in .env"
+    need PRIMARY_TABLE "set PRIMARY_TABLE=REGION/TABLE (or http://HOST:PORT/TABLE) in .env"
+    if [ -z "${REPLICA_TABLE:-}" ] && [ -z "${BACKUP_URL:-}" ]; then
+      fail "set REPLICA_TABLE=REGION/TABLE and/or BACKUP_URL=s3://BUCKET/PREFIX in .env"
+    fi
+    set -- --primary "$PRIMARY_TABLE" "$@"
+    if [ -n "${REPLICA_TABLE:-}" ]; then set -- "$@" --replica "$REPLICA_TABLE"; fi
+    if [ -n "${BACKUP_URL:-}" ]; then set -- "$@" --backup "$BACKUP_URL"; fi
+    exec python -m producer "$@"
+    ;;
+  flower)
+    # replicator flower refuses to start without FLOWER_BASIC_AUTH (or FLOWER_AUTH).
+    exec replicator flower "$@"
+    ;;
+  demo-tables)
+    exec python /app/docker/demo_tables.py "$@"
+    ;;
+  *)
+    exec "$role" "$@"
+    ;;
+esac

