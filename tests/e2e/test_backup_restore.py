@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from tests.integration.test_backup_incremental import make_bucket, run
+from tests.integration.test_backup_incremental import make_bucket, run, run_here
 from tests.integration.test_sync import EVERY_TYPE
 from tests.support.tables import client, create_table, normalized_table
 
@@ -184,19 +184,19 @@ def test_bad_backups_fail_clearly_and_never_write_a_partial_item(
     target = f"{moto_url}/target"
 
     results = {
-        name: run(env, "restore-table", f"s3://backups/bad/{name}", target)
+        name: run_here("restore-table", f"s3://backups/bad/{name}", target)
         for name in ("truncated", "untyped", "corrupt")
     }
-    mismatch = run(env, "restore-table", "s3://backups/bad/untyped", f"{moto_url}/other")
+    mismatch = run_here("restore-table", "s3://backups/bad/untyped", f"{moto_url}/other")
     s3.put_object(
         Bucket="backups",
         Key="dumps/j/0",
         Body=gzip.compress(good),
         Metadata={"key-schema": '[["id","S"]]'},
     )
-    recorded = run(env, "restore-table", "s3://backups/dumps/j", f"{moto_url}/other")
-    nothing = run(env, "restore-table", "s3://backups/none", target)
-    bad_url = run(env, "restore-table", "s3:/backups", target)
+    recorded = run_here("restore-table", "s3://backups/dumps/j", f"{moto_url}/other")
+    nothing = run_here("restore-table", "s3://backups/none", target)
+    bad_url = run_here("restore-table", "s3:/backups", target)
 
     assert "truncated gzip" in results["truncated"].stderr
     assert "line 2: not typed DynamoDB JSON" in results["untyped"].stderr

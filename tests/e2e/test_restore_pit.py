@@ -13,7 +13,7 @@ from tasks.incremental import S3Sink, legacy_ids
 from tasks.locations import parse_s3, parse_table
 from tasks.sync import sync_keys
 from tasks.typed_json import key_id
-from tests.integration.test_backup_incremental import make_bucket, run
+from tests.integration.test_backup_incremental import make_bucket, run, run_here
 from tests.support.servers import wait_until
 from tests.support.tables import client, create_table, scan_all
 
@@ -119,16 +119,14 @@ def test_point_in_time_needs_a_versioned_bucket_and_a_fitting_target(
     misfit = run(
         env, "restore-table", "s3://backups/inc/primary", f"{moto_url}/target", "--at", now
     )
-    bad_time = run(
-        env,
+    bad_time = run_here(
         "restore-table",
         "s3://backups/inc/primary",
         f"{moto_url}/target",
         "--at",
         "last tuesday",
     )
-    key_alone = run(
-        env,
+    key_alone = run_here(
         "restore-table",
         "s3://backups/inc/primary",
         f"{moto_url}/target",

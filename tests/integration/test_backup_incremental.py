@@ -10,8 +10,11 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
+
+from click.testing import CliRunner
 
 from tasks import s3store
 from tasks.dynamo import Failure
@@ -47,6 +50,13 @@ def run(
         timeout=120,
         check=False,
     )
+
+
+def run_here(command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """A console script run in this process (click's CliRunner): faster than ``run``."""
+    (entry,) = entry_points(group="console_scripts", name=command)
+    result = CliRunner().invoke(entry.load(), list(args))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
 
 def stored_versions(s3: Any, bucket: str, key: str) -> list[Any]:
