@@ -31,24 +31,51 @@ def dead_letters() -> None:
     """Keys that still failed after retries: list, replay or purge them."""
 
 
+def _age(seconds: float) -> str:
+    """3s, 4m05s, 2h07m, 3d04h."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _selected(target: str | None) -> list[tuple[bytes | str, deadletters.DeadLetter]]:
+    """Dead letters, only those of one target (replica location or S3 URL) when given."""
+    entries = deadletters.entries(connection())
+    return [(raw, e) for raw, e in entries if target is None or e.target == target]
+
+
+def _target_option(func: Any) -> Any:
+    return click.option(
+        "--target", help="Only the keys of this target (replica location or s3:// URL)."
+    )(func)
+
+
 @dead_letters.command("list")
 @common_options
+@_target_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @handle_errors
-def list_(as_json: bool, **params: Any) -> None:
+def list_(as_json: bool, target: str | None, **params: Any) -> None:
     """Show every dead-lettered key with its reason and age."""
     setup(params)
     check()
     now = time.time()
-    entries = deadletters.entries(connection())
+    entries = _selected(target)
     for _, entry in entries:
         if as_json:
-            click.echo(entry.to_json())
+            data = {**json.loads(entry.to_json()), "age_seconds": round(now - entry.at, 3)}
+            click.echo(json.dumps(data, sort_keys=True, separators=(",", ":")))
         else:
             key = json.dumps(entry.key, separators=(",", ":"), sort_keys=True)
             click.echo(
                 f"[{entry.kind}] {entry.source} -> {entry.target} {key} "
-                f"attempts={entry.attempts} age={now - entry.at:.0f}s reason={entry.reason}"
+                f"attempts={entry.attempts} age={_age(now - entry.at)} "
+                f"reason={entry.reason}"
             )
     if not as_json:
         click.echo(f"[dead-letters] {len(entries)}")
@@ -56,34 +83,52 @@ def list_(as_json: bool, **params: Any) -> None:
 
 @dead_letters.command("replay")
 @common_options
+@_target_option
+@click.option("--dry-run", is_flag=True, help="Say what would be replayed; change nothing.")
 @handle_errors
-def replay(**params: Any) -> None:
-    """Enqueue every dead-lettered key again and remove it from the list."""
+def replay(target: str | None, dry_run: bool, **params: Any) -> None:
+    """Enqueue dead-lettered keys again (fresh retries) and remove them from the list.
+
+    Replication reads the primary's current state, so a replay is safe at any time: run it once
+    the cause (listed as the reason) is fixed.
+    """
     setup(params)
     check()
     from worker.app import app
 
     client = connection()
     groups: dict[tuple[str, str, str], list[tuple[bytes | str, dict[str, Any]]]] = defaultdict(list)
-    for raw, entry in deadletters.entries(client):
+    for raw, entry in _selected(target):
         groups[(entry.kind, entry.source, entry.target)].append((raw, entry.key))
     replayed = 0
-    for (kind, source, target), rows in groups.items():
+    for (kind, source, dest), rows in groups.items():
+        if dry_run:
+            click.echo(f"[would-replay] {len(rows)} {kind} {source} -> {dest}")
+            continue
         for start in range(0, len(rows), 100):
             chunk = rows[start : start + 100]
-            app.send_task(TASK_FOR_KIND[kind], args=(source, target, [k for _, k in chunk]))
+            app.send_task(TASK_FOR_KIND[kind], args=(source, dest, [k for _, k in chunk]))
             replayed += deadletters.remove(client, [raw for raw, _ in chunk])
-    click.echo(f"[replayed] {replayed}")
+    if not dry_run:
+        click.echo(f"[replayed] {replayed}")
 
 
 @dead_letters.command("purge")
 @common_options
+@_target_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @handle_errors
-def purge(**params: Any) -> None:
-    """Drop every dead-lettered key."""
+def purge(target: str | None, yes: bool, **params: Any) -> None:
+    """Drop dead-lettered keys without replaying them (the replica may stay behind)."""
     setup(params)
     check()
-    click.echo(f"[purged] {deadletters.purge(connection())}")
+    entries = _selected(target)
+    if not yes:
+        click.confirm(f"Drop {len(entries)} dead-lettered keys without replaying them?", abort=True)
+    if target is None:
+        click.echo(f"[purged] {deadletters.purge(connection())}")
+    else:
+        click.echo(f"[purged] {deadletters.remove(connection(), [raw for raw, _ in entries])}")
 
 
 @main.command("status")
