@@ -115,11 +115,11 @@ def test_worker_killed_mid_segment_still_gives_exact_counts(
 
     def mid_way() -> bool:
         segments = store.snapshot(job_id).segments
-        return all(s.counts.get("scanned", 0) >= 300 for s in segments)
+        started = any(s.counts.get("scanned", 0) >= 300 for s in segments)
+        return started and not any(s.finished for s in segments)
 
-    wait_until(mid_way, 60, "both segments a few pages in")
-    before = store.snapshot(job_id).segments
-    assert not any(s.finished for s in before)
+    wait_until(mid_way, 60, "a segment a dozen pages in, none finished")
+    running = [i for i, s in enumerate(store.snapshot(job_id).segments) if s.deliveries]
     for pid in worker.pool_pids():
         os.kill(pid, signal.SIGKILL)
 
@@ -129,7 +129,7 @@ def test_worker_killed_mid_segment_still_gives_exact_counts(
     assert {k: summary[k] for k in expected} == expected
     assert summary["scanned"] == 800 + 775 and summary["compared"] == 815
     after = store.snapshot(job_id).segments
-    assert all(s.deliveries >= 2 for s in after)
+    assert all(after[i].deliveries >= 2 for i in running)
     # resumed from the checkpoint: each table was scanned about once, not once plus a restart
     pages_once = sum(-(-s.counts["scanned"] // 25) for s in after)
     scans = fault_proxy.counts("Scan").forwarded
