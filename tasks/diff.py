@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from tasks import dynamo
 from tasks.diff_match import (
@@ -34,10 +33,10 @@ from tasks.diff_match import (
     differing_attributes,
     judge,
 )
+from tasks.diff_reads import DynamoTable, ReadAhead, Table
 from tasks.dynamo import Failure
-from tasks.errors import TransientError
 from tasks.jobs import Page
-from tasks.locations import TableLocation, parse_table
+from tasks.locations import parse_table
 from tasks.ratelimit import RateLimiter
 from tasks.redis_conn import connection
 from tasks.sync import ReplicaSink, sync_keys
@@ -73,67 +72,6 @@ class DiffOptions:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> DiffOptions:
         return cls(**{**params, "ignore": tuple(params.get("ignore", ()))})
-
-
-class Table(Protocol):
-    """One side's reads: a segment's scan pages and strongly consistent point reads."""
-
-    def scan(
-        self, segment: int, segments: int, start_key: Item | None, page_size: int | None
-    ) -> Iterator[tuple[list[Item], Item | None]]: ...
-
-    def get(self, keys: Sequence[Item]) -> dict[str, Item]:
-        """Items that exist, by canonical key JSON; raises when a key could not be read."""
-
-
-@dataclass(frozen=True)
-class DynamoTable:
-    location: TableLocation
-    side: str
-
-    def scan(
-        self, segment: int, segments: int, start_key: Item | None, page_size: int | None
-    ) -> Iterator[tuple[list[Item], Item | None]]:
-        return dynamo.scan_pages(
-            self.location,
-            self.side,
-            segment,
-            segments,
-            start_key,
-            consistent=False,
-            page_size=page_size,
-        )
-
-    def get(self, keys: Sequence[Item]) -> dict[str, Item]:
-        result = dynamo.batch_get(self.location, self.side, keys, consistent=True)
-        if result.failed:
-            reason = next(iter(result.failed.values())).reason
-            raise TransientError(
-                f"could not read {len(result.failed)} keys of {self.location}: {reason}"
-            )
-        return result.found
-
-
-ScanPage = tuple[list[Item], Item | None]
-
-
-class _ReadAhead:
-    """A scan whose next page is read in the background while the current one is compared,
-    so that the table and this process work at the same time."""
-
-    def __init__(self, pages: Iterator[ScanPage]) -> None:
-        self._pages = pages
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan")
-        self._next: Future[ScanPage] = self._pool.submit(next, pages)
-
-    def __next__(self) -> ScanPage:
-        page = self._next.result()
-        if page[1] is not None:
-            self._next = self._pool.submit(next, self._pages)
-        return page
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -215,10 +153,10 @@ class SegmentDiff:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _pages(self, side: str, state: _State) -> _ReadAhead:
+    def _pages(self, side: str, state: _State) -> ReadAhead:
         start = from_wire(state.lek[side]) if state.lek[side] else None
         pages = self.tables[side].scan(self.segment, self.segments, start, self.options.page_size)
-        return _ReadAhead(pages)
+        return ReadAhead(pages)
 
     def _get(self, side: str, cids: Sequence[str], step: _Step) -> dict[str, Item]:
         if not cids:
@@ -228,7 +166,7 @@ class SegmentDiff:
             self.limiter.take(len(cids))
         return self.tables[side].get([_key(c) for c in cids])
 
-    def _next_page(self, side: str, scan: _ReadAhead, state: _State, step: _Step) -> list[Item]:
+    def _next_page(self, side: str, scan: ReadAhead, state: _State, step: _Step) -> list[Item]:
         items, lek = next(scan)
         state.lek[side] = to_wire(lek) if lek else None
         state.done[side] = lek is None
@@ -256,7 +194,7 @@ class SegmentDiff:
             while not all(state.done.values()):
                 yield from self._step(scans, state)
 
-    def _step(self, scans: Mapping[str, _ReadAhead], state: _State) -> Iterator[Page]:
+    def _step(self, scans: Mapping[str, ReadAhead], state: _State) -> Iterator[Page]:
         """One page of each side not done yet: pair, resolve, confirm, emit."""
         step = _Step()
         for side in SIDES:
@@ -339,7 +277,7 @@ class SegmentDiff:
         with closing(self._pages(PRIMARY, state)) as scan:
             yield from self._backfill_pages(scan, state)
 
-    def _backfill_pages(self, scan: _ReadAhead, state: _State) -> Iterator[Page]:
+    def _backfill_pages(self, scan: ReadAhead, state: _State) -> Iterator[Page]:
         while not state.done[PRIMARY]:
             step = _Step()
             cids = [
