@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 
 import redis
@@ -42,4 +43,10 @@ def check() -> None:
     try:
         connection().ping()
     except redis.RedisError as exc:
-        raise UnavailableError(f"Redis at {settings().redis_url} is unreachable: {exc}") from exc
+        url = masked(settings().redis_url)
+        raise UnavailableError(f"Redis at {url} is unreachable: {exc}") from exc
+
+
+def masked(url: str) -> str:
+    """The URL with its password replaced by *** (for messages and logs)."""
+    return re.sub(r"://([^:@/]*):[^@/]+@", r"://\1:***@", url)

@@ -201,3 +201,12 @@ def test_every_command_takes_log_level() -> None:
         assert option.envvar == "REPLICATOR_LOG_LEVEL", name
     result = CliRunner().invoke(_commands()["diff-tables"], ["--help"])
     assert "--log-level" in result.output
+
+
+def test_an_unreachable_redis_is_named_without_its_password(env: dict[str, str]) -> None:
+    url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:1/0"
+    unreachable = {**env, "REPLICATOR_REDIS_URL": url, "CELERY_BROKER_URL": url}
+    result = run(unreachable, "replicator", "dead-letters", "list")
+    assert result.returncode == 3
+    assert "redis://:***@127.0.0.1:1/0" in result.stderr
+    assert REDIS_PASSWORD not in result.stdout + result.stderr
