@@ -127,9 +127,12 @@ def _check_inputs(options: DiffOptions, chosen: Plan) -> None:
 @click.option(
     "--rate",
     type=click.FloatRange(min=0, min_open=True),
+    metavar="N",
     help="Cap item reads per second across all workers (token bucket in Redis).",
 )
-@click.option("--page-size", type=click.IntRange(min=1), help="Items per scan page (Limit).")
+@click.option(
+    "--page-size", type=click.IntRange(min=1), metavar="N", help="Items per scan page (Limit)."
+)
 @segment_options
 @common_options
 @handle_errors
@@ -149,7 +152,11 @@ def main(
     progress_interval: float,
     **params: Any,
 ) -> None:
-    """Compare PRIMARY and REPLICA (REGION/TABLE, HOST:PORT/TABLE or URL/TABLE)."""
+    """Compare PRIMARY and REPLICA (REGION/TABLE, HOST:PORT/TABLE or URL/TABLE).
+
+    Exit status: 0 the tables agree (or every discrepancy was repaired), 1 discrepancies
+    remain, 2 bad usage or input, 3 failure.
+    """
     setup(params)
     chosen = plan(segment, segments)
     options = DiffOptions(primary, replica, ignore, repair, backfill, page_size, rate)
