@@ -15,7 +15,7 @@ from tasks import logs
 from tasks.backup_table import backup_work
 from tasks.errors import TransientError
 from tasks.incremental_backfill import backfill_work
-from tasks.jobs import Job, JobStore, RedisJobStore, Work, run_segment
+from tasks.jobs import Job, JobStore, Progress, RedisJobStore, Work, run_segment
 from tasks.redis_conn import connection
 from tasks.restore import restore_files_work
 from tasks.restore_pit import pit_work
@@ -36,18 +36,25 @@ TASK_FOR_KIND = {
 }
 
 
-def run_here(store: JobStore, job: Job, segment: int) -> dict[str, int]:
+def run_here(
+    store: JobStore, job: Job, segment: int, on_progress: Progress | None = None
+) -> dict[str, int]:
     """Run one segment of a backup or restore job in this process."""
     work = WORK[job.kind](job.params, segment, job.segments)
-    return run_segment(store, job, segment, work)
+    return run_segment(store, job, segment, work, on_progress)
 
 
-def _run(job_id: str, segment: int) -> dict[str, int]:
+def _run(task: Any, job_id: str, segment: int) -> dict[str, int]:
     """One delivery of a segment task; logs one summary line (counts, never items)."""
     started = time.monotonic()
     store = RedisJobStore(connection())
     job = store.load(job_id)
-    counts = run_here(store, job, segment)
+
+    def progress(counts: Mapping[str, int]) -> None:  # the task state Flower shows
+        meta = {"job": job_id, "segment": segment, "segments": job.segments, **counts}
+        task.update_state(state="PROGRESS", meta=meta)
+
+    counts = run_here(store, job, segment, progress)
     log.info(
         job.kind,
         job=job_id,
@@ -67,22 +74,23 @@ _OPTIONS: dict[str, Any] = {
     "max_retries": 10,
     "acks_late": True,
     "reject_on_worker_lost": True,
+    "bind": True,
 }
 
 
 @app.task(name="backup-segment", **_OPTIONS)
-def backup_segment(job_id: str, segment: int) -> dict[str, int]:
+def backup_segment(self: Any, job_id: str, segment: int) -> dict[str, int]:
     """One segment of a backup-table job."""
-    return _run(job_id, segment)
+    return _run(self, job_id, segment)
 
 
 @app.task(name="backfill-segment", **_OPTIONS)
-def backfill_segment(job_id: str, segment: int) -> dict[str, int]:
+def backfill_segment(self: Any, job_id: str, segment: int) -> dict[str, int]:
     """One segment of an incremental-backfill job."""
-    return _run(job_id, segment)
+    return _run(self, job_id, segment)
 
 
 @app.task(name="restore-segment", **_OPTIONS)
-def restore_segment(job_id: str, segment: int) -> dict[str, int]:
+def restore_segment(self: Any, job_id: str, segment: int) -> dict[str, int]:
     """One segment of a restore-table job."""
-    return _run(job_id, segment)
+    return _run(self, job_id, segment)
