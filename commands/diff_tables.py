@@ -133,6 +133,12 @@ def _check_inputs(options: DiffOptions, chosen: Plan) -> None:
 @click.option(
     "--page-size", type=click.IntRange(min=1), metavar="N", help="Items per scan page (Limit)."
 )
+@click.option(
+    "--local",
+    is_flag=True,
+    hidden=True,
+    help="The original's flag for HOST:PORT/TABLE; accepted, no longer needed.",
+)
 @segment_options
 @common_options
 @handle_errors
@@ -150,6 +156,7 @@ def main(
     segments: int | None,
     pickup_timeout: float,
     progress_interval: float,
+    local: bool,
     **params: Any,
 ) -> None:
     """Compare PRIMARY and REPLICA (REGION/TABLE, HOST:PORT/TABLE or URL/TABLE).
@@ -157,6 +164,7 @@ def main(
     Exit status: 0 the tables agree (or every discrepancy was repaired), 1 discrepancies
     remain, 2 bad usage or input, 3 failure.
     """
+    del local  # HOST:PORT/TABLE locations are recognised by their form
     setup(params)
     chosen = plan(segment, segments)
     options = DiffOptions(primary, replica, ignore, repair, backfill, page_size, rate)

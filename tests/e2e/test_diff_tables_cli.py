@@ -53,7 +53,7 @@ def test_reports_tags_summary_and_report_file(
 def test_repair_exits_0_and_a_rerun_finds_nothing(env: dict[str, str], ddb_url: str) -> None:
     primary, replica = known_difference(ddb_url)
 
-    repaired = run(env, primary, replica, "--repair")
+    repaired = run(env, primary, replica, "--repair", "--local")  # the original's flag, accepted
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert json.loads(repaired.stdout.splitlines()[-1])["repaired"] == {
         "missing": 1,
