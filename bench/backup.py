@@ -1,6 +1,6 @@
 """Benchmark backup-table and restore-table on moto against the same run's raw ceilings.
 
-    .venv/bin/python bench/backup.py [--sizes 10000,100000] [--workers 1,2]
+    .venv/bin/python bench/backup.py [--sizes 10000,100000] [--workers 1,2] [--repeat 2]
 
 For each table size: fill a table, measure the raw parallel Scan and BatchWriteItem rates (one
 thread per worker, no S3, no gzip: the ceilings), then time ``backup-table --segments W`` and
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -108,12 +108,6 @@ def command(env: dict[str, str], *args: str) -> tuple[float, dict[str, Any], int
     return seconds, json.loads(out.splitlines()[-1]), usage.ru_maxrss
 
 
-def timed(what: Callable[[], Any]) -> float:
-    started = time.monotonic()
-    what()
-    return time.monotonic() - started
-
-
 def environment(moto: servers.Server, redis: servers.Server) -> dict[str, str]:
     redis_url = f"redis://127.0.0.1:{redis.port}/0"
     return {
@@ -130,25 +124,15 @@ def environment(moto: servers.Server, redis: servers.Server) -> dict[str, str]:
 
 
 def run_size(
-    moto: servers.Server, env: dict[str, str], size: int, workers: list[int]
-) -> list[dict[str, Any]]:
-    url, rows = moto.url, []
+    moto: servers.Server, env: dict[str, str], size: int, workers: list[int], repeat: int
+) -> Iterator[dict[str, Any]]:
+    url = moto.url
     servers.reset_moto(url)
     client(url, "s3").create_bucket(Bucket="bench")
     fill(url, "source", size)
-    _, memory_kib = command(
-        env,
-        "backup-table",
-        f"{url}/source",
-        "s3://bench/mem",
-        "--jobid",
-        "m",
-        "--segment",
-        "0",
-        "--segments",
-        "1",
-    )[0::2]
-    rows.append({"size": size, "measure": "backup peak RSS (1 segment, KiB)", "value": memory_kib})
+    args = ["--jobid", "m", "--segment", "0", "--segments", "1"]
+    memory_kib = command(env, "backup-table", f"{url}/source", "s3://bench/mem", *args)[2]
+    yield {"size": size, "measure": "backup peak RSS (1 segment, KiB)", "value": memory_kib}
     log_dir = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     for count in workers:
         procs = [
@@ -156,69 +140,67 @@ def run_size(
             for i in range(count)
         ]
         try:
-            rows += measure(url, env, size, count)
+            runs = [measure(url, env, size, count, f"{count}-{n}") for n in range(repeat)]
         finally:
             for proc in procs:
                 proc.stop()
-    return rows
+        best = {k: max(r[k] for r in runs) for k in runs[0]}  # best of the repeats, per rate
+        yield from rows(size, count, best)
 
 
-def measure(url: str, env: dict[str, str], size: int, count: int) -> list[dict[str, Any]]:
+def measure(url: str, env: dict[str, str], size: int, count: int, name: str) -> dict[str, float]:
+    """Items/s of the raw ceilings and of the two commands, with ``count`` workers."""
     scanned, scan_s, items = raw_scan(url, "source", count)
-    write_s = raw_write(url, f"raw-{count}", items, count)
+    write_s = raw_write(url, f"raw-{name}", items, count)
+    segments = ["--segments", str(count)]
     _, backup, _ = command(
-        env,
-        "backup-table",
-        f"{url}/source",
-        "s3://bench/dumps",
-        "--jobid",
-        f"w{count}",
-        "--segments",
-        str(count),
+        env, "backup-table", f"{url}/source", "s3://bench/dumps", "--jobid", name, *segments
     )
     _, restore, _ = command(
         env,
         "restore-table",
-        f"s3://bench/dumps/w{count}",
-        f"{url}/restored-{count}",
+        f"s3://bench/dumps/{name}",
+        f"{url}/restored-{name}",
         "--create",
-        "--segments",
-        str(count),
+        *segments,
     )
     assert backup["items"] == size and restore["restored"] == size, (backup, restore)
-    scan_rate, write_rate = scanned / scan_s, size / write_s
     # the job's own time (the summary's seconds), not the process start-up around it
-    backup_rate, restore_rate = size / backup["seconds"], size / restore["seconds"]
-    return [
-        {
+    return {
+        "scan": scanned / scan_s,
+        "write": size / write_s,
+        "backup": size / backup["seconds"],
+        "restore": size / restore["seconds"],
+    }
+
+
+def rows(size: int, count: int, best: dict[str, float]) -> Iterator[dict[str, Any]]:
+    for command_name, rate, ceiling in (
+        ("backup-table", "backup", "scan"),
+        ("restore-table", "restore", "write"),
+    ):
+        yield {
             "size": size,
             "workers": count,
-            "measure": "backup-table items/s",
-            "value": round(backup_rate),
-            "ceiling": round(scan_rate),
-            "share": round(backup_rate / scan_rate, 2),
-        },
-        {
-            "size": size,
-            "workers": count,
-            "measure": "restore-table items/s",
-            "value": round(restore_rate),
-            "ceiling": round(write_rate),
-            "share": round(restore_rate / write_rate, 2),
-        },
-    ]
+            "measure": f"{command_name} items/s",
+            "value": round(best[rate]),
+            "ceiling": round(best[ceiling]),
+            "share": round(best[rate] / best[ceiling], 2),
+        }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--repeat", type=int, default=1, help="Best of this many runs per row.")
     args = parser.parse_args()
     moto, redis = servers.start_moto(), servers.start_redis()
     try:
         env = environment(moto, redis)
         for size in (int(s) for s in args.sizes.split(",")):
-            for row in run_size(moto, env, size, [int(w) for w in args.workers.split(",")]):
+            workers = [int(w) for w in args.workers.split(",")]
+            for row in run_size(moto, env, size, workers, args.repeat):
                 print(json.dumps(row), flush=True)
     finally:
         moto.stop()
