@@ -150,16 +150,17 @@ def list_versions(bucket: str, prefix: str, after: str = "") -> Iterator[Version
             last = max((v.key for v in pending), default="")
             done = [v for v in pending if v.key != last]
             pending = [v for v in pending if v.key == last]
-            yield from _ordered(done)
-    yield from _ordered(pending)
+            yield from newest_first(done)
+    yield from newest_first(pending)
 
 
 def _version(raw: Any, deleted: bool) -> Version:
     return Version(raw["Key"], raw["VersionId"], raw["LastModified"], deleted, raw["IsLatest"])
 
 
-def _ordered(entries: list[Version]) -> list[Version]:
-    # stable: S3 lists each kind newest first, so equal times keep that order
+def newest_first(entries: list[Version]) -> list[Version]:
+    """Versions and delete markers by key, newest first; a tie (same second) puts S3's latest
+    first and otherwise keeps S3's order within each kind (the sort is stable)."""
     return sorted(entries, key=lambda v: (v.key, -v.modified.timestamp(), not v.latest))
 
 
