@@ -30,6 +30,7 @@ from tasks.diff_match import (
     REPLICA_ONLY,
     SIDES,
     Matcher,
+    Seen,
     differing_attributes,
     judge,
 )
@@ -45,7 +46,6 @@ from tasks.typed_json import (
     KeySchema,
     canonical_json,
     from_wire,
-    item_digest,
     key_of,
     to_wire,
 )
@@ -92,9 +92,11 @@ class _State:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None, limit: int) -> _State:
+    def from_json(
+        cls, data: Mapping[str, Any] | None, limit: int, ignore: tuple[str, ...]
+    ) -> _State:
         data = data or {}
-        state = cls(matcher=Matcher.from_json(data.get("waiting"), limit))
+        state = cls(matcher=Matcher.from_json(data.get("waiting"), limit, ignore))
         state.lek.update(data.get("lek", {}))
         state.done.update(data.get("done", {}))
         state.repairs = list(data.get("repairs", []))
@@ -179,7 +181,7 @@ class SegmentDiff:
     # -- diff ----------------------------------------------------------------------------------
 
     def work(self, checkpoint: Any) -> Iterator[Page]:
-        state = _State.from_json(checkpoint, self.options.buffer_limit)
+        state = _State.from_json(checkpoint, self.options.buffer_limit, self.ignore)
         if state.repairs:
             yield self._repair(state)
         if self.options.backfill:
@@ -201,21 +203,22 @@ class SegmentDiff:
             if not state.done[side]:
                 self._offer(side, self._next_page(side, scans[side], state, step), state, step)
         for side in SIDES:  # after both pages were offered, so that they could pair first
-            self._resolve(side, state.matcher.overflow(side), step)
+            self._resolve(side, state, state.matcher.overflow(side), step)
         if all(state.done.values()):
-            self._resolve(PRIMARY, state.matcher.take(PRIMARY), step)
-            self._resolve(REPLICA, state.matcher.take(REPLICA), step)
+            self._resolve(PRIMARY, state, state.matcher.take(PRIMARY), step)
+            self._resolve(REPLICA, state, state.matcher.take(REPLICA), step)
+        state.matcher.compact()
         yield from self._emit(state, step)
 
     def _offer(self, side: str, items: list[Item], state: _State, step: _Step) -> None:
-        entries = [
-            (canonical_json(key_of(i, self.schema)), item_digest(i, self.ignore)) for i in items
-        ]
+        entries = [(canonical_json(key_of(i, self.schema)), i) for i in items]
         offer = state.matcher.offer(side, entries)
         step.add("compared", offer.pairs)
         self._confirm(PAIR, offer.differ, {}, step)
 
-    def _resolve(self, side: str, waiting: list[tuple[str, str]], step: _Step) -> None:
+    def _resolve(
+        self, side: str, state: _State, waiting: list[tuple[str, Seen]], step: _Step
+    ) -> None:
         """Keys without a partner in this segment: point-read the other side."""
         if not waiting:
             return
@@ -225,8 +228,8 @@ class SegmentDiff:
             step.add("compared", len(cids))
             suspects = [
                 c
-                for c, d in waiting
-                if c not in replica or item_digest(replica[c], self.ignore) != d
+                for c, seen in waiting
+                if c not in replica or not state.matcher.same(seen, replica[c])
             ]
             self._confirm(PRIMARY_ONLY, suspects, {REPLICA: replica}, step)
         else:

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.typed_json import items_equal
+from tasks.typed_json import Item, item_digest, items_equal
 
 PRIMARY, REPLICA = "primary", "replica"
 SIDES = (PRIMARY, REPLICA)
@@ -45,32 +45,50 @@ class Offer:
     differ: list[str] = field(default_factory=list)
 
 
+Seen = Item | str  # a scanned item, or its digest once it waited past a page
+
+
 @dataclass
 class Matcher:
-    """Keys (canonical JSON) seen on one side only so far, with their item digests."""
+    """Keys (canonical JSON) seen on one side only so far, with their items or item digests.
+
+    Items of the current pages are compared as they are (``==`` first, then DynamoDB's
+    equality); keys still waiting after a step keep only their digest (``compact``), which is
+    what the checkpoint stores.
+    """
 
     limit: int = 10_000
-    waiting: dict[str, dict[str, str]] = field(default_factory=lambda: {PRIMARY: {}, REPLICA: {}})
+    ignore: tuple[str, ...] = ()
+    waiting: dict[str, dict[str, Seen]] = field(default_factory=lambda: {PRIMARY: {}, REPLICA: {}})
 
-    def offer(self, side: str, entries: Iterable[tuple[str, str]]) -> Offer:
-        """Add one side's scanned (key, digest) pairs; pair them with the other side's."""
+    def digest(self, seen: Seen) -> str:
+        return seen if isinstance(seen, str) else item_digest(seen, self.ignore)
+
+    def same(self, a: Seen, b: Seen) -> bool:
+        """DynamoDB equality of two seen values (ignoring ``ignore``)."""
+        if isinstance(a, str) or isinstance(b, str):
+            return self.digest(a) == self.digest(b)
+        return a == b or items_equal(a, b, self.ignore)
+
+    def offer(self, side: str, entries: Iterable[tuple[str, Seen]]) -> Offer:
+        """Add one side's scanned (key, item) pairs; pair them with the other side's."""
         mine, theirs = self.waiting[side], self.waiting[other(side)]
         result = Offer()
-        for cid, digest in entries:
+        for cid, seen in entries:
             partner = theirs.pop(cid, None)
             if partner is None:
-                mine[cid] = digest
+                mine[cid] = seen
                 continue
             result.pairs += 1
-            if partner != digest:
+            if not self.same(partner, seen):
                 result.differ.append(cid)
         return result
 
-    def overflow(self, side: str) -> list[tuple[str, str]]:
+    def overflow(self, side: str) -> list[tuple[str, Seen]]:
         """Remove and return the oldest waiting keys beyond the limit."""
         return self.take(side, len(self.waiting[side]) - self.limit)
 
-    def take(self, side: str, count: int | None = None) -> list[tuple[str, str]]:
+    def take(self, side: str, count: int | None = None) -> list[tuple[str, Seen]]:
         """Remove and return ``count`` oldest waiting keys of a side (all when None)."""
         waiting = self.waiting[side]
         n = len(waiting) if count is None else max(0, min(count, len(waiting)))
@@ -79,12 +97,24 @@ class Matcher:
             del waiting[cid]
         return taken
 
+    def compact(self) -> None:
+        """Keep only digests of the waiting keys (bounded memory, and what checkpoints hold)."""
+        for keys in self.waiting.values():
+            for cid, seen in keys.items():
+                if not isinstance(seen, str):
+                    keys[cid] = self.digest(seen)
+
     def to_json(self) -> dict[str, list[list[str]]]:
-        return {side: [[c, d] for c, d in keys.items()] for side, keys in self.waiting.items()}
+        return {
+            side: [[c, self.digest(v)] for c, v in keys.items()]
+            for side, keys in self.waiting.items()
+        }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None, limit: int) -> Matcher:
-        matcher = cls(limit)
+    def from_json(
+        cls, data: Mapping[str, Any] | None, limit: int, ignore: tuple[str, ...] = ()
+    ) -> Matcher:
+        matcher = cls(limit, ignore)
         for side in SIDES:
             matcher.waiting[side] = {c: d for c, d in (data or {}).get(side, [])}
         return matcher
