@@ -32,9 +32,9 @@ def job_ids(redis_client: Any) -> list[str]:
 
 
 def test_segments_fan_out_to_workers_with_progress_and_results(
-    env: dict[str, str], moto_url: str, start_worker: Any, redis_client: Any
+    env: dict[str, str], ddb_url: str, start_worker: Any, redis_client: Any
 ) -> None:
-    primary, replica = known_difference(moto_url)
+    primary, replica = known_difference(ddb_url)
     start_worker(concurrency=2, queues="bulk")
 
     done = run(env, primary, replica, "--segments", "3", "--progress-interval", "0.5")
