@@ -58,7 +58,7 @@ def run_batch(
         send((primary, target, [to_wire(k) for k in again]), {"attempt": attempt + 1}, countdown)
 
     retried, dead = settle(kind, primary, target, failed, attempt, retry)
-    _count(target, {"retried": retried, "dead_lettered": dead})
+    _count(target, {"failed": len(failed), "retried": retried, "dead_lettered": dead})
     summary = {**counts, "keys": len(keys), "retried": retried, "dead_lettered": dead}
     log.info(
         kind,
@@ -72,7 +72,7 @@ def run_batch(
 
 
 def _count(target: str, counts: dict[str, int]) -> None:
-    """Retries and dead letters of this batch, beside the target's other counters."""
+    """Failed, retried and dead-lettered keys of this batch, beside the target's counters."""
     if any(counts.values()):
         pipe = connection().pipeline(transaction=False)
         stats.add(pipe, target, counts)

@@ -9,14 +9,15 @@ fails is returned with its reason, never dropped.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks import clients, stats
-from tasks.aws_errors import is_throttle, translated
+from tasks.aws_errors import THROTTLING_CODES, translated
 from tasks.backoff import delay
 from tasks.config import settings
 from tasks.errors import (
@@ -28,6 +29,9 @@ from tasks.errors import (
 )
 from tasks.locations import TableLocation
 from tasks.typed_json import Item, KeyAttribute, KeySchema, canonical_json
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 READ_BATCH = 100
 WRITE_BATCH = 25
@@ -65,7 +69,7 @@ def describe(location: TableLocation, side: str) -> TableInfo:
 
 @lru_cache(maxsize=128)
 def _describe(location: TableLocation, side: str) -> TableInfo:
-    client = clients.dynamodb(location, side)
+    client = _client(location, side)
     try:
         with translated(f"table {location}"):
             table = client.describe_table(TableName=location.table)["Table"]
@@ -104,10 +108,32 @@ def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield seq[start : start + size]
 
 
-def _note_throttle(exc: TransientError, location: TableLocation, side: str) -> None:
-    """A request still throttled after botocore's retries counts as throttling (metrics)."""
-    if exc.__cause__ is not None and is_throttle(exc.__cause__):
-        stats.note_throttle(str(location), side)
+def _client(location: TableLocation, side: str) -> DynamoDBClient:
+    """The side's client, watched for throttling (every throttled attempt, botocore's retries
+    included, is counted for the metrics by ``stats.note_throttle``)."""
+    client = clients.dynamodb(location, side)
+    if not getattr(client, "_replicator_watched", False):
+        endpoint = location.endpoint_url
+
+        def watch(response: Any = None, request_dict: Any = None, **_: Any) -> None:
+            code = response[1].get("Error", {}).get("Code") if response is not None else None
+            if code in THROTTLING_CODES:
+                table = _table_of(request_dict or {}, endpoint, location.region)
+                stats.note_throttle(table, side)
+
+        client.meta.events.register("needs-retry.dynamodb", watch)
+        setattr(client, "_replicator_watched", True)  # noqa: B010 - a plain flag on the client
+    return client
+
+
+def _table_of(request: Mapping[str, Any], endpoint: str | None, region: str) -> str:
+    """The table location a DynamoDB request names (TableName or RequestItems)."""
+    try:
+        body = json.loads(request.get("body") or b"{}")
+    except ValueError:
+        body = {}
+    name = body.get("TableName") or next(iter(body.get("RequestItems") or {}), "?")
+    return str(TableLocation(name, region, endpoint))
 
 
 def _pause(attempt: int) -> None:
@@ -131,7 +157,7 @@ def batch_get(
 def _get_chunk(
     location: TableLocation, side: str, keys: list[Item], consistent: bool, result: BatchResult
 ) -> None:
-    client = clients.dynamodb(location, side)
+    client = _client(location, side)
     names = schema(location, side).names
     pending, reason = keys, ""
     for attempt in range(settings().batch_max_attempts):
@@ -143,7 +169,6 @@ def _get_chunk(
                 response = client.batch_get_item(RequestItems=request)  # type: ignore[arg-type]
         except TransientError as exc:
             reason = str(exc)
-            _note_throttle(exc, location, side)
             continue
         except PermanentError:
             _get_one_by_one(location, side, pending, consistent, result)
@@ -181,7 +206,7 @@ def _get_one_by_one(
 def get_item(
     location: TableLocation, side: str, key: Mapping[str, Any], consistent: bool = True
 ) -> Item | None:
-    client = clients.dynamodb(location, side)
+    client = _client(location, side)
     with translated(f"GetItem on {location}"):
         response = client.get_item(
             TableName=location.table, Key=dict(key), ConsistentRead=consistent
@@ -221,7 +246,7 @@ def _write_chunk(
     names: Sequence[str],
     failed: dict[str, Failure],
 ) -> None:
-    client = clients.dynamodb(location, side)
+    client = _client(location, side)
     pending, reason = requests, ""
     for attempt in range(settings().batch_max_attempts):
         if attempt:
@@ -232,7 +257,6 @@ def _write_chunk(
                 response = client.batch_write_item(RequestItems=items)
         except TransientError as exc:
             reason = str(exc)
-            _note_throttle(exc, location, side)
             continue
         except PermanentError:
             _write_one_by_one(location, side, pending, names, failed)
@@ -254,7 +278,7 @@ def _write_one_by_one(
     failed: dict[str, Failure],
 ) -> None:
     """After a request was rejected, find which key was at fault; write the others."""
-    client = clients.dynamodb(location, side)
+    client = _client(location, side)
     for request in requests:
         try:
             with translated(f"write to {location}"):
@@ -283,7 +307,7 @@ def scan_pages(
     page_size: int | None = None,
 ) -> Iterator[tuple[list[Item], Item | None]]:
     """Yield (items, last_evaluated_key) page by page for one parallel-scan segment."""
-    client = clients.dynamodb(location, side)
+    client = _client(location, side)
     args: dict[str, Any] = {"TableName": location.table, "ConsistentRead": consistent}
     if segments > 1:
         args.update(Segment=segment, TotalSegments=segments)
@@ -305,7 +329,7 @@ def scan_pages(
 
 def create_table(location: TableLocation, side: str, key_schema: KeySchema) -> None:
     """Create an on-demand table with this key schema and wait until it is active."""
-    client = clients.dynamodb(location, side)
+    client = _client(location, side)
     attributes = [{"AttributeName": a.name, "AttributeType": a.type} for a in key_schema.attributes]
     keys = [{"AttributeName": key_schema.hash_key.name, "KeyType": "HASH"}]
     if key_schema.range_key:

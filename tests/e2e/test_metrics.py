@@ -174,3 +174,63 @@ def test_a_metrics_port_in_use_is_one_clear_error(
     assert "Traceback" not in out
     assert worker_status == 2, worker.output()
     assert f"metrics on port {port}" in worker.output()
+
+
+def test_throttles_and_retries_are_counted(
+    env: dict[str, str], moto_url: str, fault_proxy: Any, start_worker: Any
+) -> None:
+    from tests.support.faultproxy import Rule
+    from worker.app import app
+
+    create_table(moto_url, "primary")
+    create_table(moto_url, "replica")
+    put_items(moto_url, 0, 10)
+    primary, replica = f"{fault_proxy.url}/primary", f"{fault_proxy.url}/replica"
+    port = free_port()
+    start_worker(
+        concurrency=1,
+        extra_env={
+            "REPLICATOR_METRICS_PORT": str(port),
+            "REPLICATOR_METRICS_ADDRESS": "127.0.0.1",
+            "REPLICATOR_AWS_MAX_ATTEMPTS": "1",
+            "REPLICATOR_BATCH_MAX_ATTEMPTS": "3",
+        },
+    )
+    keys = [{"id": {"S": f"k{i}"}} for i in range(10)]
+
+    # Throttled: one BatchGetItem on the primary, two partial BatchWriteItem on the replica.
+    fault_proxy.add_rule(Rule("BatchGetItem", action="throttle", table="primary", first=1))
+    fault_proxy.add_rule(Rule("BatchWriteItem", action="unprocessed", table="replica", first=2))
+    app.send_task("replicate", args=(primary, replica, keys[:5]))
+
+    def throttled() -> tuple[float, float]:
+        samples = scrape(port)
+        return (
+            value(samples, "replicator_throttles_total", table=primary, side="primary"),
+            value(samples, "replicator_throttles_total", table=replica, side="replica"),
+        )
+
+    try:
+        wait_until(lambda: throttled() == (1, 2), 30, "throttles", interval=0.3)
+    except TimeoutError:
+        counts = (
+            fault_proxy.counts("BatchGetItem", "primary"),
+            fault_proxy.counts("BatchWriteItem", "replica"),
+        )
+        raise AssertionError(f"throttles {throttled()}; proxy {counts}") from None
+    fault_proxy.clear_rules()
+
+    # Failing writes (3 attempts of ours x 2 of botocore's): the keys are sent again on their
+    # own, then succeed.
+    fault_proxy.add_rule(Rule("BatchWriteItem", action="error", table="replica", first=6))
+    app.send_task("replicate", args=(primary, replica, keys[5:]))
+    wait_until(
+        lambda: value(scrape(port), "replicator_items_put_total", target=replica) == 10,
+        60,
+        "every key put",
+        interval=0.3,
+    )
+    samples = scrape(port)
+    assert value(samples, "replicator_key_retries_total", target=replica) == 5
+    assert value(samples, "replicator_key_failures_total", target=replica) == 5
+    assert value(samples, "replicator_dead_lettered_keys_total", target=replica) == 0
