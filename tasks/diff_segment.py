@@ -37,7 +37,7 @@ def progress_meta(
     }
 
 
-@app.task(  # type: ignore[untyped-decorator]
+@app.task(
     name="diff-segment",
     bind=True,
     acks_late=True,
