@@ -26,8 +26,8 @@ def run(env: dict[str, str], command: str, *args: str) -> subprocess.CompletedPr
     )
 
 
-def test_diff_record_shows_both_items_and_the_verdict(env: dict[str, str], ddb_url: str) -> None:
-    primary, replica = known_difference(ddb_url)
+def test_diff_record_shows_both_items_and_the_verdict(env: dict[str, str], moto_url: str) -> None:
+    primary, replica = known_difference(moto_url)
 
     different = run(env, "diff-record", primary, replica, '{"h":"h1","r":"r2"}')
     equal = run(env, "diff-record", primary, replica, '{"h":{"S":"h1"},"r":{"S":"r4"}}')
@@ -40,8 +40,8 @@ def test_diff_record_shows_both_items_and_the_verdict(env: dict[str, str], ddb_u
     assert missing.exit_code == 1 and "(absent)" in missing.output and "✘ missing" in missing.output
 
 
-def test_replicate_record_puts_then_deletes(env: dict[str, str], ddb_url: str) -> None:
-    primary, replica = known_difference(ddb_url)
+def test_replicate_record_puts_then_deletes(env: dict[str, str], moto_url: str) -> None:
+    primary, replica = known_difference(moto_url)
 
     put = run(env, "replicate-record", primary, replica, '{"h":"h1","r":"r1"}')
     assert put.returncode == 0, put.stderr
@@ -52,7 +52,7 @@ def test_replicate_record_puts_then_deletes(env: dict[str, str], ddb_url: str) -
     assert deleted.exit_code == 0 and deleted.output.startswith("[deleted]")
 
     assert run(env, "diff-record", primary, replica, '{"h":"h1","r":"r1"}').returncode == 0
-    assert {k for k in scan_all(ddb_url, "replica")} == {
+    assert {k for k in scan_all(moto_url, "replica")} == {
         '{"h":{"S":"h1"},"r":{"S":"r1"}}',
         '{"h":{"S":"h1"},"r":{"S":"r2"}}',
         '{"h":{"S":"h1"},"r":{"S":"r4"}}',
