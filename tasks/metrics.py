@@ -99,11 +99,6 @@ class RedisCollector(Collector):
             yield from _queue_metrics(self._broker(), self._queues)
 
 
-def _targets(client: redis.Redis) -> list[str]:
-    prefix = settings().key("stats", "")
-    return sorted(stats.text(k)[len(prefix) :] for k in client.scan_iter(match=prefix + "*"))
-
-
 def _target_metrics(client: redis.Redis) -> Iterator[Metric]:
     families = {
         field: CounterMetricFamily(name, doc, labels=["target"])
@@ -120,7 +115,7 @@ def _target_metrics(client: redis.Redis) -> Iterator[Metric]:
         f"{stats.LAG_SAMPLES} changes applied (quantile 1 is the maximum).",
         labels=["target", "quantile"],
     )
-    for target in _targets(client):
+    for target in stats.targets(client):
         counts = stats.read(client, target)
         for field, family in families.items():
             family.add_metric([target], counts.get(field, 0.0))
@@ -138,8 +133,8 @@ def _target_metrics(client: redis.Redis) -> Iterator[Metric]:
 def _throttle_metrics(client: redis.Redis) -> Iterator[Metric]:
     family = CounterMetricFamily(
         "replicator_throttles",
-        "DynamoDB throttling seen by workers: batch responses with unprocessed keys or items, "
-        "and requests still throttled after botocore's own retries.",
+        "DynamoDB throttling seen by workers: throttled attempts (botocore's retries included) "
+        "and batch responses with unprocessed keys or items.",
         labels=["table", "side"],
     )
     for (table, side), n in sorted(stats.throttles(client).items()):
@@ -166,7 +161,7 @@ def _dead_letter_metrics(client: redis.Redis) -> Iterator[Metric]:
 
 def _jobs(client: redis.Redis) -> Iterator[tuple[str, dict[str, str]]]:
     prefix = settings().key("job", "")
-    for name in client.scan_iter(match=prefix + "*"):
+    for name in client.scan_iter(match=prefix + "*", count=1000):
         job_id = stats.text(name)[len(prefix) :]
         if ":" in job_id:  # a segment hash or the records list
             continue

@@ -32,9 +32,16 @@ def _lag_name(target: str) -> str:
 
 def add(pipe: redis.client.Pipeline, target: str, counts: Mapping[str, int]) -> None:
     """Queue counter increments on a pipeline (the caller executes it)."""
+    if any(counts.values()):
+        pipe.sadd(settings().key("targets"), target)
     for field, n in counts.items():
         if n:
             pipe.hincrby(_name(target), field, n)
+
+
+def targets(client: redis.Redis) -> list[str]:
+    """Every target that has counters (for the metrics)."""
+    return sorted(text(t) for t in client.smembers(settings().key("targets")))
 
 
 def add_lag(pipe: redis.client.Pipeline, target: str, created: Sequence[float]) -> None:
@@ -64,6 +71,7 @@ def lag_samples(client: redis.Redis, target: str) -> list[int]:
 
 def reset(client: redis.Redis, target: str) -> None:
     client.delete(_name(target), _lag_name(target))
+    client.srem(settings().key("targets"), target)
 
 
 # -- throttling and task retries ----------------------------------------------------------------
