@@ -24,8 +24,8 @@ ATTRIBUTES = [
 ]
 
 
-def _client(service: str, location: TableLocation) -> Any:
-    return boto3.client(service, region_name=location.region, endpoint_url=location.endpoint_url)
+def _client(location: TableLocation) -> Any:
+    return boto3.client("dynamodb", region_name=location.region, endpoint_url=location.endpoint_url)
 
 
 def _wait_for(ddb: Any, endpoint: str | None) -> None:
@@ -39,7 +39,7 @@ def _wait_for(ddb: Any, endpoint: str | None) -> None:
 
 
 def _create(location: TableLocation, stream: bool) -> None:
-    ddb = _client("dynamodb", location)
+    ddb = _client(location)
     _wait_for(ddb, location.endpoint_url)
     if location.table in ddb.list_tables()["TableNames"]:
         print(f"[exists] {location}")
@@ -70,12 +70,12 @@ def main() -> None:
     if os.environ.get("BACKUP_URL"):
         bucket = parse_s3(os.environ["BACKUP_URL"]).bucket
         s3 = boto3.client("s3", region_name=primary.region)
-        try:
-            s3.create_bucket(Bucket=bucket)
-            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-            print(f"[created] s3://{bucket}")
-        except ClientError as exc:
-            print(f"[exists] s3://{bucket} ({exc.response['Error'].get('Code')})")
+        if bucket in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+            print(f"[exists] s3://{bucket}")
+            return
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        print(f"[created] s3://{bucket}")
 
 
 if __name__ == "__main__":
