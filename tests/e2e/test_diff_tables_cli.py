@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from commands import diff_tables
@@ -132,3 +135,22 @@ def test_one_segment_here_and_no_broker_needed(env: dict[str, str], moto_url: st
     assert (part["mode"], part["segment"], whole["mode"]) == ("one", 3, "local")
     assert 0 < part["missing"] < 1000 and whole["missing"] == 1000
     assert one.stdout.count("[missing] ") == part["missing"]
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux `script` for a TTY")
+def test_a_terminal_gets_one_progress_bar(env: dict[str, str], moto_url: str) -> None:
+    primary, replica = known_difference(moto_url)
+    command = shlex.join([DIFF_TABLES, primary, replica, "--segments", "2", "--segment", "0"])
+
+    done = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode in (0, 1), done.stdout
+    assert "━" in done.stdout and "[progress]" not in done.stdout
+    assert "segments 1/1 done" in done.stdout
