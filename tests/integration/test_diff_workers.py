@@ -73,14 +73,18 @@ def test_progress_is_visible_in_the_task_state(
         text=True,
     )
 
+    seen: list[dict[str, Any]] = []
+
     def progress_shown() -> bool:
         for key in redis_client.keys("celery-task-meta-*"):
             meta = json.loads(redis_client.get(key))
             if meta["status"] == "PROGRESS" and meta["result"].get("scanned", 0) > 0:
+                seen.append(meta["result"])
                 return True
         return False
 
     wait_until(progress_shown, 60, "a PROGRESS state with counts")
+    assert {"scanned", "compared", "discrepancies", "items_per_second", "segment"} <= set(seen[0])
     out, err = command.communicate(timeout=120)
     assert command.returncode == 1, out + err
     state = next(json.loads(redis_client.get(k)) for k in redis_client.keys("celery-task-meta-*"))
