@@ -124,11 +124,21 @@ def _stop_on_signals(stop: threading.Event) -> None:
     show_default=True,
     help="Records per GetRecords call.",
 )
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=0,
-              envvar="REPLICATOR_METRICS_PORT", show_default=True,
-              help="Serve Prometheus metrics on this port (0: off).")
-@click.option("--metrics-address", default="0.0.0.0", envvar="REPLICATOR_METRICS_ADDRESS",
-              show_default=True, help="Address the metrics endpoint listens on.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    envvar="REPLICATOR_METRICS_PORT",
+    show_default=True,
+    help="Serve Prometheus metrics on this port (0: off).",
+)
+@click.option(
+    "--metrics-address",
+    default="0.0.0.0",
+    envvar="REPLICATOR_METRICS_ADDRESS",
+    show_default=True,
+    help="Address the metrics endpoint listens on.",
+)
 @handle_errors
 def main(**params: Any) -> None:
     """Tail PRIMARY's change stream and enqueue per-key replicate (and backup) tasks."""
@@ -151,8 +161,9 @@ def main(**params: Any) -> None:
         ),
     )
     if params["metrics_port"]:
-        collector = ProducerCollector(source.stream_id, lambda: poller.stats,
-                                      poller.checkpoints.ages)
+        collector = ProducerCollector(
+            source.stream_id, lambda: poller.stats, poller.checkpoints.ages
+        )
         serve(params["metrics_port"], collector, params["metrics_address"])
     _stop_on_signals(poller.stop)
     poller.run()

@@ -129,7 +129,7 @@ class Poller:
             return self.source.iterator(shard.shard_id, TRIM_HORIZON)
 
     def _poll(self, graph: ShardGraph, shard: ShardInfo) -> bool:
-        """Read one page of a shard; True when it had records."""
+        """Read one page of a shard; True when more records are waiting right away."""
         shard_id = shard.shard_id
         try:
             iterator = self._iterators.get(shard_id) or self._acquire(graph, shard)
@@ -148,7 +148,9 @@ class Poller:
             return False
         self._advance(graph, shard, page)
         self._track_lag(shard_id, page, records)
-        return bool(page.records)
+        # At the tip a shard is read again after the poll interval, which also lets a burst of
+        # changes to one key gather into one page (and one primary read).
+        return len(page.records) >= self.options.page_limit or (page.behind_ms or 0) > 0
 
     def _deliver(self, records: Sequence[ChangeRecord]) -> bool:
         """Filter and enqueue; retries sending until it works or we are told to stop."""

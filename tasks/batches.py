@@ -2,6 +2,11 @@
 
 Runs ``sync_keys`` for a batch, turns permanent errors into per-key failures, sends retryable
 failures again on their own (``tasks.failures``) and logs one summary line.
+
+When Redis or the broker fails under a task, its message is put back on the queue (or, if even
+that cannot reach Redis, left unacknowledged until the visibility timeout): never dropped, since
+a dropped message would also leave its keys marked pending. Celery's own ``retry`` is not used
+for that, because it drops the message when the retry cannot be published.
 """
 
 from __future__ import annotations
@@ -10,10 +15,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
+from celery.exceptions import Reject
+from kombu.exceptions import OperationalError
+
 from tasks import logs, stats
 from tasks.config import settings
 from tasks.dynamo import Failure
-from tasks.errors import InvalidInputError, NotFoundError, PermanentError
+from tasks.errors import InvalidInputError, NotFoundError, PermanentError, TransientError
 from tasks.failures import settle
 from tasks.locations import parse_table
 from tasks.redis_conn import connection
@@ -23,6 +32,43 @@ from tasks.typed_json import canonical_json, from_wire, to_wire
 log = logs.get("tasks")
 PERMANENT = (NotFoundError, PermanentError, InvalidInputError)
 Send = Callable[[tuple[Any, ...], dict[str, Any], float], None]
+INFRASTRUCTURE = (redis.RedisError, OperationalError)
+
+# Options every per-key task shares (Flower shows the task by its name).
+TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "ignore_result": True,
+    "acks_late": True,
+    "soft_time_limit": 240,
+    "time_limit": 300,
+}
+
+
+def run_message(
+    task: Any,
+    kind: str,
+    primary: str,
+    target: str,
+    sink: Callable[[], Sink],
+    keys: list[dict[str, Any]],
+    created: list[float] | None,
+    session: str | None,
+    attempt: int,
+) -> dict[str, int]:
+    """The body of a per-key task: run the batch; requeue the message if Redis fails under it."""
+
+    def send(args: tuple[Any, ...], kwargs: dict[str, Any], countdown: float) -> None:
+        task.app.send_task(task.name, args=args, kwargs=kwargs, countdown=countdown)
+
+    try:
+        return run_batch(
+            kind, primary, target, sink, keys, created, session, attempt, send, task.request.id
+        )
+    except INFRASTRUCTURE as exc:
+        log.warning(
+            "redis failed under the task; message requeued", task_id=task.request.id, error=str(exc)
+        )
+        raise Reject(exc, requeue=True) from exc
 
 
 def run_batch(
@@ -50,8 +96,9 @@ def run_batch(
             settings().guard_max_rounds,
         )
         failed, counts = outcome.failed, outcome.counts()
-    except PERMANENT as exc:
-        failed = {canonical_json(k): Failure(str(exc), retryable=False) for k in client_keys}
+    except (*PERMANENT, TransientError) as exc:
+        retryable = isinstance(exc, TransientError)
+        failed = {canonical_json(k): Failure(str(exc), retryable) for k in client_keys}
         counts = {"failed": len(failed)}
 
     def retry(again: list[dict[str, Any]], countdown: float) -> None:

@@ -49,6 +49,8 @@ class Settings:
     guard_max_rounds: int = 5
     # keys per replicate message (BatchGetItem takes 100)
     keys_per_message: int = 100
+    # seconds after which a key marked pending (waiting in the queue) may be enqueued again
+    pending_ttl: float = 300.0
 
     def side(self, name: str) -> SideCredentials:
         return self.credentials.get(name, SideCredentials())
@@ -76,6 +78,7 @@ _FLOAT_FIELDS = {
     "backoff_cap": "REPLICATOR_BACKOFF_CAP",
     "task_backoff_base": "REPLICATOR_TASK_BACKOFF_BASE",
     "task_backoff_cap": "REPLICATOR_TASK_BACKOFF_CAP",
+    "pending_ttl": "REPLICATOR_PENDING_TTL",
 }
 
 

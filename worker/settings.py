@@ -2,7 +2,8 @@
 
 ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` point every process at Redis; both default
 to redis://127.0.0.1:6379/0. ``REPLICATOR_VISIBILITY_TIMEOUT`` (seconds) must stay above the
-longest task: a message not acknowledged within it is delivered again.
+longest task: a message not acknowledged within it is delivered again (workers look for such
+messages every ``REPLICATOR_RESTORE_INTERVAL`` seconds, 60 by default).
 """
 
 from __future__ import annotations
@@ -33,10 +34,16 @@ ROUTES = {
 def celery_config(env: Mapping[str, str]) -> dict[str, Any]:
     broker = env.get("CELERY_BROKER_URL") or DEFAULT_REDIS_URL
     visibility = int(env.get("REPLICATOR_VISIBILITY_TIMEOUT") or 3600)
+    # How often a worker looks for messages of dead workers whose visibility timeout ran out.
+    restore_every = int(env.get("REPLICATOR_RESTORE_INTERVAL") or 60)
     return {
         "broker_url": broker,
         "result_backend": env.get("CELERY_RESULT_BACKEND") or broker,
-        "broker_transport_options": {"visibility_timeout": visibility},
+        "broker_transport_options": {
+            "visibility_timeout": visibility,
+            "unacked_restore_interval": restore_every,
+            "unacked_restore_throttle": 1,
+        },
         "result_backend_transport_options": {"visibility_timeout": visibility},
         "broker_connection_retry_on_startup": True,
         "task_queues": [Queue(q, Exchange(q), routing_key=q) for q in QUEUES],  # type: ignore[no-untyped-call]

@@ -16,7 +16,7 @@ from tests.support.servers import wait_until
 from tests.support.tables import client, create_table, normalized_table
 from tests.support.workload import apply_mixed
 
-FAST_REDELIVERY = {"REPLICATOR_VISIBILITY_TIMEOUT": "5"}
+FAST_REDELIVERY = {"REPLICATOR_VISIBILITY_TIMEOUT": "5", "REPLICATOR_RESTORE_INTERVAL": "2"}
 
 
 def _tables(moto_url: str, proxy_url: str, view: str = "KEYS_ONLY") -> tuple[str, str]:

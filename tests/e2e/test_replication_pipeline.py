@@ -47,15 +47,22 @@ def final_status(output: str) -> dict[str, Any]:
     return next(line for line in reversed(lines) if line.get("event") == "producer stopped")
 
 
-@pytest.mark.parametrize("view", ["KEYS_ONLY", "NEW_AND_OLD_IMAGES"])
+@pytest.mark.parametrize(
+    ("schema", "view"), [("composite", "KEYS_ONLY"), ("binary", "NEW_AND_OLD_IMAGES")]
+)
 def test_two_thousand_mixed_changes_converge(
-    env: dict[str, str], moto_url: str, start_worker: Any, start_producer: Any, view: str
+    env: dict[str, str],
+    moto_url: str,
+    start_worker: Any,
+    start_producer: Any,
+    schema: str,
+    view: str,
 ) -> None:
-    primary, replica = make_tables(moto_url, "composite", view)
+    primary, replica = make_tables(moto_url, schema, view)
     start_worker(concurrency=2)
     producer = start_producer("--primary", primary, "--replica", replica)
 
-    apply_mixed(client(moto_url), "primary", "composite", ops=2000, n_keys=400, seed=7)
+    apply_mixed(client(moto_url), "primary", schema, ops=2000, n_keys=400, seed=7)
 
     assert_converges(moto_url)
     assert len(normalized_table(moto_url, "primary")) > 100
@@ -92,9 +99,10 @@ def test_producer_restart_resumes_after_its_checkpoint(
     last = start_producer("--primary", primary, "--replica", replica)
     assert_converges(moto_url)
     assert last.terminate() == 0
-    assert 0 < read_first <= 600
+    total = stream_record_count(moto_url, "primary")
+    assert 0 < read_first < total
     # The last producer resumed after a checkpoint, so it did not re-read the whole stream.
-    assert final_status(last.output())["records_read"] < 1500
+    assert final_status(last.output())["records_read"] <= total - read_first
 
 
 def test_duplicate_deliveries_and_replays_converge(
@@ -105,11 +113,11 @@ def test_duplicate_deliveries_and_replays_converge(
     ddb = client(moto_url)
     one = start_producer("--primary", primary, "--replica", replica, "--name", "one")
     two = start_producer("--primary", primary, "--replica", replica, "--name", "two")
-    apply_mixed(ddb, "primary", "composite", ops=800, n_keys=150, seed=11)
+    apply_mixed(ddb, "primary", "composite", ops=500, n_keys=150, seed=11)
     assert_converges(moto_url)
     # Replay the whole stream a third time while writes go on.
     three = start_producer("--primary", primary, "--replica", replica, "--name", "three")
-    apply_mixed(ddb, "primary", "composite", ops=300, n_keys=150, seed=12)
+    apply_mixed(ddb, "primary", "composite", ops=200, n_keys=150, seed=12)
     assert_converges(moto_url)
     for producer in (one, two, three):
         assert producer.terminate() == 0
@@ -142,8 +150,6 @@ def _to_kinesis(kinesis: Any, keys_only_every: int = 0) -> Any:
 def test_kinesis_source_with_binary_keys_and_keys_only_records(
     env: dict[str, str], moto_url: str, start_worker: Any, start_producer: Any
 ) -> None:
-    # Binary keys go through Kinesis here: moto's DynamoDB Streams base64-encodes binary *key*
-    # attributes twice in stream records (its images are right), which real AWS does not do.
     primary, replica = make_tables(moto_url, "binary", "NEW_AND_OLD_IMAGES")
     kinesis = _kinesis_stream(moto_url, shards=2)
     kinesis.put_record(StreamName="changes", Data=b"not json", PartitionKey="bad")

@@ -117,3 +117,25 @@ def test_dead_letters_round_trip(env: dict[str, str], redis_client: object) -> N
     assert entry.key == key and entry.reason == "boom" and entry.attempts == 3
     assert deadletters.remove(connection(), [raw]) == 1
     assert deadletters.entries(connection()) == []
+
+
+def test_pending_marks_coalesce_until_released_or_stale(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks import config, pending
+
+    client = connection()
+    assert pending.mark(client, "t", "s1", ["a", "b"]) == [True, True]
+    assert pending.mark(client, "t", "s1", ["a", "c"]) == [False, True]
+    assert pending.mark(client, "t", "s2", ["a"]) == [True]  # another producer run
+    pipe = client.pipeline()
+    pending.release(pipe, "t", "s1", ["a"])
+    pipe.execute()
+    assert pending.mark(client, "t", "s1", ["a", "b"]) == [True, False]
+
+    monkeypatch.setenv("REPLICATOR_PENDING_TTL", "0.01")
+    config.settings.cache_clear()
+    import time
+
+    time.sleep(0.05)
+    assert pending.mark(client, "t", "s1", ["b"]) == [True]  # a lost message cannot pin a key

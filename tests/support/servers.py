@@ -111,7 +111,8 @@ def start_moto() -> Server:
     log = workdir / "moto.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "tests.support.moto_server", "-H", "127.0.0.1", "-p", str(port)],
+            cwd=ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
