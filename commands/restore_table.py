@@ -22,8 +22,9 @@ from tasks.backup_format import SCHEMA_METADATA, schema_metadata
 from tasks.errors import InvalidInputError
 from tasks.locations import S3Location, TableLocation, parse_s3, parse_table
 from tasks.restore import SIDE, TableWriter, find_source, prepare_target
-from tasks.restore_pit import parse_at, restore_keys_at
+from tasks.restore_pit import restore_keys_at
 from tasks.snapshot import recorded_schema
+from tasks.times import parse_moment
 from tasks.typed_json import Item, parse_key
 
 
@@ -115,7 +116,7 @@ def _restore_at(
     rate: int | None,
     options: Segments,
 ) -> None:
-    moment = parse_at(at)
+    moment = parse_moment(at)
     s3store.require_versioning(source.bucket)
     existed = dynamo.exists(target, SIDE)
     prepare_target(target, recorded_schema(source) if create and not existed else None, create)
@@ -151,7 +152,7 @@ def _restore_some_at(
     if keys_file:
         keys += [parse_key(line, schema) for line in keys_file if line.strip()]
     writer = TableWriter(target, rate or 0)
-    totals = restore_keys_at(source, writer, schema, keys, parse_at(at))
+    totals = restore_keys_at(source, writer, schema, keys, parse_moment(at))
     for failed, reason in writer.failed.items():
         click.echo(f"[failed] {failed} {reason}")
     click.echo(json.dumps({"at": at, "keys": len(keys), **totals}, sort_keys=True))

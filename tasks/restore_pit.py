@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from tasks import s3store
-from tasks.errors import InvalidInputError
 from tasks.incremental import batched
 from tasks.incremental_history import ObjectState, object_name, read_version, state_at, states_at
 from tasks.jobs import Page, Work
@@ -28,27 +27,12 @@ from tasks.restore import (
     fitting_key,
     segment_rate,
 )
+from tasks.times import parse_moment
 from tasks.typed_json import Item, KeySchema
 
 THREADS = 16
 OBJECTS_PER_PAGE = 100  # versions read and held at once (items may be up to 400 KB each)
 HEX = "0123456789abcdef"
-
-
-def parse_at(text: str) -> datetime:
-    """A time given as ISO 8601 (UTC when no offset) or epoch milliseconds."""
-    value = text.strip()
-    if value.isdigit():
-        return datetime.fromtimestamp(int(value) // 1000, UTC).replace(
-            microsecond=int(value) % 1000 * 1000
-        )
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidInputError(
-            f"invalid time {text!r}: expected ISO 8601 (2026-11-27T10:00:00Z) or epoch milliseconds"
-        ) from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def shards(segment: int, segments: int) -> list[str]:
@@ -81,7 +65,7 @@ def restore_keys_at(
 def pit_work(params: Mapping[str, Any], segment: int, segments: int) -> Work:
     """Segment ``segment`` of a whole-table point-in-time restore, for ``run_segment``."""
     folder, target = parse_s3(params["source"]), parse_table(params["target"])
-    at = parse_at(params["at"])
+    at = parse_moment(params["at"])
     delete_absent = bool(params.get("delete_absent", True))
     mine = shards(segment, segments)
     rate = segment_rate(int(params.get("rate") or 0), segments)

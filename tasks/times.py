@@ -7,17 +7,21 @@ from datetime import UTC, datetime
 from tasks.errors import InvalidInputError
 
 
-def parse_time(text: str) -> float:
-    """Epoch seconds from ``2026-11-27T10:00:00Z`` (UTC without offset) or epoch ms."""
+def parse_moment(text: str) -> datetime:
+    """A UTC datetime from ``2026-11-27T10:00:00Z`` (UTC without offset) or epoch ms."""
     value = text.strip()
     if value.isdigit():
-        return int(value) / 1000
+        millis = int(value)
+        return datetime.fromtimestamp(millis // 1000, UTC).replace(microsecond=millis % 1000 * 1000)
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise InvalidInputError(
             f"invalid time {text!r}: expected ISO 8601 (2026-11-27T10:00:00Z) or epoch milliseconds"
         ) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_time(text: str) -> float:
+    """Epoch seconds of ``parse_moment(text)``."""
+    return parse_moment(text).timestamp()

@@ -19,7 +19,8 @@ from tasks.backup_format import (
 )
 from tasks.errors import InvalidInputError
 from tasks.incremental import is_object_id, legacy_ids
-from tasks.restore_pit import parse_at, shards
+from tasks.restore_pit import shards
+from tasks.times import parse_moment
 from tasks.typed_json import KeyAttribute, KeySchema, key_id
 
 
@@ -75,11 +76,11 @@ def test_key_schema_travels_in_metadata() -> None:
 
 
 def test_times_and_shards() -> None:
-    assert parse_at("2026-11-27T10:00:00Z") == datetime(2026, 11, 27, 10, tzinfo=UTC)
-    assert parse_at("2026-11-27T10:00:00") == datetime(2026, 11, 27, 10, tzinfo=UTC)
-    assert parse_at("1764237600500") == datetime(2025, 11, 27, 10, 0, 0, 500000, tzinfo=UTC)
+    assert parse_moment("2026-11-27T10:00:00Z") == datetime(2026, 11, 27, 10, tzinfo=UTC)
+    assert parse_moment("2026-11-27T10:00:00") == datetime(2026, 11, 27, 10, tzinfo=UTC)
+    assert parse_moment("1764237600500") == datetime(2025, 11, 27, 10, 0, 0, 500000, tzinfo=UTC)
     with pytest.raises(InvalidInputError, match="invalid time"):
-        parse_at("yesterday")
+        parse_moment("yesterday")
     assert sorted(s for i in range(3) for s in shards(i, 3)) == list("0123456789abcdef")
     assert len({s for i in range(20) for s in shards(i, 20)}) == 256
 
