@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -159,31 +159,54 @@ def _get_chunk(
 ) -> None:
     client = _client(location, side)
     names = schema(location, side).names
-    pending, reason = keys, ""
-    for attempt in range(settings().batch_max_attempts):
-        if attempt:
-            _pause(attempt - 1)
-        request = {location.table: {"Keys": pending, "ConsistentRead": consistent}}
-        try:
-            with translated(f"BatchGetItem on {location}"):
-                response = client.batch_get_item(RequestItems=request)  # type: ignore[arg-type]
-        except TransientError as exc:
-            reason = str(exc)
-            continue
-        except PermanentError:
-            _get_one_by_one(location, side, pending, consistent, result)
-            return
+
+    def send(pending: list[Item]) -> list[Item]:
+        request: Any = {location.table: {"Keys": pending, "ConsistentRead": consistent}}
+        response = client.batch_get_item(RequestItems=request)
         result.requests += 1
         for item in response.get("Responses", {}).get(location.table, []):
             result.found[canonical_json({n: item[n] for n in names})] = item
         unprocessed: Any = response.get("UnprocessedKeys") or {}
-        pending = unprocessed.get(location.table, {}).get("Keys", [])
-        reason = "UnprocessedKeys after retries"
-        if not pending:
-            return
-        stats.note_throttle(str(location), side)
-    for key in pending:
+        return list(unprocessed.get(location.table, {}).get("Keys", []))
+
+    left, reason, rejected = _until_processed(location, side, "BatchGetItem", keys, send)
+    if rejected:
+        _get_one_by_one(location, side, left, consistent, result)
+        return
+    for key in left:
         result.failed[canonical_json(key)] = Failure(reason)
+
+
+def _until_processed(
+    location: TableLocation,
+    side: str,
+    operation: str,
+    pending: list[Any],
+    send: Callable[[list[Any]], list[Any]],
+) -> tuple[list[Any], str, bool]:
+    """Send a batch until nothing is left unprocessed, with capped, jittered backoff.
+
+    ``send(pending)`` makes one request and returns what came back unprocessed. Returns what is
+    still left, why, and whether the service rejected the request outright (then the caller
+    finds the key at fault one by one).
+    """
+    reason = ""
+    for attempt in range(settings().batch_max_attempts):
+        if attempt:
+            _pause(attempt - 1)
+        try:
+            with translated(f"{operation} on {location}"):
+                pending = send(pending)
+        except TransientError as exc:
+            reason = str(exc)
+            continue
+        except PermanentError:
+            return pending, "", True
+        if not pending:
+            return [], "", False
+        reason = f"{operation}: still unprocessed after retries"
+        stats.note_throttle(str(location), side)
+    return pending, reason, False
 
 
 def _get_one_by_one(
@@ -247,26 +270,18 @@ def _write_chunk(
     failed: dict[str, Failure],
 ) -> None:
     client = _client(location, side)
-    pending, reason = requests, ""
-    for attempt in range(settings().batch_max_attempts):
-        if attempt:
-            _pause(attempt - 1)
-        try:
-            with translated(f"BatchWriteItem on {location}"):
-                items: Any = {location.table: pending}
-                response = client.batch_write_item(RequestItems=items)
-        except TransientError as exc:
-            reason = str(exc)
-            continue
-        except PermanentError:
-            _write_one_by_one(location, side, pending, names, failed)
-            return
-        pending = response.get("UnprocessedItems", {}).get(location.table, [])  # type: ignore[assignment]
-        reason = "UnprocessedItems after retries"
-        if not pending:
-            return
-        stats.note_throttle(str(location), side)
-    for request in pending:
+
+    def send(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items: Any = {location.table: pending}
+        response = client.batch_write_item(RequestItems=items)
+        unprocessed: Any = response.get("UnprocessedItems") or {}
+        return list(unprocessed.get(location.table, []))
+
+    left, reason, rejected = _until_processed(location, side, "BatchWriteItem", requests, send)
+    if rejected:
+        _write_one_by_one(location, side, left, names, failed)
+        return
+    for request in left:
         failed[_request_key(request, names)] = Failure(reason)
 
 
