@@ -5,9 +5,10 @@ the target if it exists or delete it there if it does not. Change records are us
 only, so this is idempotent, order-insensitive and safe to replay. A ``Sink`` is the target: the
 replica table (``ReplicaSink``) or the incremental S3 backup.
 
-Concurrency: ``tasks.guard`` detects keys that another task claimed between our read and our
-write, and those keys get another read-write round (bounded; then they are handed back as
-retryable failures).
+Concurrency: ``tasks.guard`` detects keys that another task claimed since we did. Claimed before
+our write: we leave the key to that newer task (it reads after us). Claimed after our write
+began: the key gets another read-write round (bounded; then it is handed back as a retryable
+failure), because the other task's write may have landed before ours.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class Outcome:
     deletes: int = 0
     rounds: int = 0
     contended: int = 0
+    superseded: int = 0
     failed: dict[str, Failure] = field(default_factory=dict)
 
     @property
@@ -80,6 +82,7 @@ class Outcome:
             "puts": self.puts,
             "deletes": self.deletes,
             "contended": self.contended,
+            "superseded": self.superseded,
             "failed": len(self.failed),
         }
 
@@ -143,12 +146,17 @@ def _round(
 
     read = _read(primary, keys)
     outcome.reads += len(keys)
-    present = list(read.found.values())
-    absent = [k for cid, k in ids.items() if cid not in read.found and cid not in read.failed]
-    failed = {**read.failed, **sink.write(present, absent)}
+    # A key that a newer task claimed while we read is left to it: it reads after us.
+    superseded = set(guard.contended(list(hashed.values()), token))
+    mine = {cid: k for cid, k in ids.items() if hashed[cid] not in superseded}
+    present = [item for cid, item in read.found.items() if cid in mine]
+    absent = [k for cid, k in mine.items() if cid not in read.found and cid not in read.failed]
+    failed = {cid: f for cid, f in read.failed.items() if cid in mine}
+    failed.update(sink.write(present, absent) if present or absent else {})
     outcome.failed.update(failed)
+    outcome.superseded += len(ids) - len(mine)
 
-    written = [cid for cid in ids if cid not in failed]
+    written = [cid for cid in mine if cid not in failed]
     contended = set(guard.contended([hashed[c] for c in written], token))
     again = [ids[c] for c in written if hashed[c] in contended]
     done = [c for c in written if hashed[c] not in contended]
@@ -158,6 +166,7 @@ def _round(
         "puts": puts,
         "deletes": len(done) - puts,
         "contended": len(again),
+        "superseded": len(ids) - len(mine),
     }
     outcome.contended += len(again)
     outcome.puts += puts

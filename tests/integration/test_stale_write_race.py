@@ -74,3 +74,41 @@ def test_without_the_guard_the_race_leaves_the_old_state(
     monkeypatch.setattr(guard_module.StaleWriteGuard, "contended", lambda *_: [])
     item, writes = _race(moto_url)
     assert item["v"] == {"S": "old"} and writes == 1
+
+
+def test_a_key_a_newer_task_claimed_during_our_read_is_left_to_it(
+    env: dict[str, str], moto_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks import sync
+
+    create_table(moto_url, "primary")
+    create_table(moto_url, "replica")
+    ddb = client(moto_url)
+    ddb.put_item(TableName="primary", Item={**KEY, "v": {"S": "old"}})
+    primary, replica = parse_table(f"{moto_url}/primary"), parse_table(f"{moto_url}/replica")
+    reached, go = threading.Event(), threading.Event()
+    real_read = sync._read
+
+    def read_then_wait(*args: Any) -> Any:
+        result = real_read(*args)
+        if threading.current_thread().name == "task-a":
+            reached.set()
+            assert go.wait(20)
+        return result
+
+    monkeypatch.setattr(sync, "_read", read_then_wait)
+    outcome: dict[str, Any] = {}
+    task_a = threading.Thread(
+        name="task-a",
+        target=lambda: outcome.update(a=sync_keys(primary, ReplicaSink(replica), [KEY])),
+    )
+    task_a.start()
+    assert reached.wait(20)  # A has read "old" and has not written
+    ddb.put_item(TableName="primary", Item={**KEY, "v": {"S": "new"}})
+    b = sync_keys(primary, ReplicaSink(replica), [KEY])  # B claims, reads "new", writes it
+    go.set()
+    task_a.join(20)
+
+    (item,) = scan_all(moto_url, "replica").values()
+    assert item["v"] == {"S": "new"} and b.puts == 1
+    assert outcome["a"].superseded == 1 and outcome["a"].puts == 0  # A never wrote "old"
