@@ -1,13 +1,13 @@
 """Replication benchmark on moto: throughput, lag and worker memory, against moto's own ceiling.
 
-    .venv/bin/python bench/replication.py [--changes 4000] [--steady-seconds 20] [--long-factor 10]
+    .venv/bin/python bench/replication.py [--changes 8000] [--steady-seconds 20] [--long-factor 10]
 
 Prints one table. Every figure comes from this run:
 
 * ceiling: one client reads the stream and does the BatchGetItem (consistent) + BatchWriteItem
   for the same keys in a tight loop: the most the endpoint can do for this work;
 * throughput: producer + N worker processes replicating the same number of changes, measured
-  from the producer's start until the workers have applied every key;
+  from the producer's first read until the workers have applied every key;
 * lag: the workers' own samples (change creation -> replica write) at a steady 100 writes/s;
 * memory: the worker processes' RSS after a steady run and after one `--long-factor` times longer.
 """
@@ -108,7 +108,6 @@ def throughput(
     tag = f"tp{workers}"
     primary, replica, started, _ = pipeline(moto_url, env, tag, workers, log_dir)
     load(moto_url, f"{tag}-primary", n)
-    began = time.monotonic()
     producer = servers.start_command(
         [sys.executable, "-m", "producer", "--primary", primary, "--replica", replica],
         env,
@@ -116,7 +115,10 @@ def throughput(
         tag,
     )
     try:
-        servers.wait_until(lambda: applied(store, replica) >= n, 600, "replication", 0.1)
+        # The clock starts when the producer begins reading (its start-up is not replication).
+        servers.wait_until(lambda: "shard discovered" in producer.output(), 60, "producer", 0.005)
+        began = time.monotonic()
+        servers.wait_until(lambda: applied(store, replica) >= n, 600, "replication", 0.02)
         return n / (time.monotonic() - began)
     finally:
         producer.terminate()
@@ -175,7 +177,7 @@ def _write_at(moto_url: str, table: str, rate: float, seconds: float, start: int
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--changes", type=int, default=4000)
+    parser.add_argument("--changes", type=int, default=8000)
     parser.add_argument("--steady-seconds", type=float, default=15)
     parser.add_argument("--long-factor", type=int, default=10)
     args = parser.parse_args()
