@@ -1,6 +1,6 @@
 """Replication benchmark on moto: throughput, lag and worker memory, against moto's own ceiling.
 
-    .venv/bin/python bench/replication.py [--changes 8000] [--steady-seconds 20] [--long-factor 10]
+    .venv/bin/python bench/replication.py [--changes 8000] [--steady-seconds 15] [--long-factor 10]
 
 Prints one table. Every figure comes from this run:
 
