@@ -95,12 +95,19 @@ def schema(location: TableLocation, side: str) -> KeySchema:
 
 def same_schema(primary: TableLocation, replica: TableLocation) -> KeySchema:
     """The shared key schema of two tables; SchemaMismatchError if they differ."""
-    left, right = schema(primary, "primary"), schema(replica, "replica")
-    if left != right:
+    expected = schema(primary, "primary")
+    require_schema(replica, "replica", expected, str(primary))
+    return expected
+
+
+def require_schema(location: TableLocation, side: str, expected: KeySchema, other: str) -> None:
+    """SchemaMismatchError unless ``location``'s key schema is ``expected`` (that of ``other``)."""
+    actual = schema(location, side)
+    if actual != expected:
         raise SchemaMismatchError(
-            f"key schemas differ: {primary} has {left.describe()}, {replica} has {right.describe()}"
+            f"key schemas differ: {other} has {expected.describe()}, "
+            f"{location} has {actual.describe()}"
         )
-    return left
 
 
 def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from tasks import dynamo, pending, stats
 from tasks.dynamo import Failure
-from tasks.errors import InvalidInputError, ReplicatorError, SchemaMismatchError, TransientError
+from tasks.errors import InvalidInputError, ReplicatorError, TransientError
 from tasks.guard import StaleWriteGuard
 from tasks.locations import TableLocation
 from tasks.redis_conn import connection
@@ -49,12 +49,7 @@ class ReplicaSink:
         return str(self.replica)
 
     def prepare(self, primary_schema: KeySchema) -> None:
-        replica_schema = dynamo.schema(self.replica, "replica")
-        if replica_schema != primary_schema:
-            raise SchemaMismatchError(
-                f"key schemas differ: the primary has {primary_schema.describe()}, "
-                f"{self.replica} has {replica_schema.describe()}"
-            )
+        dynamo.require_schema(self.replica, "replica", primary_schema, "the primary")
 
     def write(self, present: Sequence[Item], absent: Sequence[Item]) -> dict[str, Failure]:
         return dynamo.batch_write(self.replica, "replica", present, absent)
