@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from commands.exits import DIFFERENT, OK, handle_errors
-from commands.options import common_options, setup
+from commands.options import common_options, ignore_attribute_option, setup
 from tasks import dynamo
 from tasks.diff_match import PAIR, differing_attributes, judge
 from tasks.locations import parse_table
@@ -30,13 +30,7 @@ def show(item: Item | None) -> str:
 @click.argument("primary")
 @click.argument("replica")
 @click.argument("key")
-@click.option(
-    "--ignore-attribute",
-    "ignore",
-    multiple=True,
-    metavar="NAME",
-    help="An attribute that differs by design (repeatable).",
-)
+@ignore_attribute_option
 @common_options
 @handle_errors
 def main(primary: str, replica: str, key: str, ignore: tuple[str, ...], **params: Any) -> None:

@@ -19,7 +19,7 @@ import click
 
 from commands.bulk import BulkSpec, Outcome, Plan, execute, plan, segment_options
 from commands.exits import DIFFERENT, FAILURE, OK, handle_errors
-from commands.options import common_options, setup
+from commands.options import common_options, ignore_attribute_option, setup
 from tasks import dynamo
 from tasks.diff import DiffOptions, segment_diff
 from tasks.diff_match import KINDS
@@ -112,13 +112,7 @@ def _check_inputs(options: DiffOptions, chosen: Plan) -> None:
     is_flag=True,
     help="Copy every primary item to the replica without comparing (writes by itself).",
 )
-@click.option(
-    "--ignore-attribute",
-    "ignore",
-    multiple=True,
-    metavar="NAME",
-    help="An attribute that differs by design (repeatable).",
-)
+@ignore_attribute_option
 @click.option(
     "--report",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),

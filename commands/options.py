@@ -70,3 +70,12 @@ def setup(params: dict[str, Any]) -> config.Settings:
     merged = base.with_overrides(redis_url=params.pop("redis_url", None), credentials=creds)
     config.install(merged)
     return merged
+
+
+ignore_attribute_option = click.option(
+    "--ignore-attribute",
+    "ignore",
+    multiple=True,
+    metavar="NAME",
+    help="An attribute that differs by design (repeatable).",
+)

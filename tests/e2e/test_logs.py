@@ -8,7 +8,6 @@ import os
 import pty
 import subprocess
 import sys
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -29,30 +28,8 @@ ITEM_VALUE = "planted-item-value-41d7"
 @pytest.fixture()
 def private_redis() -> Any:
     """A Redis that wants a password (the password then sits in every Redis URL)."""
-    port = servers.free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="redis-auth-"))
-    process = subprocess.Popen(
-        [
-            servers.redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-            "--requirepass",
-            REDIS_PASSWORD,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_until(lambda: servers._port_open(port), 10, "redis-server with a password")
-    server = servers.Server("redis", port, process, workdir / "redis.log", workdir)
-    yield f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
+    server = servers.start_redis(password=REDIS_PASSWORD)
+    yield f"redis://:{REDIS_PASSWORD}@127.0.0.1:{server.port}/0"
     server.stop()
 
 

@@ -80,7 +80,10 @@ def redis_binary() -> str:
 
 
 def start_redis(
-    appendonly: bool = False, port: int | None = None, workdir: Path | None = None
+    appendonly: bool = False,
+    port: int | None = None,
+    workdir: Path | None = None,
+    password: str | None = None,
 ) -> Server:
     port = port or free_port()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="redis-"))
@@ -99,6 +102,7 @@ def start_redis(
         str(workdir),
         "--logfile",
         str(log),
+        *(["--requirepass", password] if password else []),
     ]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_until(lambda: _port_open(port), 10, "redis-server")
