@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from tasks import stats  # noqa: E402
+from tasks.coord import stats  # noqa: E402
 from tests.support import servers  # noqa: E402
 from tests.support.tables import client, create_table  # noqa: E402
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import click
 
-from commands.bulk import BulkSpec, Outcome, Plan, execute, plan
+from commands.bulk.plan import Plan, plan
+from commands.bulk.run import execute
+from commands.bulk.spec import BulkSpec, Outcome
 from commands.exits import FAILURE, OK
-from tasks.backup_segments import TASK_FOR_KIND, run_here
 
 
 @dataclass(frozen=True)
@@ -35,17 +36,9 @@ def run_job(
     params: Mapping[str, Any],
     segments: Segments,
     on_record: Callable[[str], None],
-    rate_field: str,
 ) -> Outcome:
     """Run a backup/restore job's segments as planned; wait for the end."""
-    spec = BulkSpec(
-        kind=kind,
-        task=TASK_FOR_KIND[kind],
-        params=params,
-        run_here=run_here,
-        on_record=on_record,
-        rate_field=rate_field,
-    )
+    spec = BulkSpec(kind=kind, params=params, on_record=on_record)
     return execute(segments.plan, spec, segments.pickup_timeout, segments.progress_interval)
 
 

@@ -8,12 +8,12 @@ from typing import Any
 import click
 
 from commands.backup_common import finish, run_job, segments_from
-from commands.bulk import segment_options
+from commands.bulk.plan import segment_options
 from commands.exits import handle_errors
 from commands.options import common_options, setup
-from tasks import dynamo, s3store
-from tasks.backup_table import new_job_id
-from tasks.locations import parse_s3, parse_table
+from tasks.aws import dynamo, s3
+from tasks.backup.dump import new_job_id
+from tasks.core.locations import parse_s3, parse_table
 
 
 def _print_segment(record: str) -> None:
@@ -37,8 +37,8 @@ def main(table: str, s3url: str, jobid: str | None, **params: Any) -> None:
     setup(params)
     location, destination = parse_table(table), parse_s3(s3url)
     dynamo.describe(location, "primary")
-    s3store.check_bucket(destination.bucket)
+    s3.check_bucket(destination.bucket)
     job_id = jobid or new_job_id()
     job = {"table": str(location), "s3url": str(destination), "jobid": job_id}
-    outcome = run_job("backup-table", job, options, _print_segment, rate_field="items")
+    outcome = run_job("backup-table", job, options, _print_segment)
     finish(outcome, {"backup": str(destination.child(job_id))})

@@ -14,10 +14,10 @@ import click
 
 from commands.exits import DIFFERENT, OK, handle_errors
 from commands.options import common_options, ignore_attribute_option, setup
-from tasks import dynamo
-from tasks.diff_match import PAIR, differing_attributes, judge
-from tasks.locations import parse_table
-from tasks.typed_json import Item, items_equal, parse_key, to_wire
+from tasks.aws import dynamo
+from tasks.core.locations import parse_table
+from tasks.core.typed_json import Item, items_equal, parse_key, to_wire
+from tasks.diff.match import PAIR, differing_attributes, judge
 
 
 def show(item: Item | None) -> str:

@@ -17,16 +17,17 @@ from typing import IO, Any
 
 import click
 
-from commands.bulk import BulkSpec, Outcome, Plan, execute, plan, segment_options
+from commands.bulk.plan import Plan, plan, segment_options
+from commands.bulk.run import execute
+from commands.bulk.spec import BulkSpec, Outcome
 from commands.exits import DIFFERENT, FAILURE, OK, handle_errors
 from commands.options import common_options, ignore_attribute_option, setup
-from tasks import dynamo
-from tasks.diff import DiffOptions, segment_diff
-from tasks.diff_match import KINDS
-from tasks.errors import UnavailableError
-from tasks.jobs import Job, JobStore, run_segment
-from tasks.locations import parse_table
-from tasks.redis_conn import check
+from tasks.aws import dynamo
+from tasks.coord.redis_conn import check
+from tasks.core.errors import UnavailableError
+from tasks.core.locations import parse_table
+from tasks.diff.match import KINDS
+from tasks.diff.segment import DiffOptions
 
 
 class Printer:
@@ -174,22 +175,4 @@ def main(
 
 
 def _spec(options: DiffOptions, printer: Printer) -> BulkSpec:
-    def run_here(store: JobStore, job: Job, segment: int) -> Mapping[str, int]:
-        return run_segment(
-            store,
-            job,
-            segment,
-            lambda checkpoint: segment_diff(options, segment, job.segments, job.id).work(
-                checkpoint
-            ),
-        )
-
-    return BulkSpec(
-        kind="diff",
-        task="diff-segment",
-        params=options.to_params(),
-        run_here=run_here,
-        on_record=printer,
-        describe=_describe,
-        rate_field="compared",
-    )
+    return BulkSpec(kind="diff", params=options.to_params(), on_record=printer, describe=_describe)

@@ -11,7 +11,7 @@ import click
 import redis
 from kombu.exceptions import OperationalError
 
-from tasks.errors import (
+from tasks.core.errors import (
     ConfigurationError,
     InvalidInputError,
     NotFoundError,

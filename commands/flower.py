@@ -18,7 +18,7 @@ import click
 
 from commands.exits import handle_errors
 from commands.options import common_options, setup
-from tasks.errors import ConfigurationError
+from tasks.core.errors import ConfigurationError
 
 HOW_TO = (
     "set FLOWER_BASIC_AUTH=user:password in the environment (in .env for docker compose; "

@@ -7,11 +7,11 @@ from typing import Any
 import click
 
 from commands.backup_common import finish, print_failed_key, run_job, segments_from
-from commands.bulk import segment_options
+from commands.bulk.plan import segment_options
 from commands.exits import handle_errors
 from commands.options import common_options, setup
-from tasks import dynamo, s3store
-from tasks.locations import parse_s3, parse_table
+from tasks.aws import dynamo, s3
+from tasks.core.locations import parse_s3, parse_table
 
 
 @click.command()
@@ -26,7 +26,7 @@ def main(table: str, s3url: str, **params: Any) -> None:
     setup(params)
     location, destination = parse_table(table), parse_s3(s3url)
     dynamo.describe(location, "primary")
-    s3store.check_bucket(destination.bucket)
+    s3.check_bucket(destination.bucket)
     job = {"table": str(location), "s3url": str(destination)}
-    outcome = run_job("incremental-backfill", job, options, print_failed_key, rate_field="scanned")
+    outcome = run_job("incremental-backfill", job, options, print_failed_key)
     finish(outcome)

@@ -14,13 +14,13 @@ import click
 
 from commands.exits import DIFFERENT, FAILURE, OK, handle_errors
 from commands.options import common_options, setup
-from tasks import dynamo, s3store
-from tasks.backup_format import decode_item
-from tasks.incremental import S3Sink, object_key, table_folder
-from tasks.incremental_history import history, object_name
-from tasks.locations import S3Location, TableLocation, parse_s3, parse_table
-from tasks.sync import sync_keys
-from tasks.typed_json import Item, canonical_json, items_equal, parse_key, to_wire
+from tasks.aws import dynamo, s3
+from tasks.backup.format import decode_item
+from tasks.backup.history import history, object_name
+from tasks.backup.incremental import S3Sink, object_key, table_folder
+from tasks.core.locations import S3Location, TableLocation, parse_s3, parse_table
+from tasks.core.typed_json import Item, canonical_json, items_equal, parse_key, to_wire
+from tasks.replication.sync import sync_keys
 
 
 def _arguments(func: Any) -> Any:
@@ -73,10 +73,10 @@ def diff_main(table: str, s3url: str, key: str, **params: Any) -> None:
     """Compare the record in the table with its incremental backup (✔ exit 0, ✘ exit 1)."""
     location, backup, parsed = _parse(table, s3url, key, params)
     folder = table_folder(backup, location.table)
-    s3store.check_bucket(backup.bucket)
+    s3.check_bucket(backup.bucket)
     in_table = dynamo.get_item(location, "primary", parsed, consistent=True)
     name = object_name(folder, parsed)
-    found = s3store.get(backup.bucket, name)
+    found = s3.get(backup.bucket, name)
     in_backup = decode_item(found[0], f"s3://{backup.bucket}/{name}") if found else None
     click.echo(f"DynamoDB record: {_describe(in_table)}")
     click.echo(f"Incremental backup record (s3://{backup.bucket}/{name}): {_describe(in_backup)}")

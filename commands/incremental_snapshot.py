@@ -10,8 +10,8 @@ import click
 
 from commands.exits import handle_errors
 from commands.options import common_options, setup
-from tasks.locations import parse_s3
-from tasks.snapshot import recorded_schema, snapshot
+from tasks.backup.snapshot import recorded_schema, snapshot
+from tasks.core.locations import parse_s3
 
 PROGRESS_SECONDS = 10.0
 

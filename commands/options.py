@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from tasks import config, logs
+from tasks.core import config, logs
 
 
 def _apply(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:

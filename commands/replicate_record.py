@@ -14,10 +14,10 @@ import click
 
 from commands.exits import FAILURE, OK, handle_errors
 from commands.options import common_options, setup
-from tasks import dynamo
-from tasks.locations import parse_table
-from tasks.sync import ReplicaSink, sync_keys
-from tasks.typed_json import parse_key, to_wire
+from tasks.aws import dynamo
+from tasks.core.locations import parse_table
+from tasks.core.typed_json import parse_key, to_wire
+from tasks.replication.sync import ReplicaSink, sync_keys
 
 
 @click.command()

@@ -12,8 +12,8 @@ import click
 from commands.exits import handle_errors
 from commands.flower import flower
 from commands.options import common_options, setup
-from tasks import deadletters, stats
-from tasks.redis_conn import check, connection
+from tasks.coord import deadletters, stats
+from tasks.coord.redis_conn import check, connection
 
 TASK_FOR_KIND = {"replicate": "replicate", "backup": "backup-record"}
 
@@ -137,7 +137,7 @@ def purge(target: str | None, yes: bool, **params: Any) -> None:
 @handle_errors
 def status(replica: str, **params: Any) -> None:
     """Counters and apply lag (p50/p99, ms) for a replica or backup target."""
-    from tasks.locations import parse_table
+    from tasks.core.locations import parse_table
 
     setup(params)
     check()

@@ -14,18 +14,18 @@ from typing import Any, TextIO
 import click
 
 from commands.backup_common import Segments, finish, print_failed_key, run_job, segments_from
-from commands.bulk import segment_options
+from commands.bulk.plan import segment_options
 from commands.exits import FAILURE, OK, handle_errors
 from commands.options import common_options, setup
-from tasks import dynamo, s3store
-from tasks.backup_format import SCHEMA_METADATA, schema_metadata
-from tasks.errors import InvalidInputError
-from tasks.locations import S3Location, TableLocation, parse_s3, parse_table
-from tasks.restore import SIDE, TableWriter, find_source, prepare_target
-from tasks.restore_pit import restore_keys_at
-from tasks.snapshot import recorded_schema
-from tasks.times import parse_moment
-from tasks.typed_json import Item, parse_key
+from tasks.aws import dynamo, s3
+from tasks.backup.format import SCHEMA_METADATA, schema_metadata
+from tasks.backup.point_in_time import restore_keys_at
+from tasks.backup.restore import SIDE, TableWriter, find_source, prepare_target
+from tasks.backup.snapshot import recorded_schema
+from tasks.core.errors import InvalidInputError
+from tasks.core.locations import S3Location, TableLocation, parse_s3, parse_table
+from tasks.core.times import parse_moment
+from tasks.core.typed_json import Item, parse_key
 
 
 @click.command()
@@ -100,7 +100,7 @@ def _restore_files(
         "schema": recorded,
     }
     finish(
-        run_job("restore-table", job, options, print_failed_key, rate_field="restored"),
+        run_job("restore-table", job, options, print_failed_key),
         {"files": len(backup.files)},
     )
 
@@ -117,7 +117,7 @@ def _restore_at(
     options: Segments,
 ) -> None:
     moment = parse_moment(at)
-    s3store.require_versioning(source.bucket)
+    s3.require_versioning(source.bucket)
     existed = dynamo.exists(target, SIDE)
     prepare_target(target, recorded_schema(source) if create and not existed else None, create)
     if key or keys_file:
@@ -133,7 +133,7 @@ def _restore_at(
         "delete_absent": existed,
     }
     finish(
-        run_job("restore-table-at", job, options, print_failed_key, rate_field="objects"),
+        run_job("restore-table-at", job, options, print_failed_key),
         {"at": moment.isoformat()},
     )
 

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tasks.locations import TableLocation, parse_s3, parse_table
+from tasks.core.locations import TableLocation, parse_s3, parse_table
 
 KEYS = [{"AttributeName": "id", "KeyType": "HASH"}, {"AttributeName": "seq", "KeyType": "RANGE"}]
 ATTRIBUTES = [

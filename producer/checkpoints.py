@@ -12,8 +12,8 @@ import time
 import redis
 
 from producer.sources import SHARD_END
-from tasks.config import settings
-from tasks.stats import text
+from tasks.coord.stats import text
+from tasks.core.config import settings
 
 
 class Checkpoints:

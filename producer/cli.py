@@ -14,16 +14,17 @@ from commands.options import common_options, setup
 from producer.checkpoints import Checkpoints
 from producer.enqueue import Enqueuer, Target
 from producer.filters import RecordFilter
+from producer.metrics import ProducerCollector
 from producer.poller import Poller, PollerOptions
 from producer.sources import Position, Source
 from producer.sources.dynamodb_streams import DynamoDBStreamsSource
 from producer.sources.kinesis import KinesisSource
-from tasks import dynamo
-from tasks.errors import ConfigurationError
-from tasks.locations import TableLocation, parse_s3, parse_table
-from tasks.metrics import ProducerCollector, serve
-from tasks.redis_conn import check, connection
-from tasks.times import parse_time
+from tasks.aws import dynamo
+from tasks.coord.redis_conn import check, connection
+from tasks.core.errors import ConfigurationError
+from tasks.core.locations import TableLocation, parse_s3, parse_table
+from tasks.core.times import parse_time
+from tasks.metrics.serve import serve
 
 
 @dataclass(frozen=True)

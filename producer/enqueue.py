@@ -16,8 +16,8 @@ from typing import Any
 import redis
 
 from producer.records import ChangeRecord
-from tasks import pending
-from tasks.typed_json import canonical_json, key_id, to_wire
+from tasks.coord import pending
+from tasks.core.typed_json import canonical_json, key_id, to_wire
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from producer.records import ChangeRecord, MalformedRecordError
 from producer.shards import ShardGraph
 from producer.sources import SHARD_END, Page, Position, ShardInfo, Source, sequence_at_least
 from producer.stats import ProducerStats
-from tasks import logs
-from tasks.backoff import delay
-from tasks.errors import ExpiredIteratorError, TransientError, TrimmedDataError
+from tasks.core import logs
+from tasks.core.backoff import delay
+from tasks.core.errors import ExpiredIteratorError, TransientError, TrimmedDataError
 
 log = logs.get("producer")
 TRIM_HORIZON = Position("TRIM_HORIZON")

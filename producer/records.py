@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tasks.errors import InvalidInputError
-from tasks.typed_json import Item, from_wire
+from tasks.core.errors import InvalidInputError
+from tasks.core.typed_json import Item, from_wire
 
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
 

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from tasks import stats  # noqa: E402
+from tasks.coord import stats  # noqa: E402
 from tests.support import servers  # noqa: E402
 from tests.support.tables import client, create_table, normalized_table  # noqa: E402
 from tests.support.workload import apply_mixed  # noqa: E402

@@ -13,7 +13,9 @@ from tests.support import servers
 
 
 def _reset_process_caches() -> None:
-    from tasks import clients, config, dynamo, redis_conn
+    from tasks.aws import clients, dynamo
+    from tasks.coord import redis_conn
+    from tasks.core import config
 
     config.settings.cache_clear()
     config._installed.clear()

@@ -8,12 +8,7 @@ from worker import logging as _logging  # noqa: F401 - connects the setup_loggin
 from worker import metrics as _metrics  # noqa: F401 - metrics endpoint and counters (signals)
 from worker.settings import CONFIG
 
-TASK_MODULES = [
-    "tasks.replicate",
-    "tasks.diff_segment",
-    "tasks.backup_record",
-    "tasks.backup_segments",
-]
+TASK_MODULES = ["tasks.per_key", "tasks.segments"]
 
 app = Celery("dynamodb-replicator", include=TASK_MODULES)
 app.conf.update(CONFIG)

@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 from celery.signals import setup_logging, task_postrun, task_prerun
 
-from tasks import logs
+from tasks.core import logs
 
 
 @setup_logging.connect

@@ -1,6 +1,6 @@
 """Metrics for worker processes, wired to Celery's signals.
 
-With ``REPLICATOR_METRICS_PORT`` set, the worker's main process serves ``tasks.metrics``'s
+With ``REPLICATOR_METRICS_PORT`` set, the worker's main process serves ``tasks.metrics.cluster``'s
 ``RedisCollector`` (cluster-wide counters held in Redis, queue depths) from ``worker_init``. In
 the pool processes, every task's end moves the throttling it saw to Redis, and every retry is
 counted by task name.
@@ -15,10 +15,14 @@ from typing import Any
 import redis
 from celery.signals import task_postrun, task_retry, worker_init
 
-from tasks import logs, metrics, stats
-from tasks.errors import ConfigurationError
-from tasks.redis_conn import connection
-from worker.settings import CONFIG, QUEUES
+from tasks.coord import stats
+from tasks.coord.redis_conn import connection
+from tasks.core import logs
+from tasks.core.errors import ConfigurationError
+from tasks.metrics.cluster import RedisCollector
+from tasks.metrics.serve import port_from_env, serve
+from tasks.names import QUEUES
+from worker.settings import CONFIG
 
 log = logs.get("worker.metrics")
 
@@ -30,12 +34,12 @@ def _broker() -> redis.Redis:
 @worker_init.connect
 def _serve(**_: Any) -> None:
     try:
-        port = metrics.port_from_env(os.environ)
+        port = port_from_env(os.environ)
         if not port:
             return
         address = os.environ.get("REPLICATOR_METRICS_ADDRESS") or "0.0.0.0"
         broker = _broker()
-        metrics.serve(port, metrics.RedisCollector(connection, lambda: broker, QUEUES), address)
+        serve(port, RedisCollector(connection, lambda: broker, QUEUES), address)
     except ConfigurationError as exc:
         log.error("metrics endpoint not started", error=str(exc))
         sys.stderr.write(f"error: {exc}\n")

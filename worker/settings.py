@@ -14,21 +14,8 @@ from typing import Any
 
 from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
-from tasks.config import DEFAULT_REDIS_URL
-
-REPLICATION_QUEUE = "replication"
-BULK_QUEUE = "bulk"
-QUEUES = (REPLICATION_QUEUE, BULK_QUEUE)
-
-# Latency-critical per-key work goes to "replication"; scans and dumps go to "bulk".
-ROUTES = {
-    "replicate": {"queue": REPLICATION_QUEUE},
-    "backup-record": {"queue": REPLICATION_QUEUE},
-    "diff-segment": {"queue": BULK_QUEUE},
-    "backup-segment": {"queue": BULK_QUEUE},
-    "backfill-segment": {"queue": BULK_QUEUE},
-    "restore-segment": {"queue": BULK_QUEUE},
-}
+from tasks.core.config import DEFAULT_REDIS_URL
+from tasks.names import QUEUES, REPLICATION_QUEUE, ROUTES
 
 
 def celery_config(env: Mapping[str, str]) -> dict[str, Any]:

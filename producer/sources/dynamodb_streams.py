@@ -7,10 +7,10 @@ from typing import Any
 
 from producer.records import ChangeRecord, from_dynamodb_stream
 from producer.sources import Page, Position, ShardInfo
-from tasks import clients, dynamo
-from tasks.aws_errors import translated
-from tasks.errors import NotFoundError
-from tasks.locations import TableLocation
+from tasks.aws import clients, dynamo
+from tasks.aws.errors import translated
+from tasks.core.errors import NotFoundError
+from tasks.core.locations import TableLocation
 
 
 def stream_arn_of(table: TableLocation) -> str:

@@ -8,10 +8,10 @@ from typing import Any
 
 from producer.records import ChangeRecord, from_kinesis
 from producer.sources import Page, Position, ShardInfo
-from tasks import clients
-from tasks.aws_errors import translated
-from tasks.errors import NotFoundError
-from tasks.locations import TableLocation
+from tasks.aws import clients
+from tasks.aws.errors import translated
+from tasks.core.errors import NotFoundError
+from tasks.core.locations import TableLocation
 
 
 class KinesisSource:

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from typing import Any
 
-from tasks import deadletters
-from tasks.redis_conn import connection
+from tasks.coord import deadletters
+from tasks.coord.redis_conn import connection
 from tests.support.servers import ROOT, wait_until
 from tests.support.tables import client, create_table, scan_all
 from worker.app import app

@@ -12,8 +12,15 @@ from tests.support.tables import create_table
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "producer", *args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "producer", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def assert_one_clear_line(result: subprocess.CompletedProcess[str], code: int, text: str) -> None:
@@ -55,8 +62,15 @@ def test_schema_mismatch(env: dict[str, str], moto_url: str) -> None:
 def test_missing_kinesis_stream(env: dict[str, str], moto_url: str) -> None:
     create_table(moto_url, "primary")
     create_table(moto_url, "replica")
-    result = run(env, "--primary", f"{moto_url}/primary", "--replica", f"{moto_url}/replica",
-                 "--kinesis-stream", "nope")
+    result = run(
+        env,
+        "--primary",
+        f"{moto_url}/primary",
+        "--replica",
+        f"{moto_url}/replica",
+        "--kinesis-stream",
+        "nope",
+    )
     assert_one_clear_line(result, 2, "Kinesis stream nope does not exist")
 
 
@@ -74,6 +88,13 @@ def test_unreachable_services(env: dict[str, str], what: str) -> None:
 
 
 def test_bad_start_time(env: dict[str, str]) -> None:
-    result = run(env, "--primary", "us-east-1/primary", "--replica", "us-east-1/replica",
-                 "--start", "yesterday")
+    result = run(
+        env,
+        "--primary",
+        "us-east-1/primary",
+        "--replica",
+        "us-east-1/replica",
+        "--start",
+        "yesterday",
+    )
     assert_one_clear_line(result, 2, "invalid time 'yesterday'")

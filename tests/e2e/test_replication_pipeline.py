@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tasks import stats
-from tasks.redis_conn import connection
+from tasks.coord import stats
+from tasks.coord.redis_conn import connection
 from tests.support.servers import wait_until
 from tests.support.tables import client, create_table, normalized_table, stream_record_count
 from tests.support.workload import apply_mixed

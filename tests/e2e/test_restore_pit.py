@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.incremental import S3Sink, legacy_ids
-from tasks.locations import parse_s3, parse_table
-from tasks.sync import sync_keys
-from tasks.typed_json import key_id
+from tasks.backup.incremental import S3Sink, legacy_ids
+from tasks.core.locations import parse_s3, parse_table
+from tasks.core.typed_json import key_id
+from tasks.replication.sync import sync_keys
 from tests.integration.test_backup_incremental import make_bucket, run, run_here
 from tests.support.servers import wait_until
 from tests.support.tables import client, create_table, scan_all

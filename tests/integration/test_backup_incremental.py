@@ -16,13 +16,13 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from tasks import s3store
-from tasks.dynamo import Failure
-from tasks.incremental import S3Sink, legacy_ids
-from tasks.incremental_history import history
-from tasks.locations import parse_s3, parse_table
-from tasks.sync import sync_keys
-from tasks.typed_json import key_id
+from tasks.aws import s3 as s3_objects
+from tasks.aws.dynamo import Failure
+from tasks.backup.history import history
+from tasks.backup.incremental import S3Sink, legacy_ids
+from tasks.core.locations import parse_s3, parse_table
+from tasks.core.typed_json import key_id
+from tasks.replication.sync import sync_keys
 from tests.support.servers import wait_until
 from tests.support.tables import client, create_table
 from worker.app import app
@@ -203,7 +203,7 @@ def test_bad_input_gets_one_clear_line(env: dict[str, str], moto_url: str) -> No
 def test_history_follows_every_page_of_the_listing(
     env: dict[str, str], moto_url: str, monkeypatch: Any
 ) -> None:
-    monkeypatch.setattr(s3store, "LIST_PAGE_SIZE", 2)
+    monkeypatch.setattr(s3_objects, "LIST_PAGE_SIZE", 2)
     create_table(moto_url, "primary")
     make_bucket(moto_url)
     ddb = client(moto_url)

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
-from tasks import restore as restore_module
-from tasks.backup_table import backup_work
-from tasks.jobs import MemoryJobStore, run_segment
-from tasks.restore import restore_files_work
+from tasks.backup import restore as restore_module
+from tasks.backup.dump import backup_work
+from tasks.backup.restore import restore_files_work
+from tasks.jobs.memory_store import MemoryJobStore
+from tasks.jobs.model import run_segment
 from tests.integration.test_backup_incremental import make_bucket
 from tests.support.tables import client, create_table, scan_all
 

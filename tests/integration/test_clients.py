@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks import clients, config
-from tasks.locations import parse_table
+from tasks.aws import clients
+from tasks.core import config
+from tasks.core.locations import parse_table
 
 
 def test_clients_are_created_once_per_side(env: dict[str, str], moto_url: str) -> None:

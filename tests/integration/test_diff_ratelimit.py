@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.ratelimit import RateLimiter
-from tasks.redis_conn import connection
+from tasks.coord.ratelimit import RateLimiter
+from tasks.coord.redis_conn import connection
 
 
 def test_readers_share_one_bucket_and_wait_for_its_debt(

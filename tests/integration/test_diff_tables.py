@@ -11,8 +11,9 @@ import threading
 from collections import Counter
 from typing import Any
 
-from tasks.diff import DiffOptions, segment_diff
-from tasks.jobs import MemoryJobStore, run_segment
+from tasks.diff.segment import DiffOptions, segment_diff
+from tasks.jobs.memory_store import MemoryJobStore
+from tasks.jobs.model import run_segment
 from tests.integration.test_sync import EVERY_TYPE
 from tests.support.faultproxy import Rule
 from tests.support.tables import client, create_table, normalized_table

@@ -8,8 +8,8 @@ import signal
 import subprocess
 from typing import Any
 
-from tasks.jobs import RedisJobStore
-from tasks.redis_conn import connection
+from tasks.coord.redis_conn import connection
+from tasks.jobs.redis_store import RedisJobStore
 from tests.e2e.test_diff_tables_cli import DIFF_TABLES, run
 from tests.integration.test_diff_tables import fill, known_difference
 from tests.support.servers import wait_until

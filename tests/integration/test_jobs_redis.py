@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.jobs import RedisJobStore
-from tasks.redis_conn import connection
+from tasks.coord.redis_conn import connection
+from tasks.jobs.redis_store import RedisJobStore
 from tests.unit.test_jobs_memory import contract
 
 

@@ -9,10 +9,11 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from tasks import deadletters, stats
-from tasks.jobs import Page, RedisJobStore
-from tasks.metrics import RedisCollector
-from tasks.redis_conn import connection
+from tasks.coord import deadletters, stats
+from tasks.coord.redis_conn import connection
+from tasks.jobs.model import Page
+from tasks.jobs.redis_store import RedisJobStore
+from tasks.metrics.cluster import RedisCollector
 
 
 def scraped(client: redis_lib.Redis) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -15,8 +15,8 @@ from producer.filters import RecordFilter
 from producer.poller import Poller, PollerOptions
 from producer.sources import SHARD_END
 from producer.sources.dynamodb_streams import DynamoDBStreamsSource
-from tasks.locations import parse_table
-from tasks.redis_conn import connection
+from tasks.coord.redis_conn import connection
+from tasks.core.locations import parse_table
 from tests.support.fake_streams import FakeStreams, RecordingApp
 from tests.support.servers import wait_until
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tasks import deadletters
-from tasks.redis_conn import connection
+from tasks.coord import deadletters
+from tasks.coord.redis_conn import connection
 from tests.support.servers import wait_until
 from tests.support.tables import client, create_table, normalized_table
 

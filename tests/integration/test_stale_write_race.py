@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tasks import guard as guard_module
-from tasks.dynamo import Failure
-from tasks.locations import parse_table
-from tasks.sync import ReplicaSink, sync_keys
+from tasks.aws.dynamo import Failure
+from tasks.coord import guard as guard_module
+from tasks.core.locations import parse_table
+from tasks.replication.sync import ReplicaSink, sync_keys
 from tests.support.tables import client, create_table, scan_all
 
 KEY = {"id": {"S": "contended"}}
@@ -79,7 +79,7 @@ def test_without_the_guard_the_race_leaves_the_old_state(
 def test_a_key_a_newer_task_claimed_during_our_read_is_left_to_it(
     env: dict[str, str], moto_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import sync
+    from tasks.replication import sync
 
     create_table(moto_url, "primary")
     create_table(moto_url, "replica")

@@ -6,10 +6,10 @@ import base64
 
 import pytest
 
-from tasks import deadletters, stats
-from tasks.locations import parse_table
-from tasks.redis_conn import connection
-from tasks.sync import ReplicaSink, sync_keys
+from tasks.coord import deadletters, stats
+from tasks.coord.redis_conn import connection
+from tasks.core.locations import parse_table
+from tasks.replication.sync import ReplicaSink, sync_keys
 from tests.support.tables import client, create_table, normalized_table
 
 EVERY_TYPE = {
@@ -89,7 +89,7 @@ def test_key_that_does_not_fit_the_schema_fails_permanently(
 
 
 def test_schema_mismatch_is_a_clear_error(env: dict[str, str], moto_url: str) -> None:
-    from tasks.errors import SchemaMismatchError
+    from tasks.core.errors import SchemaMismatchError
 
     create_table(moto_url, "primary", ("id", "S"))
     create_table(moto_url, "replica", ("pk", "S"))
@@ -122,7 +122,8 @@ def test_dead_letters_round_trip(env: dict[str, str], redis_client: object) -> N
 def test_pending_marks_coalesce_until_released_or_stale(
     env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tasks import config, pending
+    from tasks.coord import pending
+    from tasks.core import config
 
     client = connection()
     assert pending.mark(client, "t", "s1", ["a", "b"]) == [True, True]

@@ -6,7 +6,7 @@ from typing import Any
 
 import boto3
 
-from tasks.typed_json import canonical_json, normalized
+from tasks.core.typed_json import canonical_json, normalized
 
 
 def client(endpoint: str, service: str = "dynamodb") -> Any:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tasks.typed_json import to_wire
+from tasks.core.typed_json import to_wire
 
 OnChange = Callable[[dict[str, Any], str], None]
 

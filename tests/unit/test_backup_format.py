@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tasks.backup_format import (
+from tasks.backup.format import (
     decode_item,
     encode_item,
     gunzip_lines,
@@ -17,11 +17,11 @@ from tasks.backup_format import (
     schema_from_metadata,
     schema_metadata,
 )
-from tasks.errors import InvalidInputError
-from tasks.incremental import is_object_id, legacy_ids
-from tasks.restore_pit import shards
-from tasks.times import parse_moment
-from tasks.typed_json import KeyAttribute, KeySchema, key_id
+from tasks.backup.incremental import is_object_id, legacy_ids
+from tasks.backup.point_in_time import shards
+from tasks.core.errors import InvalidInputError
+from tasks.core.times import parse_moment
+from tasks.core.typed_json import KeyAttribute, KeySchema, key_id
 
 
 def _chunks(data: bytes, size: int = 7) -> list[bytes]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tasks.incremental_history import state_at
-from tasks.s3store import Version, newest_first
+from tasks.aws.s3 import Version, newest_first
+from tasks.backup.history import state_at
 
 
 def _v(vid: str, second: int, deleted: bool = False, latest: bool = False) -> Version:

@@ -6,10 +6,11 @@ import time
 
 import pytest
 
-from commands import bulk
-from commands.bulk import LOCAL_SEGMENTS, plan
-from tasks.errors import InvalidInputError, UnavailableError
-from tasks.jobs import MemoryJobStore
+from commands.bulk import watchdog as watchdog_module
+from commands.bulk.plan import LOCAL_SEGMENTS, plan
+from commands.bulk.watchdog import Watchdog
+from tasks.core.errors import InvalidInputError, UnavailableError
+from tasks.jobs.memory_store import MemoryJobStore
 
 
 def test_no_options_run_every_segment_here() -> None:
@@ -48,10 +49,10 @@ def test_watchdog_gives_up_when_a_started_job_stalls_without_workers(
     store = MemoryJobStore()
     job = store.create("test", 2, {})
     store.start(job.id, 0)
-    monkeypatch.setattr(bulk, "STALL_SECONDS", 0.0)
+    monkeypatch.setattr(watchdog_module, "STALL_SECONDS", 0.0)
     consumers = [1]
-    monkeypatch.setattr(bulk, "_bulk_consumers", lambda: consumers[0])
-    watchdog = bulk.Watchdog(store, job, pickup_timeout=0.5)
+    monkeypatch.setattr(watchdog_module, "_bulk_consumers", lambda: consumers[0])
+    watchdog = Watchdog(store, job, pickup_timeout=0.5)
     watchdog(store.snapshot(job.id))  # first sight: progress "moved"
     time.sleep(0.6)
     watchdog(store.snapshot(job.id))  # stalled, but a worker consumes the queue: keep waiting

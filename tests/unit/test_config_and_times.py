@@ -4,10 +4,10 @@ import random
 
 import pytest
 
-from tasks import backoff
-from tasks.config import from_env
-from tasks.errors import ConfigurationError, InvalidInputError
-from tasks.times import parse_time
+from tasks.core import backoff
+from tasks.core.config import from_env
+from tasks.core.errors import ConfigurationError, InvalidInputError
+from tasks.core.times import parse_time
 
 
 def test_settings_from_env_with_per_side_credentials() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tasks.diff_match import PAIR, PRIMARY_ONLY, REPLICA_ONLY, Matcher, differing_attributes, judge
-from tasks.typed_json import item_digest, items_equal
+from tasks.core.typed_json import item_digest, items_equal
+from tasks.diff.match import PAIR, PRIMARY_ONLY, REPLICA_ONLY, Matcher, differing_attributes, judge
 
 # (a, b, equal by DynamoDB's rules)
 CASES: list[tuple[dict[str, Any], dict[str, Any], bool]] = [

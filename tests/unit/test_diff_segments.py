@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from tasks.diff import DiffOptions, SegmentDiff
-from tasks.dynamo import Failure
-from tasks.errors import TransientError
-from tasks.jobs import MemoryJobStore, Page, run_segment
-from tasks.typed_json import Item, KeyAttribute, KeySchema, canonical_json
+from tasks.aws.dynamo import Failure
+from tasks.core.errors import TransientError
+from tasks.core.typed_json import Item, KeyAttribute, KeySchema, canonical_json
+from tasks.diff.segment import DiffOptions, SegmentDiff
+from tasks.jobs.memory_store import MemoryJobStore
+from tasks.jobs.model import Page, run_segment
 
 SCHEMA = KeySchema(KeyAttribute("id", "S"))
 

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from tasks.errors import PermanentError, TransientError
-from tasks.jobs import DONE, FAILED, RUNNING, JobStore, MemoryJobStore, Page, run_segment
+from tasks.core.errors import PermanentError, TransientError
+from tasks.jobs.memory_store import MemoryJobStore
+from tasks.jobs.model import DONE, FAILED, RUNNING, JobStore, Page, run_segment
 
 
 def pages(n: int, fail_at: int | None = None, exc: Exception | None = None) -> Any:

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.errors import ConfigurationError, InvalidInputError
-from tasks.locations import TableLocation, parse_s3, parse_table
+from tasks.core.errors import ConfigurationError, InvalidInputError
+from tasks.core.locations import TableLocation, parse_s3, parse_table
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ import hashlib
 
 import pytest
 
-from tasks.errors import InvalidInputError, SchemaMismatchError
-from tasks.typed_json import (
+from tasks.core.errors import InvalidInputError, SchemaMismatchError
+from tasks.core.typed_json import (
     KeyAttribute,
     KeySchema,
     canonical_json,

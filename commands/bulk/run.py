@@ -1,0 +1,158 @@
+"""The CLI side every bulk command shares (diff-tables, backup-table, restore, backfills).
+
+Segment options decide where the work runs (``plan``):
+
+* none                       all segments in this process, a thread each (no broker needed);
+* ``--segments N``           a job record in Redis, N tasks on the ``bulk`` queue, wait, aggregate;
+* ``--segment I --segments N``  only segment I, in this process.
+
+``execute`` runs a ``BulkSpec`` that way and returns the aggregate. While it waits it drains the
+job's records (``spec.on_record``), shows one progress bar on a TTY or periodic ``[progress]``
+lines otherwise (stderr). When fanning out it gives up with exit 3 (``Watchdog``) if no worker
+consumes the queue within ``--pickup-timeout`` seconds, or when the job stalls and none does;
+Ctrl-C cancels the job, and its segments stop after the page in hand.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import click
+
+from commands.bulk.plan import Plan
+from commands.bulk.progress import Reporter
+from commands.bulk.spec import BulkSpec, Outcome
+from commands.bulk.watchdog import Watchdog
+from tasks.coord.redis_conn import check, connection
+from tasks.core.errors import UnavailableError
+from tasks.jobs.memory_store import MemoryJobStore
+from tasks.jobs.model import Job, JobStore, Snapshot
+from tasks.jobs.redis_store import RedisJobStore
+from tasks.kinds import run_here
+from tasks.names import BULK_QUEUE
+from worker.app import app
+
+POLL_SECONDS = 0.2
+
+
+def execute(
+    chosen: Plan, spec: BulkSpec, pickup_timeout: float = 5.0, progress_interval: float = 10.0
+) -> Outcome:
+    """Run the spec's segments as planned; returns totals and failed segments."""
+    started = time.monotonic()
+    reporter = Reporter(spec, len(chosen.wanted), progress_interval)
+    try:
+        if chosen.mode == "fanout":
+            store, job = _fan_out(chosen, spec)
+            snapshot = _watch(
+                store,
+                job,
+                chosen.wanted,
+                spec,
+                reporter,
+                watchdog=Watchdog(store, job, pickup_timeout),
+            )
+        else:
+            store = MemoryJobStore()
+            job = store.create(spec.kind, chosen.segments, spec.params)
+            snapshot = _run_here(store, job, chosen.wanted, spec, reporter)
+    finally:
+        reporter.close()
+    wanted = [snapshot.segments[i] for i in chosen.wanted]
+    return Outcome(
+        job,
+        Snapshot(wanted).totals,
+        {i: snapshot.segments[i].error for i in chosen.wanted if snapshot.segments[i].error},
+        time.monotonic() - started,
+        chosen.wanted,
+    )
+
+
+def _run_here(
+    store: JobStore, job: Job, wanted: list[int], spec: BulkSpec, reporter: Reporter
+) -> Snapshot:
+    def one(segment: int) -> None:
+        try:
+            run_here(store, job, segment)
+        except Exception as exc:  # transient ones too: there is no retry here
+            store.finish(job.id, segment, error=str(exc) or type(exc).__name__)
+
+    with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="segment") as pool:
+        for segment in wanted:
+            pool.submit(one, segment)
+        return _watch(store, job, wanted, spec, reporter)
+
+
+def _fan_out(chosen: Plan, spec: BulkSpec) -> tuple[JobStore, Job]:
+    try:
+        check()
+    except UnavailableError as exc:
+        raise UnavailableError(
+            f"{exc}. --segments N alone fans out over Celery workers through Redis; to work in "
+            "this process run without segment options, or with --segment I --segments N"
+        ) from exc
+    store = RedisJobStore(connection())
+    job = store.create(spec.kind, chosen.segments, spec.params)
+    shown = display(spec, chosen.segments)
+    for segment in chosen.wanted:
+        app.send_task(
+            spec.registered.task,
+            args=(job.id, segment),
+            queue=BULK_QUEUE,
+            retry_policy={"max_retries": 3, "interval_start": 0.2},
+            kwargsrepr=repr(shown),
+        )
+    return store, job
+
+
+SHOWN_PARAMS = ("primary", "replica", "table", "source", "target", "s3url")
+
+
+def display(spec: BulkSpec, segments: int) -> dict[str, Any]:
+    """What Flower (and worker logs) show beside a segment task's arguments (job id, segment).
+
+    The task reads its tables from the job record; this copy is only for display (Celery's
+    ``kwargsrepr``), so a monitor shows which tables a segment works on and of how many segments.
+    """
+    return {
+        "job_kind": spec.kind,
+        "segments": segments,
+        **{k: spec.params[k] for k in SHOWN_PARAMS if k in spec.params},
+    }
+
+
+def _watch(
+    store: JobStore,
+    job: Job,
+    wanted: list[int],
+    spec: BulkSpec,
+    reporter: Reporter,
+    *,
+    watchdog: Callable[[Snapshot], None] | None = None,
+) -> Snapshot:
+    """Poll the job until the wanted segments finished; drain records as they come.
+
+    Ctrl-C cancels the job: its segments stop after the page in hand.
+    """
+    cursor = 0
+    while True:
+        snapshot = store.snapshot(job.id)
+        records = store.records(job.id, cursor)
+        cursor += len(records)
+        for record in records:
+            spec.on_record(record)
+        mine = Snapshot([snapshot.segments[i] for i in wanted])
+        reporter.update(mine)
+        if all(s.finished for s in mine.segments):
+            return snapshot
+        if watchdog:
+            watchdog(snapshot)
+        try:
+            time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            store.cancel(job.id)
+            click.echo(f"[progress] interrupted: job {job.id} cancelled", err=True)
+            raise

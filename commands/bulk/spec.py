@@ -1,0 +1,48 @@
+"""What a bulk command asks for: the job's kind and parameters, and how to show its records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks.jobs.model import Job
+from tasks.kinds import KINDS, Kind
+
+
+def _all_counts(totals: Mapping[str, int]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(totals.items()))
+
+
+@dataclass
+class BulkSpec:
+    """One bulk run: the job's kind (``tasks.kinds``) and parameters, and how to report it.
+
+    ``on_record`` receives each record a segment appended (a line to print or report);
+    ``describe`` turns the running totals into the text of a progress line; ``estimate`` is the
+    expected total of the kind's rate counter (the progress bar's length), when known.
+    """
+
+    kind: str
+    params: Mapping[str, Any]
+    on_record: Callable[[str], None] = lambda _: None
+    describe: Callable[[Mapping[str, int]], str] = _all_counts
+    estimate: int | None = None
+
+    @property
+    def registered(self) -> Kind:
+        return KINDS[self.kind]
+
+    @property
+    def rate_field(self) -> str:
+        """The counter shown as items per second."""
+        return self.registered.rate_field
+
+
+@dataclass
+class Outcome:
+    job: Job
+    totals: dict[str, int]
+    failures: dict[int, str]
+    seconds: float
+    segments: list[int] = field(default_factory=list)

@@ -1,0 +1,124 @@
+"""boto3 clients, created once per process and side, and reused.
+
+Credentials come from boto3's own chain; each side (primary, replica, s3) may add a profile and/or
+a role to assume (cross-account), refreshed automatically. Endpoint locations without any
+credentials get static placeholder ones, as local endpoints do not check them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import (
+    AssumeRoleCredentialFetcher,
+    Credentials,
+    DeferredRefreshableCredentials,
+)
+
+from tasks.core.config import Settings, SideCredentials, settings
+from tasks.core.errors import ConfigurationError
+from tasks.core.locations import TableLocation
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+    from mypy_boto3_kinesis import KinesisClient
+    from mypy_boto3_s3 import S3Client
+
+_lock = threading.Lock()
+_clients: dict[tuple[Any, ...], Any] = {}
+
+
+def _forget_clients() -> None:
+    """A forked child (Celery's prefork pool) must not share its parent's connections."""
+    _clients.clear()
+
+
+os.register_at_fork(after_in_child=_forget_clients)
+
+
+def botocore_config(cfg: Settings) -> Config:
+    return Config(
+        retries={"mode": "standard", "max_attempts": cfg.aws_max_attempts},
+        connect_timeout=cfg.aws_connect_timeout,
+        read_timeout=cfg.aws_read_timeout,
+        max_pool_connections=64,
+        tcp_keepalive=True,
+    )
+
+
+def _session(creds: SideCredentials, region: str) -> boto3.Session:
+    try:
+        base = boto3.Session(profile_name=creds.profile, region_name=region)
+    except Exception as exc:  # botocore raises ProfileNotFound and friends
+        raise ConfigurationError(f"AWS profile {creds.profile!r}: {exc}") from exc
+    if not creds.role_arn:
+        return base
+    return _assumed_role_session(base, creds, region)
+
+
+def _assumed_role_session(
+    base: boto3.Session, creds: SideCredentials, region: str
+) -> boto3.Session:
+    extra = {"ExternalId": creds.external_id} if creds.external_id else {}
+    fetcher = AssumeRoleCredentialFetcher(
+        client_creator=base._session.create_client,
+        source_credentials=base.get_credentials(),
+        role_arn=creds.role_arn or "",
+        extra_args={"RoleSessionName": "dynamodb-replicator", **extra},
+    )
+    core = botocore.session.Session()
+    core._credentials = DeferredRefreshableCredentials(  # type: ignore[attr-defined]
+        method="assume-role", refresh_using=fetcher.fetch_credentials
+    )
+    return boto3.Session(botocore_session=core, region_name=region)
+
+
+def _client(service: str, side: str, region: str, endpoint_url: str | None) -> Any:
+    cfg = settings()
+    key = (service, side, region, endpoint_url, cfg.side(side))
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            session = _session(cfg.side(side), region)
+            kwargs: dict[str, Any] = {"config": botocore_config(cfg), "endpoint_url": endpoint_url}
+            client = session.client(service, **kwargs)  # type: ignore[call-overload]
+            if session.get_credentials() is None and _is_local(client.meta.endpoint_url):
+                placeholder = Credentials("local", "local")
+                kwargs["aws_access_key_id"] = placeholder.access_key
+                kwargs["aws_secret_access_key"] = placeholder.secret_key
+                client = session.client(service, **kwargs)  # type: ignore[call-overload]
+            _clients[key] = client
+    return client
+
+
+def _is_local(endpoint_url: str) -> bool:
+    return not endpoint_url.rstrip("/").endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+
+def dynamodb(location: TableLocation, side: str) -> DynamoDBClient:
+    client: DynamoDBClient = _client("dynamodb", side, location.region, location.endpoint_url)
+    return client
+
+
+def dynamodbstreams(location: TableLocation, side: str = "primary") -> DynamoDBStreamsClient:
+    client: DynamoDBStreamsClient = _client(
+        "dynamodbstreams", side, location.region, location.endpoint_url
+    )
+    return client
+
+
+def kinesis(location: TableLocation, side: str = "primary") -> KinesisClient:
+    client: KinesisClient = _client("kinesis", side, location.region, location.endpoint_url)
+    return client
+
+
+def s3(region: str | None = None, side: str = "s3") -> S3Client:
+    """The S3 client; its endpoint comes from AWS_ENDPOINT_URL_S3 like any boto3 client's."""
+    client: S3Client = _client("s3", side, region or settings().default_region, None)
+    return client

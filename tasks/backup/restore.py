@@ -1,0 +1,207 @@
+"""Restore a table from backup files: a ``backup-table`` job folder or one snapshot object.
+
+Source: ``s3://bucket/key`` names one object (a snapshot, or one segment), or a folder whose
+objects are named 0, 1, 2, ... (a backup-table job). Segment I of N restores the files whose
+index is I modulo N; its checkpoint is (file, lines done), so a redelivered segment resumes.
+Every item is decoded and checked against the target's key schema before it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks.aws import dynamo, s3
+from tasks.backup.format import read_items, schema_from_metadata
+from tasks.core.errors import InvalidInputError, NotFoundError, SchemaMismatchError
+from tasks.core.locations import S3Location, TableLocation, parse_s3, parse_table
+from tasks.core.typed_json import Item, KeySchema, canonical_json, key_of, validate_key
+from tasks.jobs.model import Job, Page, Work
+
+SIDE = "replica"  # the restore target's credentials
+WRITE_CHUNK = 100
+PAGE_ITEMS = 1000
+
+
+@dataclass(frozen=True)
+class Source:
+    """Backup files to restore (object keys in one bucket) and the key schema they recorded."""
+
+    bucket: str
+    files: tuple[str, ...]
+    schema: KeySchema | None
+
+
+def find_source(location: S3Location) -> Source:
+    """The backup files at ``location``: that object, or the numbered objects of that folder."""
+    s3.check_bucket(location.bucket)
+    metadata = s3.head(location.bucket, location.prefix) if location.prefix else None
+    if metadata is not None:
+        return Source(location.bucket, (location.prefix,), schema_from_metadata(metadata))
+    names = [(k, k.rsplit("/", 1)[-1]) for k, _ in s3.list_keys(location, delimiter="/")]
+    files = tuple(k for k, n in sorted(names, key=lambda p: _index(p[1])) if n.isdigit())
+    if not files:
+        raise NotFoundError(
+            f"no backup at {location}: expected a snapshot object or a backup-table job folder "
+            "(objects 0, 1, ...); for an incremental backup give --at TIME"
+        )
+    first = s3.head(location.bucket, files[0]) or {}
+    return Source(location.bucket, files, schema_from_metadata(first))
+
+
+def _index(name: str) -> int:
+    return int(name) if name.isdigit() else -1
+
+
+def check_schema(source_schema: KeySchema | None, target: TableLocation) -> KeySchema:
+    """The target's key schema; SchemaMismatchError when the backup recorded another one."""
+    schema = dynamo.schema(target, SIDE)
+    if source_schema is not None and source_schema != schema:
+        raise SchemaMismatchError(
+            f"the backup's key schema is {source_schema.describe()} but {target} has "
+            f"{schema.describe()}"
+        )
+    return schema
+
+
+def prepare_target(target: TableLocation, source_schema: KeySchema | None, create: bool) -> None:
+    """Create the target with the backup's key schema when asked and missing; check schemas."""
+    if create and not dynamo.exists(target, SIDE):
+        if source_schema is None:
+            raise InvalidInputError(
+                f"{target} does not exist and the backup records no key schema (written by the "
+                "original tool?): create the table first"
+            )
+        dynamo.create_table(target, SIDE, source_schema)
+    check_schema(source_schema, target)
+
+
+def fitting_key(item: Item, schema: KeySchema, where: str) -> Item:
+    """The item's key, checked against the target's schema (names and types)."""
+    try:
+        return validate_key(key_of(item, schema), schema)
+    except InvalidInputError as exc:
+        raise SchemaMismatchError(
+            f"{where}: the item does not fit {schema.describe()}: {exc}"
+        ) from exc
+
+
+@dataclass
+class TableWriter:
+    """Puts and deletes in batches of ``WRITE_CHUNK``, at most ``rate`` items/s (0: no limit)."""
+
+    target: TableLocation
+    rate: int = 0
+    puts: list[Item] = field(default_factory=list)
+    deletes: list[Item] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    _next: float = 0.0
+
+    def put(self, item: Item) -> None:
+        self.puts.append(item)
+
+    def delete(self, key: Item) -> None:
+        self.deletes.append(key)
+
+    @property
+    def buffered(self) -> int:
+        return len(self.puts) + len(self.deletes)
+
+    def flush(self) -> dict[str, int]:
+        """Write what is buffered; counts restored, deleted and failed."""
+        self._throttle(self.buffered)
+        failures = dynamo.batch_write(self.target, SIDE, self.puts, self.deletes)
+        self.failed.update({k: f.reason for k, f in failures.items()})
+        put_ids = {canonical_json(key_of(i, dynamo.schema(self.target, SIDE))) for i in self.puts}
+        counts = {
+            "restored": len(put_ids - failures.keys()),
+            "deleted": sum(1 for k in self.deletes if canonical_json(k) not in failures),
+            "failed": len(failures),
+        }
+        self.puts, self.deletes = [], []
+        return counts
+
+    def _throttle(self, n: int) -> None:
+        if not self.rate or not n:
+            return
+        now = time.monotonic()
+        if self._next > now:
+            time.sleep(self._next - now)
+        self._next = max(now, self._next) + n / self.rate
+
+
+def segment_rate(rate: int, segments: int) -> int:
+    """Each segment's share of a total rate (at least 1 item/s when a rate is set)."""
+    return max(1, rate // segments) if rate else 0
+
+
+def restore_files_work(job: Job, segment: int) -> Work:
+    """Segment ``segment`` of a restore from backup files, for ``tasks.jobs.run_segment``."""
+    params, segments = job.params, job.segments
+    target = parse_table(params["target"])
+    bucket = parse_s3(params["source"]).bucket
+    mine = [(i, f) for i, f in enumerate(params["files"]) if i % segments == segment]
+    rate = segment_rate(int(params.get("rate") or 0), segments)
+
+    def work(checkpoint: Any) -> Iterator[Page]:
+        schema = check_schema(schema_from_params(params), target)
+        done_file, done_lines = (
+            (checkpoint or {}).get("file", -1),
+            (checkpoint or {}).get("lines", 0),
+        )
+        writer = TableWriter(target, rate)
+        for index, name in mine:
+            if index < done_file:
+                continue
+            skip = done_lines if index == done_file else 0
+            yield from _restore_file(writer, schema, bucket, name, index=index, skip=skip)
+
+    return work
+
+
+def schema_from_params(params: Mapping[str, Any]) -> KeySchema | None:
+    recorded = params.get("schema")
+    return schema_from_metadata({"key-schema": recorded}) if recorded else None
+
+
+def _restore_file(
+    writer: TableWriter, schema: KeySchema, bucket: str, name: str, *, index: int, skip: int
+) -> Iterator[Page]:
+    where = f"s3://{bucket}/{name}"
+    chunks, _ = s3.stream(bucket, name)
+    lines, pending = 0, {"read": 0}
+    for lines, item in enumerate(read_items(chunks, where), start=1):
+        if lines <= skip:
+            continue
+        fitting_key(item, schema, f"{where} line {lines}")
+        writer.put(item)
+        pending["read"] += 1
+        if writer.buffered >= WRITE_CHUNK:
+            pending = add_counts(pending, writer.flush())
+        if pending["read"] >= PAGE_ITEMS:
+            yield _page(writer, pending, index, lines)
+            pending = {"read": 0}
+    yield _page(writer, pending, index, max(lines, skip))
+
+
+def add_counts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    """Two sets of counters added up."""
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {*a, *b}}
+
+
+def _page(writer: TableWriter, pending: Mapping[str, int], index: int, lines: int) -> Page:
+    counts = add_counts(pending, writer.flush())
+    return Page(counts, {"file": index, "lines": lines}, failure_records(writer))
+
+
+def failure_records(writer: TableWriter) -> list[str]:
+    """Records for keys that could not be written (the command prints them), then forgets them."""
+    records = [
+        json.dumps({"failed": json.loads(k), "reason": r}, sort_keys=True)
+        for k, r in writer.failed.items()
+    ]
+    writer.failed.clear()
+    return records

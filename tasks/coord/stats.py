@@ -1,0 +1,126 @@
+"""Counters and lag samples the workers keep in Redis, per target table.
+
+``replicator status`` (and the metrics exporter) read them; tests and benchmarks use them to
+count primary reads and to measure how far behind the replica is.
+
+Besides the per-target hash: DynamoDB throttling per table and side (noted in process memory by
+``tasks.dynamo``, moved to Redis by ``flush_throttles`` after each task) and Celery task retries
+per task name (``add_task_retry``, from the worker's task_retry signal).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+import redis
+
+from tasks.core.config import settings
+
+LAG_SAMPLES = 10_000
+
+
+def _name(target: str) -> str:
+    return settings().key("stats", target)
+
+
+def _lag_name(target: str) -> str:
+    return settings().key("lag", target)
+
+
+def add(pipe: redis.client.Pipeline, target: str, counts: Mapping[str, int]) -> None:
+    """Queue counter increments on a pipeline (the caller executes it)."""
+    if any(counts.values()):
+        pipe.sadd(settings().key("targets"), target)
+    for field, n in counts.items():
+        if n:
+            pipe.hincrby(_name(target), field, n)
+
+
+def targets(client: redis.Redis) -> list[str]:
+    """Every target that has counters (for the metrics)."""
+    return sorted(text(t) for t in client.smembers(settings().key("targets")))
+
+
+def add_lag(pipe: redis.client.Pipeline, target: str, created: Sequence[float]) -> None:
+    """Queue lag samples (milliseconds from change creation to now) on a pipeline."""
+    if not created:
+        return
+    now = time.time()
+    samples = [round((now - c) * 1000) for c in created if c > 0]
+    if samples:
+        pipe.lpush(_lag_name(target), *samples)
+        pipe.ltrim(_lag_name(target), 0, LAG_SAMPLES - 1)
+        pipe.hset(_name(target), "last_applied_at", now)
+
+
+def read(client: redis.Redis, target: str) -> dict[str, float]:
+    return {text(k): float(v) for k, v in client.hgetall(_name(target)).items()}
+
+
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (replies are bytes unless the client decodes them)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def lag_samples(client: redis.Redis, target: str) -> list[int]:
+    return [int(v) for v in client.lrange(_lag_name(target), 0, -1)]
+
+
+def reset(client: redis.Redis, target: str) -> None:
+    client.delete(_name(target), _lag_name(target))
+    client.srem(settings().key("targets"), target)
+
+
+# -- throttling and task retries ----------------------------------------------------------------
+
+_throttle_lock = threading.Lock()
+_pending_throttles: Counter[tuple[str, str]] = Counter()
+
+
+def _throttles_name() -> str:
+    return settings().key("throttles")
+
+
+def note_throttle(table: str, side: str, n: int = 1) -> None:
+    """Count throttling seen by this process (no I/O; ``flush_throttles`` stores it)."""
+    with _throttle_lock:
+        _pending_throttles[(table, side)] += n
+
+
+def flush_throttles(client: redis.Redis) -> None:
+    """Add what ``note_throttle`` counted to Redis (kept for the next flush if Redis fails)."""
+    with _throttle_lock:
+        taken = dict(_pending_throttles)
+        _pending_throttles.clear()
+    if not taken:
+        return
+    try:
+        pipe = client.pipeline(transaction=False)
+        for (table, side), n in taken.items():
+            pipe.hincrby(_throttles_name(), f"{side}|{table}", n)
+        pipe.execute()
+    except redis.RedisError:
+        with _throttle_lock:
+            _pending_throttles.update(taken)
+        raise
+
+
+def throttles(client: redis.Redis) -> dict[tuple[str, str], float]:
+    """(table, side) -> throttling events."""
+    out: dict[tuple[str, str], float] = {}
+    for field, n in client.hgetall(_throttles_name()).items():
+        side, _, table = text(field).partition("|")
+        out[(table, side)] = float(n)
+    return out
+
+
+def add_task_retry(client: redis.Redis, task: str) -> None:
+    client.hincrby(settings().key("task-retries"), task, 1)
+
+
+def task_retries(client: redis.Redis) -> dict[str, float]:
+    raw = client.hgetall(settings().key("task-retries"))
+    return {text(k): float(v) for k, v in raw.items()}

@@ -1,0 +1,49 @@
+"""The registry of bulk job kinds: each kind's segment task and segment work.
+
+A bulk command creates a job of one kind (``tasks.jobs``); a segment runs ``run_here`` in the
+command's process or in the kind's Celery task on a worker (``tasks.segments``). Adding a kind is
+one entry here plus its work function, ``(job, segment) -> Work``, in its feature package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from tasks import names
+from tasks.backup.backfill import backfill_work
+from tasks.backup.dump import backup_work
+from tasks.backup.point_in_time import pit_work
+from tasks.backup.restore import restore_files_work
+from tasks.diff.segment import diff_work
+from tasks.jobs.model import Job, JobStore, Progress, Work, run_segment
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A bulk job kind: its name, its segment task, its work, and its throughput counter."""
+
+    name: str
+    task: str
+    work: Callable[[Job, int], Work]
+    rate_field: str
+
+
+KINDS: Mapping[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("diff", names.DIFF_SEGMENT, diff_work, "compared"),
+        Kind("backup-table", names.BACKUP_SEGMENT, backup_work, "items"),
+        Kind("incremental-backfill", names.BACKFILL_SEGMENT, backfill_work, "scanned"),
+        Kind("restore-table", names.RESTORE_SEGMENT, restore_files_work, "restored"),
+        Kind("restore-table-at", names.RESTORE_SEGMENT, pit_work, "objects"),
+    )
+}
+
+
+def run_here(
+    store: JobStore, job: Job, segment: int, on_progress: Progress | None = None
+) -> dict[str, int]:
+    """Run one segment of ``job`` in this process; returns the segment's counts."""
+    work = KINDS[job.kind].work(job, segment)
+    return run_segment(store, job, segment, work, on_progress)

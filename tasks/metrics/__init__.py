@@ -1,0 +1,1 @@
+"""Prometheus metrics: serving a collector (``serve``) and the workers' collector (``cluster``)."""

@@ -1,0 +1,163 @@
+"""Worker metrics: read at scrape time from where the numbers already live, in Redis.
+
+The counters the workers keep (``tasks.coord.stats``), the dead-letter list, the bulk jobs
+(through their store, ``tasks.jobs.redis_store``) and the depth of every Celery queue. Worker
+pool processes are forked, so nothing is counted in process memory: every worker's endpoint
+shows the same cluster-wide values, and any one of them can be scraped.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tasks.coord import deadletters, stats
+from tasks.jobs.model import STATUSES
+from tasks.jobs.redis_store import RedisJobStore
+
+# Counters the workers keep per target in Redis (tasks.stats): field -> (metric, help).
+TARGET_COUNTERS = {
+    "puts": ("replicator_items_put", "Items put on the target (replica table or S3 backup)."),
+    "deletes": ("replicator_items_deleted", "Keys deleted from the target."),
+    "reads": ("replicator_primary_reads", "Keys read from the primary (consistent reads)."),
+    "contended": ("replicator_contended_keys", "Keys written again because another task raced."),
+    "failed": ("replicator_key_failures", "Keys that failed an attempt."),
+    "retried": ("replicator_key_retries", "Keys sent again after a failed attempt."),
+    "dead_lettered": ("replicator_dead_lettered_keys", "Keys dead-lettered after retries."),
+}
+# Celery's Redis transport keeps priority levels as extra lists: NAME, NAME\x06\x16N.
+PRIORITY_SEP = "\x06\x16"
+PRIORITY_STEPS = (0, 3, 6, 9)
+LAG_QUANTILES = (0.5, 0.99, 1.0)
+
+
+class RedisCollector(Collector):
+    """Cluster-wide replication counters, dead letters, bulk jobs and queue depths."""
+
+    def __init__(
+        self,
+        client: Callable[[], redis.Redis],
+        broker: Callable[[], redis.Redis],
+        queues: Sequence[str],
+    ) -> None:
+        self._client, self._broker, self._queues = client, broker, tuple(queues)
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:  # one scrape at a time: each reads Redis
+            client = self._client()
+            yield from _target_metrics(client)
+            yield from _throttle_metrics(client)
+            yield from _task_retry_metrics(client)
+            yield from _dead_letter_metrics(client)
+            yield from _job_metrics(client)
+            yield from _queue_metrics(self._broker(), self._queues)
+
+
+def _target_metrics(client: redis.Redis) -> Iterator[Metric]:
+    families = {
+        field: CounterMetricFamily(name, doc, labels=["target"])
+        for field, (name, doc) in TARGET_COUNTERS.items()
+    }
+    applied = GaugeMetricFamily(
+        "replicator_last_applied_timestamp_seconds",
+        "When a change was last applied to the target (Unix time).",
+        labels=["target"],
+    )
+    lag = GaugeMetricFamily(
+        "replicator_replication_lag_seconds",
+        "Seconds from a change's creation on the primary to its application, over the last "
+        f"{stats.LAG_SAMPLES} changes applied (quantile 1 is the maximum).",
+        labels=["target", "quantile"],
+    )
+    for target in stats.targets(client):
+        counts = stats.read(client, target)
+        for field, family in families.items():
+            family.add_metric([target], counts.get(field, 0.0))
+        if "last_applied_at" in counts:
+            applied.add_metric([target], counts["last_applied_at"])
+        samples = sorted(stats.lag_samples(client, target))
+        for q in LAG_QUANTILES if samples else ():
+            index = min(len(samples) - 1, int(len(samples) * q))
+            lag.add_metric([target, f"{q:g}"], samples[index] / 1000)
+    yield from families.values()
+    yield applied
+    yield lag
+
+
+def _throttle_metrics(client: redis.Redis) -> Iterator[Metric]:
+    family = CounterMetricFamily(
+        "replicator_throttles",
+        "DynamoDB throttling seen by workers: throttled attempts (botocore's retries included) "
+        "and batch responses with unprocessed keys or items.",
+        labels=["table", "side"],
+    )
+    for (table, side), n in sorted(stats.throttles(client).items()):
+        family.add_metric([table, side], n)
+    yield family
+
+
+def _task_retry_metrics(client: redis.Redis) -> Iterator[Metric]:
+    family = CounterMetricFamily(
+        "replicator_task_retries", "Celery task retries, by task name.", labels=["task"]
+    )
+    for task, n in sorted(stats.task_retries(client).items()):
+        family.add_metric([task], n)
+    yield family
+
+
+def _dead_letter_metrics(client: redis.Redis) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "replicator_dead_letters",
+        "Keys waiting in the dead-letter list (replicator dead-letters list|replay|purge).",
+        value=deadletters.count(client),
+    )
+
+
+def _job_metrics(client: redis.Redis) -> Iterator[Metric]:
+    segments = GaugeMetricFamily(
+        "replicator_bulk_segments",
+        "Segments of each bulk job (diff, backup, backfill, restore) by status.",
+        labels=["job", "kind", "status"],
+    )
+    counts = CounterMetricFamily(
+        "replicator_bulk_items",
+        "Counters of each bulk job (scanned, compared, missing, written, ...).",
+        labels=["job", "kind", "count"],
+    )
+    store = RedisJobStore(client)
+    for job in store.jobs():
+        snapshot = store.snapshot(job.id)
+        for status in STATUSES:
+            segments.add_metric([job.id, job.kind, status], snapshot.count(status))
+        for name, n in sorted(snapshot.totals.items()):
+            counts.add_metric([job.id, job.kind, name], n)
+    yield segments
+    yield counts
+
+
+def queue_depth(broker: redis.Redis, queue: str) -> int:
+    """Messages waiting in a Celery queue (every priority level's list)."""
+    names = [queue, *(f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS if step)]
+    pipe = broker.pipeline(transaction=False)
+    for name in names:
+        pipe.llen(name)
+    return sum(int(n) for n in pipe.execute())
+
+
+def _queue_metrics(broker: redis.Redis, queues: Sequence[str]) -> Iterator[Metric]:
+    depth = GaugeMetricFamily(
+        "replicator_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"]
+    )
+    for queue in queues:
+        depth.add_metric([queue], queue_depth(broker, queue))
+    yield depth
+    yield GaugeMetricFamily(
+        "replicator_unacked_messages",
+        "Messages delivered to workers and not yet acknowledged (running or prefetched).",
+        value=int(broker.hlen("unacked")),
+    )

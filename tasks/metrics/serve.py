@@ -1,0 +1,46 @@
+"""Serving Prometheus metrics: a collector on its own port, from a daemon thread.
+
+Two processes serve metrics, each with its own collector: workers (``tasks.metrics.cluster``,
+the cluster-wide numbers Redis holds) and the producer (``producer.metrics``). Names follow
+Prometheus conventions (``_total`` counters, ``_seconds`` units) and are listed in the README
+("Running it as a service").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import start_http_server
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from tasks.core.errors import ConfigurationError
+
+
+class MetricsPortError(ConfigurationError):
+    """The metrics port cannot be bound."""
+
+
+def port_from_env(env: Mapping[str, str]) -> int:
+    """``REPLICATOR_METRICS_PORT``: 0 or absent means no metrics endpoint."""
+    raw = env.get("REPLICATOR_METRICS_PORT", "").strip() or "0"
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"REPLICATOR_METRICS_PORT={raw!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigurationError(f"REPLICATOR_METRICS_PORT={port} is not a port number")
+    return port
+
+
+def serve(port: int, collector: Collector, address: str = "0.0.0.0") -> CollectorRegistry:
+    """Serve ``collector`` on http://ADDRESS:PORT/metrics from a daemon thread."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    try:
+        start_http_server(port, addr=address, registry=registry)
+    except OSError as exc:
+        raise MetricsPortError(
+            f"cannot serve metrics on port {port}: {exc.strerror or exc} (is another process "
+            "using it? set REPLICATOR_METRICS_PORT / --metrics-port to a free port, or 0 for none)"
+        ) from exc
+    return registry

@@ -1,0 +1,52 @@
+"""Celery tasks on the ``replication`` queue: make a target match the primary for a batch of keys.
+
+``replicate`` writes to the replica table, ``backup-record`` to the incremental S3 backup. Both
+only declare the task; the work is ``tasks.replication.batches.run_message``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks import names
+from tasks.backup.incremental import S3Sink
+from tasks.core.locations import parse_s3, parse_table
+from tasks.replication.batches import TASK_OPTIONS, run_message
+from tasks.replication.sync import ReplicaSink
+from worker.app import app
+
+
+@app.task(name=names.REPLICATE, **TASK_OPTIONS)
+def replicate(
+    self: Any,
+    primary: str,
+    replica: str,
+    keys: list[dict[str, Any]],
+    created: list[float] | None = None,
+    session: str | None = None,
+    attempt: int = 0,
+) -> dict[str, int]:
+    """Replicate ``keys`` (typed wire JSON) from ``primary`` to ``replica``."""
+
+    def sink() -> ReplicaSink:
+        return ReplicaSink(parse_table(replica))
+
+    return run_message(self, "replicate", primary, replica, sink, keys, created, session, attempt)
+
+
+@app.task(name=names.BACKUP_RECORD, **TASK_OPTIONS)
+def backup_record(
+    self: Any,
+    primary: str,
+    target: str,
+    keys: list[dict[str, Any]],
+    created: list[float] | None = None,
+    session: str | None = None,
+    attempt: int = 0,
+) -> dict[str, int]:
+    """Back up ``keys`` (typed wire JSON) of ``primary`` to ``target`` (s3://bucket/prefix)."""
+
+    def sink() -> S3Sink:
+        return S3Sink(parse_s3(target), parse_table(primary).table)
+
+    return run_message(self, "backup", primary, target, sink, keys, created, session, attempt)

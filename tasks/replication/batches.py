@@ -1,0 +1,127 @@
+"""One message's worth of per-key work, shared by the replicate and backup-record tasks.
+
+Runs ``sync_keys`` for a batch, turns permanent errors into per-key failures, sends retryable
+failures again on their own (``tasks.failures``) and logs one summary line.
+
+When Redis or the broker fails under a task, its message is put back on the queue (or, if even
+that cannot reach Redis, left unacknowledged until the visibility timeout): never dropped, since
+a dropped message would also leave its keys marked pending. Celery's own ``retry`` is not used
+for that, because it drops the message when the retry cannot be published.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from celery.exceptions import Reject
+from kombu.exceptions import OperationalError
+
+from tasks.aws.dynamo import Failure
+from tasks.coord import stats
+from tasks.coord.redis_conn import connection
+from tasks.core import logs
+from tasks.core.config import settings
+from tasks.core.errors import InvalidInputError, NotFoundError, PermanentError, TransientError
+from tasks.core.locations import parse_table
+from tasks.core.typed_json import canonical_json, from_wire, to_wire
+from tasks.replication.failures import settle
+from tasks.replication.sync import Sink, sync_keys
+
+log = logs.get("tasks")
+PERMANENT = (NotFoundError, PermanentError, InvalidInputError)
+Send = Callable[[tuple[Any, ...], dict[str, Any], float], None]
+INFRASTRUCTURE = (redis.RedisError, OperationalError)
+
+# Options every per-key task shares (Flower shows the task by its name).
+TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "ignore_result": True,
+    "acks_late": True,
+    "soft_time_limit": 240,
+    "time_limit": 300,
+}
+
+
+def run_message(
+    task: Any,
+    kind: str,
+    primary: str,
+    target: str,
+    sink: Callable[[], Sink],
+    keys: list[dict[str, Any]],
+    created: list[float] | None,
+    session: str | None,
+    attempt: int,
+) -> dict[str, int]:
+    """The body of a per-key task: run the batch; requeue the message if Redis fails under it."""
+
+    def send(args: tuple[Any, ...], kwargs: dict[str, Any], countdown: float) -> None:
+        task.app.send_task(task.name, args=args, kwargs=kwargs, countdown=countdown)
+
+    try:
+        return run_batch(
+            kind, primary, target, sink, keys, created, session, attempt, send, task.request.id
+        )
+    except INFRASTRUCTURE as exc:
+        log.warning(
+            "redis failed under the task; message requeued", task_id=task.request.id, error=str(exc)
+        )
+        raise Reject(exc, requeue=True) from exc
+
+
+def run_batch(
+    kind: str,
+    primary: str,
+    target: str,
+    sink: Callable[[], Sink],
+    keys: list[dict[str, Any]],
+    created: list[float] | None,
+    session: str | None,
+    attempt: int,
+    send: Send,
+    task_id: str | None = None,
+) -> dict[str, int]:
+    """Make ``target`` match ``primary`` for ``keys`` (wire form); returns the counts."""
+    started = time.monotonic()
+    client_keys = [from_wire(k) for k in keys]
+    try:
+        outcome = sync_keys(
+            parse_table(primary),
+            sink(),
+            client_keys,
+            created or (),
+            session,
+            settings().guard_max_rounds,
+        )
+        failed, counts = outcome.failed, outcome.counts()
+    except (*PERMANENT, TransientError) as exc:
+        retryable = isinstance(exc, TransientError)
+        failed = {canonical_json(k): Failure(str(exc), retryable) for k in client_keys}
+        counts = {"failed": len(failed)}
+
+    def retry(again: list[dict[str, Any]], countdown: float) -> None:
+        send((primary, target, [to_wire(k) for k in again]), {"attempt": attempt + 1}, countdown)
+
+    retried, dead = settle(kind, primary, target, failed, attempt, retry)
+    _count(target, {"failed": len(failed), "retried": retried, "dead_lettered": dead})
+    summary = {**counts, "keys": len(keys), "retried": retried, "dead_lettered": dead}
+    log.info(
+        kind,
+        task_id=task_id,
+        primary=primary,
+        target=target,
+        seconds=round(time.monotonic() - started, 3),
+        **summary,
+    )
+    return summary
+
+
+def _count(target: str, counts: dict[str, int]) -> None:
+    """Failed, retried and dead-lettered keys of this batch, beside the target's counters."""
+    if any(counts.values()):
+        pipe = connection().pipeline(transaction=False)
+        stats.add(pipe, target, counts)
+        pipe.execute()

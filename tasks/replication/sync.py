@@ -1,0 +1,187 @@
+"""Make a target match the primary for a set of keys: the heart of replication and backup.
+
+For each key: read the primary's current item with a strongly consistent read, then put it on
+the target if it exists or delete it there if it does not. Change records are used for their keys
+only, so this is idempotent, order-insensitive and safe to replay. A ``Sink`` is the target: the
+replica table (``ReplicaSink``) or the incremental S3 backup.
+
+Concurrency: ``tasks.guard`` detects keys that another task claimed since we did. Claimed before
+our write: we leave the key to that newer task (it reads after us). Claimed after our write
+began: the key gets another read-write round (bounded; then it is handed back as a retryable
+failure), because the other task's write may have landed before ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tasks.aws import dynamo
+from tasks.aws.dynamo import Failure
+from tasks.coord import pending, stats
+from tasks.coord.guard import StaleWriteGuard
+from tasks.coord.redis_conn import connection
+from tasks.core.errors import InvalidInputError, ReplicatorError, TransientError
+from tasks.core.locations import TableLocation
+from tasks.core.typed_json import Item, KeySchema, canonical_json, key_id, validate_key
+
+
+class Sink(Protocol):
+    """Where the primary's state of a key goes."""
+
+    @property
+    def name(self) -> str:
+        """Stable identity of the target, used in Redis key names."""
+
+    def prepare(self, primary_schema: KeySchema) -> None:
+        """Check once per call that the target can take this primary's keys."""
+
+    def write(self, present: Sequence[Item], absent: Sequence[Item]) -> dict[str, Failure]:
+        """Put present items, remove absent keys; failed keys by canonical JSON."""
+
+
+@dataclass
+class ReplicaSink:
+    replica: TableLocation
+
+    @property
+    def name(self) -> str:
+        return str(self.replica)
+
+    def prepare(self, primary_schema: KeySchema) -> None:
+        dynamo.require_schema(self.replica, "replica", primary_schema, "the primary")
+
+    def write(self, present: Sequence[Item], absent: Sequence[Item]) -> dict[str, Failure]:
+        return dynamo.batch_write(self.replica, "replica", present, absent)
+
+
+@dataclass
+class Outcome:
+    """What one call did: counts, and the keys that failed (canonical JSON -> Failure)."""
+
+    reads: int = 0
+    puts: int = 0
+    deletes: int = 0
+    rounds: int = 0
+    contended: int = 0
+    superseded: int = 0
+    failed: dict[str, Failure] = field(default_factory=dict)
+
+    @property
+    def applied(self) -> int:
+        return self.puts + self.deletes
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "reads": self.reads,
+            "puts": self.puts,
+            "deletes": self.deletes,
+            "contended": self.contended,
+            "superseded": self.superseded,
+            "failed": len(self.failed),
+        }
+
+
+def sync_keys(
+    primary: TableLocation,
+    sink: Sink,
+    keys: Sequence[Mapping[str, object]],
+    created: Sequence[float] = (),
+    session: str | None = None,
+    max_rounds: int = 5,
+) -> Outcome:
+    """Make ``sink`` match ``primary`` for ``keys`` (client form, distinct)."""
+    outcome = Outcome()
+    schema = dynamo.schema(primary, "primary")
+    sink.prepare(schema)
+    todo = _valid_keys(keys, schema, outcome)
+    created_by_id = dict(zip((canonical_json(k) for k in keys), created, strict=False))
+    guard = StaleWriteGuard(connection(), sink.name)
+    release = [key_id(k) for k in keys]
+    for _ in range(max_rounds):
+        if not todo:
+            break
+        todo = _round(primary, sink, todo, guard, outcome, release, session, created_by_id)
+        release = []
+    for key in todo:
+        outcome.failed[canonical_json(key)] = Failure("another task kept writing this key")
+    return outcome
+
+
+def _valid_keys(
+    keys: Sequence[Mapping[str, object]], schema: KeySchema, outcome: Outcome
+) -> list[Item]:
+    valid = []
+    for key in keys:
+        try:
+            valid.append(validate_key(key, schema))
+        except InvalidInputError as exc:
+            outcome.failed[canonical_json(key)] = Failure(str(exc), retryable=False)
+    return valid
+
+
+def _round(
+    primary: TableLocation,
+    sink: Sink,
+    keys: list[Item],
+    guard: StaleWriteGuard,
+    outcome: Outcome,
+    release: list[str],
+    session: str | None,
+    created_by_id: dict[str, float],
+) -> list[Item]:
+    """One claim-read-write-check round; returns the keys that must go round again."""
+    outcome.rounds += 1
+    ids = {canonical_json(k): k for k in keys}
+    hashed = {cid: key_id(k) for cid, k in ids.items()}
+    pipe = connection().pipeline(transaction=False)
+    pending.release(pipe, sink.name, session, release)
+    token = guard.claim(list(hashed.values()), pipe)
+    pipe.execute()
+
+    read = _read(primary, keys)
+    outcome.reads += len(keys)
+    # A key that a newer task claimed while we read is left to it: it reads after us.
+    superseded = set(guard.contended(list(hashed.values()), token))
+    mine = {cid: k for cid, k in ids.items() if hashed[cid] not in superseded}
+    present = [item for cid, item in read.found.items() if cid in mine]
+    absent = [k for cid, k in mine.items() if cid not in read.found and cid not in read.failed]
+    failed = {cid: f for cid, f in read.failed.items() if cid in mine}
+    failed.update(sink.write(present, absent) if present or absent else {})
+    outcome.failed.update(failed)
+    outcome.superseded += len(ids) - len(mine)
+
+    written = [cid for cid in mine if cid not in failed]
+    contended = set(guard.contended([hashed[c] for c in written], token))
+    again = [ids[c] for c in written if hashed[c] in contended]
+    done = [c for c in written if hashed[c] not in contended]
+    puts = sum(1 for c in done if c in read.found)
+    counts = {
+        "reads": len(keys),
+        "puts": puts,
+        "deletes": len(done) - puts,
+        "contended": len(again),
+        "superseded": len(ids) - len(mine),
+    }
+    outcome.contended += len(again)
+    outcome.puts += puts
+    outcome.deletes += len(done) - puts
+    _record(sink.name, counts, [created_by_id.get(c, 0.0) for c in done])
+    return again
+
+
+def _read(primary: TableLocation, keys: list[Item]) -> dynamo.BatchResult:
+    try:
+        return dynamo.batch_get(primary, "primary", keys, consistent=True)
+    except ReplicatorError as exc:
+        retryable = isinstance(exc, TransientError)
+        failure = Failure(str(exc), retryable=retryable)
+        return dynamo.BatchResult(found={}, failed={canonical_json(k): failure for k in keys})
+
+
+def _record(target: str, counts: dict[str, int], created: list[float]) -> None:
+    pipe = connection().pipeline(transaction=False)
+    stats.add(pipe, target, counts)
+    stats.add_lag(pipe, target, created)
+    pipe.execute()
