@@ -13,7 +13,7 @@ from commands.exits import handle_errors
 from commands.options import common_options, setup
 from tasks.aws import dynamo, s3
 from tasks.backup.dump import new_job_id
-from tasks.core.locations import parse_s3, parse_table
+from tasks.core.locations import parse_s3
 
 
 def _print_segment(record: str) -> None:
@@ -34,11 +34,10 @@ def _print_segment(record: str) -> None:
 def main(table: str, s3url: str, jobid: str | None, **params: Any) -> None:
     """Back up TABLE (region/table or endpoint/table) to S3URL (s3://bucket/prefix)."""
     options = segments_from(params)
-    setup(params)
-    location, destination = parse_table(table), parse_s3(s3url)
-    dynamo.describe(location, "primary")
+    location, destination = setup(params).table(table), parse_s3(s3url)
+    dynamo.describe(location)
     s3.check_bucket(destination.bucket)
     job_id = jobid or new_job_id()
-    job = {"table": str(location), "s3url": str(destination), "jobid": job_id}
+    job = {"table": location.location.spec, "s3url": str(destination), "jobid": job_id}
     outcome = run_job("backup-table", job, options, _print_segment)
     finish(outcome, {"backup": str(destination.child(job_id))})

@@ -15,8 +15,9 @@ import click
 from commands.exits import DIFFERENT, OK, handle_errors
 from commands.options import common_options, ignore_attribute_option, setup
 from tasks.aws import dynamo
-from tasks.core.locations import parse_table
-from tasks.core.typed_json import Item, items_equal, parse_key, to_wire
+from tasks.core.keys import Key
+from tasks.core.locations import REPLICA
+from tasks.core.typed_json import Item, items_equal, to_wire
 from tasks.diff.match import PAIR, differing_attributes, judge
 
 
@@ -35,13 +36,10 @@ def show(item: Item | None) -> str:
 @handle_errors
 def main(primary: str, replica: str, key: str, ignore: tuple[str, ...], **params: Any) -> None:
     """Compare the item with KEY ({"id":"abc"} or {"id":{"S":"abc"}}) on both tables."""
-    setup(params)
-    left, right = parse_table(primary), parse_table(replica)
-    item_key = parse_key(key, dynamo.same_schema(left, right))
-    items = (
-        dynamo.get_item(left, "primary", item_key),
-        dynamo.get_item(right, "replica", item_key),
-    )
+    cfg = setup(params)
+    left, right = cfg.table(primary), cfg.table(replica, REPLICA)
+    item_key = Key.parse(key, dynamo.same_schema(left, right))
+    items = dynamo.get_item(left, item_key), dynamo.get_item(right, item_key)
     click.echo(f"primary {left}:\n{show(items[0])}")
     click.echo(f"replica {right}:\n{show(items[1])}")
     if items_equal(*items, ignore=ignore):

@@ -24,8 +24,9 @@ from commands.exits import DIFFERENT, FAILURE, OK, handle_errors
 from commands.options import common_options, ignore_attribute_option, setup
 from tasks.aws import dynamo
 from tasks.coord.redis_conn import check
+from tasks.core.config import settings
 from tasks.core.errors import UnavailableError
-from tasks.core.locations import parse_table
+from tasks.core.locations import REPLICA, shown
 from tasks.diff.match import KINDS
 from tasks.diff.segment import DiffOptions
 
@@ -50,8 +51,8 @@ def summary(options: DiffOptions, chosen: Plan, outcome: Outcome) -> dict[str, A
     found = {kind: totals.get(kind, 0) for kind in KINDS}
     compared = totals.get("compared", 0)
     return {
-        "primary": options.primary,
-        "replica": options.replica,
+        "primary": shown(options.primary),
+        "replica": shown(options.replica),
         "job": outcome.job.id,
         "mode": chosen.mode,
         "segments": chosen.segments,
@@ -88,7 +89,8 @@ def _describe(totals: Mapping[str, int]) -> str:
 
 def _check_inputs(options: DiffOptions, chosen: Plan) -> None:
     """Fail early, with exit 2 or 3, on what every segment would fail on."""
-    dynamo.same_schema(parse_table(options.primary), parse_table(options.replica))
+    cfg = settings()
+    dynamo.same_schema(cfg.table(options.primary), cfg.table(options.replica, REPLICA))
     needs_redis = options.repair or options.backfill or options.rate
     if needs_redis and chosen.mode != "fanout":
         try:
@@ -160,9 +162,10 @@ def main(
     remain, 2 bad usage or input, 3 failure.
     """
     del local  # HOST:PORT/TABLE locations are recognised by their form
-    setup(params)
+    cfg = setup(params)
     chosen = plan(segment, segments)
-    options = DiffOptions(primary, replica, ignore, repair, backfill, page_size, rate)
+    specs = cfg.location(primary).spec, cfg.location(replica).spec
+    options = DiffOptions(*specs, ignore, repair, backfill, page_size, rate)
     _check_inputs(options, chosen)
     with report.open("w", encoding="utf-8") if report else nullcontext() as out:
         outcome = execute(chosen, _spec(options, Printer(out)), pickup_timeout, progress_interval)

@@ -71,9 +71,9 @@ def check_credentials(env: Mapping[str, str]) -> None:
 def flower(port: int, address: str, flower_args: tuple[str, ...], **params: Any) -> None:
     """Run Flower with authentication; extra arguments go to `celery flower`."""
     level = params.get("log_level") or "info"
-    setup(params)
-    check_credentials(os.environ)
-    env = {k: v for k, v in os.environ.items() if k != "FLOWER_UNAUTHENTICATED_API"}
+    environ = setup(params).environ
+    check_credentials(environ)
+    env = {k: v for k, v in environ.items() if k != "FLOWER_UNAUTHENTICATED_API"}
     env.setdefault("FLOWER_TASKS_COLUMNS", TASKS_COLUMNS)
     args = [
         sys.executable,

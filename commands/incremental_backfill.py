@@ -11,7 +11,7 @@ from commands.bulk.plan import segment_options
 from commands.exits import handle_errors
 from commands.options import common_options, setup
 from tasks.aws import dynamo, s3
-from tasks.core.locations import parse_s3, parse_table
+from tasks.core.locations import parse_s3
 
 
 @click.command()
@@ -23,10 +23,9 @@ from tasks.core.locations import parse_s3, parse_table
 def main(table: str, s3url: str, **params: Any) -> None:
     """Write every item of TABLE to S3URL/TABLE/ID (s3://bucket/prefix)."""
     options = segments_from(params)
-    setup(params)
-    location, destination = parse_table(table), parse_s3(s3url)
-    dynamo.describe(location, "primary")
+    location, destination = setup(params).table(table), parse_s3(s3url)
+    dynamo.describe(location)
     s3.check_bucket(destination.bucket)
-    job = {"table": str(location), "s3url": str(destination)}
+    job = {"table": location.location.spec, "s3url": str(destination)}
     outcome = run_job("incremental-backfill", job, options, print_failed_key)
     finish(outcome)

@@ -18,8 +18,9 @@ from tasks.aws import dynamo, s3
 from tasks.backup.format import decode_item
 from tasks.backup.history import history, object_name
 from tasks.backup.incremental import S3Sink, object_key, table_folder
-from tasks.core.locations import S3Location, TableLocation, parse_s3, parse_table
-from tasks.core.typed_json import Item, canonical_json, items_equal, parse_key, to_wire
+from tasks.core.keys import Key
+from tasks.core.locations import S3Location, Table, parse_s3
+from tasks.core.typed_json import Item, items_equal, to_wire
 from tasks.replication.sync import sync_keys
 
 
@@ -38,10 +39,10 @@ def _arguments(func: Any) -> Any:
 
 def _parse(
     table: str, s3url: str, key: str, params: dict[str, Any]
-) -> tuple[TableLocation, S3Location, Item]:
-    setup(params)
-    location, backup = parse_table(table), parse_s3(s3url)
-    return location, backup, parse_key(key, dynamo.schema(location, "primary"))
+) -> tuple[Table, S3Location, Key]:
+    cfg = setup(params)
+    handle, backup = cfg.table(table), parse_s3(s3url)
+    return handle, backup, Key.parse(key, dynamo.schema(handle))
 
 
 def _compact(value: Any) -> str:
@@ -54,17 +55,15 @@ def backup_main(table: str, s3url: str, key: str, **params: Any) -> None:
     """Write the record's current state to its incremental backup object."""
     location, backup, parsed = _parse(table, s3url, key, params)
     actions: list[str] = []
-    sink = S3Sink(backup, location.table, on_change=lambda c: actions.append(c.action))
+    sink = S3Sink(backup, location.name, on_change=lambda c: actions.append(c.action))
     outcome = sync_keys(location, sink, [parsed])
     if outcome.failed:
         reason = next(iter(outcome.failed.values())).reason
-        click.echo(f"error: {canonical_json(parsed)}: {reason}", err=True)
+        click.echo(f"error: {parsed}: {reason}", err=True)
         sys.exit(FAILURE)
-    name = object_key(table_folder(backup, location.table), parsed)
-    click.echo(
-        f"[{actions[-1] if actions else 'unchanged'}] {canonical_json(parsed)} "
-        f"s3://{backup.bucket}/{name}"
-    )
+    name = object_key(table_folder(backup, location.name), parsed)
+    action = actions[-1] if actions else "unchanged"
+    click.echo(f"[{action}] {parsed} s3://{backup.bucket}/{name}")
 
 
 @click.command()
@@ -72,9 +71,9 @@ def backup_main(table: str, s3url: str, key: str, **params: Any) -> None:
 def diff_main(table: str, s3url: str, key: str, **params: Any) -> None:
     """Compare the record in the table with its incremental backup (✔ exit 0, ✘ exit 1)."""
     location, backup, parsed = _parse(table, s3url, key, params)
-    folder = table_folder(backup, location.table)
+    folder = table_folder(backup, location.name)
     s3.check_bucket(backup.bucket)
-    in_table = dynamo.get_item(location, "primary", parsed, consistent=True)
+    in_table = dynamo.get_item(location, parsed, consistent=True)
     name = object_name(folder, parsed)
     found = s3.get(backup.bucket, name)
     in_backup = decode_item(found[0], f"s3://{backup.bucket}/{name}") if found else None
@@ -98,7 +97,7 @@ def history_main(table: str, s3url: str, key: str, as_json: bool, **params: Any)
     """Every version of the record in the incremental backup, oldest first, deletions included."""
     location, backup, parsed = _parse(table, s3url, key, params)
     count = 0
-    for entry in history(table_folder(backup, location.table), parsed):
+    for entry in history(table_folder(backup, location.name), parsed):
         count += 1
         when = entry.version.modified.isoformat()
         if as_json:

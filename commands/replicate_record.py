@@ -6,7 +6,6 @@ not) on the replica, through the same code and stale-write guard as the replicat
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -15,8 +14,8 @@ import click
 from commands.exits import FAILURE, OK, handle_errors
 from commands.options import common_options, setup
 from tasks.aws import dynamo
-from tasks.core.locations import parse_table
-from tasks.core.typed_json import parse_key, to_wire
+from tasks.core.keys import Key
+from tasks.core.locations import REPLICA
 from tasks.replication.sync import ReplicaSink, sync_keys
 
 
@@ -28,11 +27,11 @@ from tasks.replication.sync import ReplicaSink, sync_keys
 @handle_errors
 def main(primary: str, replica: str, key: str, **params: Any) -> None:
     """Copy the item with KEY ({"id":"abc"} or {"id":{"S":"abc"}}) from PRIMARY to REPLICA."""
-    setup(params)
-    left, right = parse_table(primary), parse_table(replica)
-    item_key = parse_key(key, dynamo.same_schema(left, right))
+    cfg = setup(params)
+    left, right = cfg.table(primary), cfg.table(replica, REPLICA)
+    item_key = Key.parse(key, dynamo.same_schema(left, right))
     outcome = sync_keys(left, ReplicaSink(right), [item_key])
-    shown = json.dumps(to_wire(item_key), sort_keys=True, separators=(",", ":"))
+    shown = item_key.canonical
     if outcome.failed:
         (failure,) = outcome.failed.values()
         click.echo(f"error: {shown} was not replicated: {failure.reason}", err=True)

@@ -137,11 +137,9 @@ def purge(target: str | None, yes: bool, **params: Any) -> None:
 @handle_errors
 def status(replica: str, **params: Any) -> None:
     """Counters and apply lag (p50/p99, ms) for a replica or backup target."""
-    from tasks.core.locations import parse_table
-
-    setup(params)
+    cfg = setup(params)
     check()
-    target = str(parse_table(replica)) if not replica.startswith("s3://") else replica
+    target = replica if replica.startswith("s3://") else str(cfg.location(replica))
     counts = stats.read(connection(), target)
     lags = sorted(stats.lag_samples(connection(), target))
     summary: dict[str, Any] = {k: int(v) for k, v in counts.items() if k != "last_applied_at"}

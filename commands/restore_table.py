@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any, TextIO
 
 import click
@@ -20,12 +21,14 @@ from commands.options import common_options, setup
 from tasks.aws import dynamo, s3
 from tasks.backup.format import SCHEMA_METADATA, schema_metadata
 from tasks.backup.point_in_time import restore_keys_at
-from tasks.backup.restore import SIDE, TableWriter, find_source, prepare_target
+from tasks.backup.restore import TableWriter, find_source, prepare_target
 from tasks.backup.snapshot import recorded_schema
+from tasks.coord.ratelimit import RateLimiter
+from tasks.coord.redis_conn import connection
 from tasks.core.errors import InvalidInputError
-from tasks.core.locations import S3Location, TableLocation, parse_s3, parse_table
+from tasks.core.keys import Key
+from tasks.core.locations import REPLICA, S3Location, Table, parse_s3
 from tasks.core.times import parse_moment
-from tasks.core.typed_json import Item, parse_key
 
 
 @click.command()
@@ -63,8 +66,7 @@ def main(
 ) -> None:
     """Restore TABLE from the backup at S3URL."""
     options = segments_from(params)
-    setup(params)
-    source, target = parse_s3(s3url), parse_table(table)
+    source, target = parse_s3(s3url), setup(params).table(table, REPLICA)
     if (key or keys_file) and not at:
         raise InvalidInputError("--key and --keys restore a point in time: give --at TIME too")
     if at:
@@ -84,7 +86,7 @@ def main(
 
 def _restore_files(
     source: S3Location,
-    target: TableLocation,
+    target: Table,
     create: bool,
     rate: int | None,
     options: Segments,
@@ -94,7 +96,7 @@ def _restore_files(
     recorded = schema_metadata(backup.schema)[SCHEMA_METADATA] if backup.schema else None
     job = {
         "source": str(source),
-        "target": str(target),
+        "target": target.location.spec,
         "files": list(backup.files),
         "rate": rate or 0,
         "schema": recorded,
@@ -107,7 +109,7 @@ def _restore_files(
 
 def _restore_at(
     source: S3Location,
-    target: TableLocation,
+    target: Table,
     *,
     at: str,
     key: str | None,
@@ -118,7 +120,7 @@ def _restore_at(
 ) -> None:
     moment = parse_moment(at)
     s3.require_versioning(source.bucket)
-    existed = dynamo.exists(target, SIDE)
+    existed = dynamo.exists(target)
     prepare_target(target, recorded_schema(source) if create and not existed else None, create)
     if key or keys_file:
         _restore_some_at(
@@ -127,7 +129,7 @@ def _restore_at(
         return
     job = {
         "source": str(source),
-        "target": str(target),
+        "target": target.location.spec,
         "at": moment.isoformat(),
         "rate": rate or 0,
         "delete_absent": existed,
@@ -140,18 +142,19 @@ def _restore_at(
 
 def _restore_some_at(
     source: S3Location,
-    target: TableLocation,
+    target: Table,
     *,
     at: str,
     key: str | None,
     keys_file: TextIO | None,
     rate: int | None,
 ) -> None:
-    schema = dynamo.schema(target, SIDE)
-    keys: list[Item] = [parse_key(key, schema)] if key else []
+    schema = dynamo.schema(target)
+    keys = [Key.parse(key, schema)] if key else []
     if keys_file:
-        keys += [parse_key(line, schema) for line in keys_file if line.strip()]
-    writer = TableWriter(target, rate or 0)
+        keys += [Key.parse(line, schema) for line in keys_file if line.strip()]
+    limiter = RateLimiter(connection(), f"restore-{uuid.uuid4().hex}", rate) if rate else None
+    writer = TableWriter(target, limiter)
     totals = restore_keys_at(source, writer, schema, keys, parse_moment(at))
     for failed, reason in writer.failed.items():
         click.echo(f"[failed] {failed} {reason}")

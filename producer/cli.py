@@ -19,17 +19,19 @@ from producer.poller import Poller, PollerOptions
 from producer.sources import Position, Source
 from producer.sources.dynamodb_streams import DynamoDBStreamsSource
 from producer.sources.kinesis import KinesisSource
+from tasks import names
 from tasks.aws import dynamo
 from tasks.coord.redis_conn import check, connection
+from tasks.core.config import settings
 from tasks.core.errors import ConfigurationError
-from tasks.core.locations import TableLocation, parse_s3, parse_table
+from tasks.core.locations import REPLICA, Table, parse_s3
 from tasks.core.times import parse_time
 from tasks.metrics.serve import serve
 
 
 @dataclass(frozen=True)
 class Plan:
-    primary: TableLocation
+    primary: Table
     targets: tuple[Target, ...]
     start: Position
     record_filter: RecordFilter
@@ -55,12 +57,15 @@ def _plan(params: dict[str, Any]) -> Plan:
         problems.append("give --stream-arn or --kinesis-stream, not both")
     if problems:
         raise ConfigurationError("; ".join(problems))
-    primary = parse_table(params["primary"])
+    cfg = settings()
+    primary = cfg.table(params["primary"])
     targets = []
     if params["replica"]:
-        targets.append(Target("replicate", str(parse_table(params["replica"]))))
+        replica = cfg.location(params["replica"])
+        targets.append(Target(names.REPLICATE, replica.spec, str(replica)))
     if params["backup"]:
-        targets.append(Target("backup-record", str(parse_s3(params["backup"]))))
+        backup = str(parse_s3(params["backup"]))
+        targets.append(Target(names.BACKUP_RECORD, backup, backup))
     start, not_before = _start_position(params["start"])
     turnover_at = parse_time(params["turnover_at"]) if params["turnover_at"] else None
     record_filter = RecordFilter(
@@ -76,10 +81,10 @@ def _source(plan: Plan, params: dict[str, Any]) -> Source:
 
 
 def _check_tables(plan: Plan) -> None:
-    dynamo.describe(plan.primary, "primary")
+    dynamo.describe(plan.primary)
     for target in plan.targets:
-        if target.task == "replicate":
-            dynamo.same_schema(plan.primary, parse_table(target.name))
+        if target.task == names.REPLICATE:
+            dynamo.same_schema(plan.primary, settings().table(target.arg, REPLICA))
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
@@ -150,7 +155,9 @@ def main(**params: Any) -> None:
     source = _source(plan, params)
     from worker.app import app
 
-    enqueuer = Enqueuer(app, connection(), str(plan.primary), plan.targets, cfg.keys_per_message)
+    enqueuer = Enqueuer(
+        app, connection(), plan.primary.location.spec, plan.targets, cfg.keys_per_message
+    )
     consumer = params["name"] or "|".join([source.stream_id, *(t.name for t in plan.targets)])
     poller = Poller(
         source=source,

@@ -17,13 +17,15 @@ import redis
 
 from producer.records import ChangeRecord
 from tasks.coord import pending
-from tasks.core.typed_json import canonical_json, key_id, to_wire
+from tasks.core.iters import batched
+from tasks.core.keys import Key
 
 
 @dataclass(frozen=True)
 class Target:
-    task: str  # "replicate" or "backup-record"
-    name: str  # the replica location or the S3 URL, as the task receives it
+    task: str  # tasks.names.REPLICATE or tasks.names.BACKUP_RECORD
+    arg: str  # the replica location (its spec) or the S3 URL, as the task receives it
+    name: str  # the target's identity in Redis (pending marks), as the task's sink names it
 
 
 @dataclass
@@ -39,12 +41,10 @@ class Enqueuer:
 
     def enqueue(self, records: Sequence[ChangeRecord]) -> None:
         """Send every distinct key of ``records`` to every target; raises if sending failed."""
-        oldest: dict[str, float] = {}
-        keys: dict[str, dict[str, Any]] = {}
+        oldest: dict[Key, float] = {}
         for record in records:
-            cid = canonical_json(record.keys)
-            keys.setdefault(cid, record.keys)
-            oldest[cid] = min(oldest.get(cid, record.created), record.created)
+            oldest[record.key] = min(oldest.get(record.key, record.created), record.created)
+        keys = list(oldest)
         if not keys:
             return
         try:
@@ -54,18 +54,14 @@ class Enqueuer:
             self.session = uuid.uuid4().hex
             raise
 
-    def _send(
-        self, target: Target, keys: dict[str, dict[str, Any]], oldest: dict[str, float]
-    ) -> None:
-        ids = list(keys)
-        fresh = pending.mark(self.redis, target.name, self.session, [key_id(keys[c]) for c in ids])
-        todo = [c for c, new in zip(ids, fresh, strict=True) if new]
-        self.coalesced_keys += len(ids) - len(todo)
-        for start in range(0, len(todo), self.keys_per_message):
-            chunk = todo[start : start + self.keys_per_message]
+    def _send(self, target: Target, keys: list[Key], oldest: dict[Key, float]) -> None:
+        fresh = pending.mark(self.redis, target.name, self.session, [k.id for k in keys])
+        todo = [k for k, new in zip(keys, fresh, strict=True) if new]
+        self.coalesced_keys += len(keys) - len(todo)
+        for chunk in batched(todo, self.keys_per_message):
             self.app.send_task(
                 target.task,
-                args=(self.primary, target.name, [to_wire(keys[c]) for c in chunk]),
-                kwargs={"created": [oldest[c] for c in chunk], "session": self.session},
+                args=(self.primary, target.arg, [k.wire for k in chunk]),
+                kwargs={"created": [oldest[k] for k in chunk], "session": self.session},
             )
             self.sent_keys += len(chunk)

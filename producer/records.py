@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from tasks.core.errors import InvalidInputError
-from tasks.core.typed_json import Item, from_wire
+from tasks.core.keys import Key
 
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
 
@@ -26,7 +26,7 @@ class MalformedRecordError(InvalidInputError):
 
 @dataclass(frozen=True)
 class ChangeRecord:
-    keys: Item  # client form (binary as bytes)
+    key: Key  # built once here; its canonical form and id travel with it
     event_name: str  # INSERT, MODIFY, REMOVE (or "" for keys-only records)
     created: float  # epoch seconds; 0.0 when the record carries no time
     sequence: str
@@ -63,7 +63,7 @@ def _build(raw: Mapping[str, Any], sequence: str, keys: Any, fallback_time: Any)
     try:
         created = _epoch(body.get("ApproximateCreationDateTime", fallback_time))
         return ChangeRecord(
-            keys=from_wire(keys),
+            key=Key.of(keys),
             event_name=str(raw.get("eventName") or ""),
             created=created,
             sequence=sequence,

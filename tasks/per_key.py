@@ -10,7 +10,8 @@ from typing import Any
 
 from tasks import names
 from tasks.backup.incremental import S3Sink
-from tasks.core.locations import parse_s3, parse_table
+from tasks.core.config import settings
+from tasks.core.locations import REPLICA, Table, parse_s3
 from tasks.replication.batches import TASK_OPTIONS, run_message
 from tasks.replication.sync import ReplicaSink
 from worker.app import app
@@ -28,8 +29,9 @@ def replicate(
 ) -> dict[str, int]:
     """Replicate ``keys`` (typed wire JSON) from ``primary`` to ``replica``."""
 
-    def sink() -> ReplicaSink:
-        return ReplicaSink(parse_table(replica))
+    def sink() -> tuple[Table, ReplicaSink]:
+        cfg = settings()
+        return cfg.table(primary), ReplicaSink(cfg.table(replica, REPLICA))
 
     return run_message(self, "replicate", primary, replica, sink, keys, created, session, attempt)
 
@@ -46,7 +48,8 @@ def backup_record(
 ) -> dict[str, int]:
     """Back up ``keys`` (typed wire JSON) of ``primary`` to ``target`` (s3://bucket/prefix)."""
 
-    def sink() -> S3Sink:
-        return S3Sink(parse_s3(target), parse_table(primary).table)
+    def sink() -> tuple[Table, S3Sink]:
+        source = settings().table(primary)
+        return source, S3Sink(parse_s3(target), source.name)
 
     return run_message(self, "backup", primary, target, sink, keys, created, session, attempt)

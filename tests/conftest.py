@@ -13,15 +13,10 @@ from tests.support import servers
 
 
 def _reset_process_caches() -> None:
-    from tasks.aws import clients, dynamo
-    from tasks.coord import redis_conn
+    """Settings are read again from the environment; what was built from them is dropped."""
     from tasks.core import config
 
-    config.settings.cache_clear()
-    config._installed.clear()
-    clients._forget_clients()
-    dynamo._describe.cache_clear()
-    redis_conn._forget()
+    config.reset()
 
 
 @pytest.fixture(scope="session")

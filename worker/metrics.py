@@ -8,7 +8,6 @@ counted by task name.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -18,26 +17,26 @@ from celery.signals import task_postrun, task_retry, worker_init
 from tasks.coord import stats
 from tasks.coord.redis_conn import connection
 from tasks.core import logs
+from tasks.core.config import settings
 from tasks.core.errors import ConfigurationError
 from tasks.metrics.cluster import RedisCollector
-from tasks.metrics.serve import port_from_env, serve
+from tasks.metrics.serve import serve
 from tasks.names import QUEUES
-from worker.settings import CONFIG
 
 log = logs.get("worker.metrics")
 
 
 def _broker() -> redis.Redis:
-    return redis.Redis.from_url(str(CONFIG["broker_url"]), socket_timeout=10)
+    return redis.Redis.from_url(settings().broker_url, socket_timeout=10)
 
 
 @worker_init.connect
 def _serve(**_: Any) -> None:
     try:
-        port = port_from_env(os.environ)
+        cfg = settings()
+        port, address = cfg.metrics_port, cfg.metrics_address
         if not port:
             return
-        address = os.environ.get("REPLICATOR_METRICS_ADDRESS") or "0.0.0.0"
         broker = _broker()
         serve(port, RedisCollector(connection, lambda: broker, QUEUES), address)
     except ConfigurationError as exc:

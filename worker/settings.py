@@ -1,4 +1,4 @@
-"""Celery's settings, read from the environment once.
+"""Celery's settings, from the process's settings object (``tasks.core.config``).
 
 ``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` point every process at Redis; both default
 to redis://127.0.0.1:6379/0. ``REPLICATOR_VISIBILITY_TIMEOUT`` (seconds) must stay above the
@@ -8,24 +8,21 @@ messages every ``REPLICATOR_RESTORE_INTERVAL`` seconds, 60 by default).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from typing import Any
 
 from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
-from tasks.core.config import DEFAULT_REDIS_URL
+from tasks.core.config import Settings, settings
 from tasks.names import QUEUES, REPLICATION_QUEUE, ROUTES
 
 
-def celery_config(env: Mapping[str, str]) -> dict[str, Any]:
-    broker = env.get("CELERY_BROKER_URL") or DEFAULT_REDIS_URL
-    visibility = int(env.get("REPLICATOR_VISIBILITY_TIMEOUT") or 3600)
+def celery_config(cfg: Settings) -> dict[str, Any]:
+    visibility = cfg.visibility_timeout
     # How often a worker looks for messages of dead workers whose visibility timeout ran out.
-    restore_every = int(env.get("REPLICATOR_RESTORE_INTERVAL") or 60)
+    restore_every = cfg.restore_interval
     return {
-        "broker_url": broker,
-        "result_backend": env.get("CELERY_RESULT_BACKEND") or broker,
+        "broker_url": cfg.broker_url,
+        "result_backend": cfg.result_backend,
         "broker_transport_options": {
             "visibility_timeout": visibility,
             "unacked_restore_interval": restore_every,
@@ -53,4 +50,4 @@ def celery_config(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-CONFIG = celery_config(os.environ)
+CONFIG = celery_config(settings())

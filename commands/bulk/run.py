@@ -28,6 +28,7 @@ from commands.bulk.spec import BulkSpec, Outcome
 from commands.bulk.watchdog import Watchdog
 from tasks.coord.redis_conn import check, connection
 from tasks.core.errors import UnavailableError
+from tasks.core.locations import shown
 from tasks.jobs.memory_store import MemoryJobStore
 from tasks.jobs.model import Job, JobStore, Snapshot
 from tasks.jobs.redis_store import RedisJobStore
@@ -120,7 +121,7 @@ def display(spec: BulkSpec, segments: int) -> dict[str, Any]:
     return {
         "job_kind": spec.kind,
         "segments": segments,
-        **{k: spec.params[k] for k in SHOWN_PARAMS if k in spec.params},
+        **{k: shown(spec.params[k]) for k in SHOWN_PARAMS if k in spec.params},
     }
 
 

@@ -10,12 +10,12 @@ from producer.sources import Page, Position, ShardInfo
 from tasks.aws import clients, dynamo
 from tasks.aws.errors import translated
 from tasks.core.errors import NotFoundError
-from tasks.core.locations import TableLocation
+from tasks.core.locations import Table
 
 
-def stream_arn_of(table: TableLocation) -> str:
+def stream_arn_of(table: Table) -> str:
     """The table's latest stream ARN; NotFoundError when no stream is enabled."""
-    info = dynamo.describe(table, "primary")
+    info = dynamo.describe(table)
     if not info.stream_arn:
         raise NotFoundError(
             f"table {table} has no stream enabled: enable DynamoDB Streams on it "
@@ -27,7 +27,7 @@ def stream_arn_of(table: TableLocation) -> str:
 class DynamoDBStreamsSource:
     supports_timestamp = False
 
-    def __init__(self, table: TableLocation, stream_arn: str | None = None, client: Any = None):
+    def __init__(self, table: Table, stream_arn: str | None = None, client: Any = None):
         self.stream_id = stream_arn or stream_arn_of(table)
         self._client = client or clients.dynamodbstreams(table)
 

@@ -11,13 +11,13 @@ from producer.sources import Page, Position, ShardInfo
 from tasks.aws import clients
 from tasks.aws.errors import translated
 from tasks.core.errors import NotFoundError
-from tasks.core.locations import TableLocation
+from tasks.core.locations import Table
 
 
 class KinesisSource:
     supports_timestamp = True
 
-    def __init__(self, table: TableLocation, stream: str, client: Any = None):
+    def __init__(self, table: Table, stream: str, client: Any = None):
         self._client = client or clients.kinesis(table)
         self._ref = {"StreamARN": stream} if stream.startswith("arn:") else {"StreamName": stream}
         self.stream_id = stream

@@ -20,9 +20,10 @@ from botocore.credentials import (
     DeferredRefreshableCredentials,
 )
 
+from tasks.core import config
 from tasks.core.config import Settings, SideCredentials, settings
 from tasks.core.errors import ConfigurationError
-from tasks.core.locations import TableLocation
+from tasks.core.locations import S3, Table
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -40,6 +41,7 @@ def _forget_clients() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_clients)
+config.on_change(_forget_clients)
 
 
 def botocore_config(cfg: Settings) -> Config:
@@ -101,24 +103,29 @@ def _is_local(endpoint_url: str) -> bool:
     return not endpoint_url.rstrip("/").endswith((".amazonaws.com", ".amazonaws.com.cn"))
 
 
-def dynamodb(location: TableLocation, side: str) -> DynamoDBClient:
-    client: DynamoDBClient = _client("dynamodb", side, location.region, location.endpoint_url)
+def dynamodb(table: Table) -> DynamoDBClient:
+    location = table.location
+    client: DynamoDBClient = _client("dynamodb", table.side, location.region, location.endpoint_url)
     return client
 
 
-def dynamodbstreams(location: TableLocation, side: str = "primary") -> DynamoDBStreamsClient:
+def dynamodbstreams(table: Table) -> DynamoDBStreamsClient:
+    """The client for the table's DynamoDB stream (same region and endpoint as the table)."""
+    location = table.location
     client: DynamoDBStreamsClient = _client(
-        "dynamodbstreams", side, location.region, location.endpoint_url
+        "dynamodbstreams", table.side, location.region, location.endpoint_url
     )
     return client
 
 
-def kinesis(location: TableLocation, side: str = "primary") -> KinesisClient:
-    client: KinesisClient = _client("kinesis", side, location.region, location.endpoint_url)
+def kinesis(table: Table) -> KinesisClient:
+    """The client for a Kinesis stream of the table's changes (the table's region and endpoint)."""
+    location = table.location
+    client: KinesisClient = _client("kinesis", table.side, location.region, location.endpoint_url)
     return client
 
 
-def s3(region: str | None = None, side: str = "s3") -> S3Client:
+def s3(region: str | None = None) -> S3Client:
     """The S3 client; its endpoint comes from AWS_ENDPOINT_URL_S3 like any boto3 client's."""
-    client: S3Client = _client("s3", side, region or settings().default_region, None)
+    client: S3Client = _client("s3", S3, region or settings().default_region, None)
     return client

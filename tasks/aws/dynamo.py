@@ -1,10 +1,11 @@
 """DynamoDB access: the only module that calls boto3 for tables.
 
-Reads go out as BatchGetItem (at most 100 keys, strongly consistent when asked) and writes as
-BatchWriteItem (at most 25 requests, one per key). UnprocessedKeys / UnprocessedItems and
-transient failures of a whole request are retried with capped, jittered exponential backoff;
-botocore itself retries throttling per request first (standard retry mode). A key that still
-fails is returned with its reason, never dropped.
+Every function takes a ``Table`` handle (location + side). Reads go out as BatchGetItem (at most
+100 keys, strongly consistent when asked) and writes as BatchWriteItem (at most 25 requests, one
+per key). UnprocessedKeys / UnprocessedItems and transient failures of a whole request are
+retried with capped, jittered exponential backoff; botocore itself retries throttling per
+request first (standard retry mode). A key that still fails is returned with its reason (by its
+canonical JSON), never dropped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from tasks.aws import clients
 from tasks.aws.errors import THROTTLING_CODES, translated
 from tasks.coord import stats
+from tasks.core import config
 from tasks.core.backoff import delay
 from tasks.core.config import settings
 from tasks.core.errors import (
@@ -28,7 +30,9 @@ from tasks.core.errors import (
     SchemaMismatchError,
     TransientError,
 )
-from tasks.core.locations import TableLocation
+from tasks.core.iters import batched
+from tasks.core.keys import Key
+from tasks.core.locations import Table, TableLocation
 from tasks.core.typed_json import Item, KeyAttribute, KeySchema, canonical_json
 
 if TYPE_CHECKING:
@@ -40,7 +44,7 @@ WRITE_BATCH = 25
 
 @dataclass(frozen=True)
 class TableInfo:
-    location: TableLocation
+    table: Table
     schema: KeySchema
     stream_arn: str | None
     stream_view_type: str | None
@@ -56,92 +60,96 @@ class Failure:
 
 @dataclass
 class BatchResult:
-    """Per-key outcome of a batch: items found (by canonical key) and keys that failed."""
+    """Per-key outcome of a batch: items found and keys that failed, by canonical key JSON."""
 
     found: dict[str, Item]
     failed: dict[str, Failure]
     requests: int = 0
 
 
-def describe(location: TableLocation, side: str) -> TableInfo:
-    """The table's key schema and stream, read once per process and cached."""
-    return _describe(location, side)
+def describe(table: Table) -> TableInfo:
+    """The table's key schema and stream, read once per process (and settings) and cached."""
+    return _describe(table)
 
 
 @lru_cache(maxsize=128)
-def _describe(location: TableLocation, side: str) -> TableInfo:
-    client = _client(location, side)
+def _describe(table: Table) -> TableInfo:
     try:
-        with translated(f"table {location}"):
-            table = client.describe_table(TableName=location.table)["Table"]
+        with translated(f"table {table}"):
+            raw = _client(table).describe_table(TableName=table.name)["Table"]
     except NotFoundError as exc:
-        raise NotFoundError(f"table {location} does not exist") from exc
-    types = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+        raise NotFoundError(f"table {table} does not exist") from exc
+    types = {a["AttributeName"]: a["AttributeType"] for a in raw["AttributeDefinitions"]}
     parts = {
         k["KeyType"]: KeyAttribute(k["AttributeName"], types[k["AttributeName"]])
-        for k in table["KeySchema"]
+        for k in raw["KeySchema"]
     }
-    stream: Mapping[str, Any] = table.get("StreamSpecification") or {}
+    stream: Mapping[str, Any] = raw.get("StreamSpecification") or {}
     return TableInfo(
-        location=location,
+        table=table,
         schema=KeySchema(hash_key=parts["HASH"], range_key=parts.get("RANGE")),
-        stream_arn=table.get("LatestStreamArn") if stream.get("StreamEnabled") else None,
+        stream_arn=raw.get("LatestStreamArn") if stream.get("StreamEnabled") else None,
         stream_view_type=stream.get("StreamViewType"),
     )
 
 
-def schema(location: TableLocation, side: str) -> KeySchema:
-    return describe(location, side).schema
+config.on_change(_describe.cache_clear)
 
 
-def same_schema(primary: TableLocation, replica: TableLocation) -> KeySchema:
+def schema(table: Table) -> KeySchema:
+    return describe(table).schema
+
+
+def same_schema(primary: Table, replica: Table) -> KeySchema:
     """The shared key schema of two tables; SchemaMismatchError if they differ."""
-    expected = schema(primary, "primary")
-    require_schema(replica, "replica", expected, str(primary))
+    expected = schema(primary)
+    require_schema(replica, expected, str(primary))
     return expected
 
 
-def require_schema(location: TableLocation, side: str, expected: KeySchema, other: str) -> None:
-    """SchemaMismatchError unless ``location``'s key schema is ``expected`` (that of ``other``)."""
-    actual = schema(location, side)
+def require_schema(table: Table, expected: KeySchema, other: str) -> None:
+    """SchemaMismatchError unless ``table``'s key schema is ``expected`` (that of ``other``)."""
+    actual = schema(table)
     if actual != expected:
         raise SchemaMismatchError(
             f"key schemas differ: {other} has {expected.describe()}, "
-            f"{location} has {actual.describe()}"
+            f"{table} has {actual.describe()}"
         )
 
 
-def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(seq), size):
-        yield seq[start : start + size]
+def exists(table: Table) -> bool:
+    try:
+        describe(table)
+    except NotFoundError:
+        return False
+    return True
 
 
-def _client(location: TableLocation, side: str) -> DynamoDBClient:
+def _client(table: Table) -> DynamoDBClient:
     """The side's client, watched for throttling (every throttled attempt, botocore's retries
     included, is counted for the metrics by ``stats.note_throttle``)."""
-    client = clients.dynamodb(location, side)
+    client = clients.dynamodb(table)
     if not getattr(client, "_replicator_watched", False):
-        endpoint = location.endpoint_url
+        location = table.location
 
         def watch(response: Any = None, request_dict: Any = None, **_: Any) -> None:
             code = response[1].get("Error", {}).get("Code") if response is not None else None
             if code in THROTTLING_CODES:
-                table = _table_of(request_dict or {}, endpoint, location.region)
-                stats.note_throttle(table, side)
+                stats.note_throttle(_table_of(request_dict or {}, location), table.side)
 
         client.meta.events.register("needs-retry.dynamodb", watch)
         setattr(client, "_replicator_watched", True)  # noqa: B010 - a plain flag on the client
     return client
 
 
-def _table_of(request: Mapping[str, Any], endpoint: str | None, region: str) -> str:
+def _table_of(request: Mapping[str, Any], location: TableLocation) -> str:
     """The table location a DynamoDB request names (TableName or RequestItems)."""
     try:
         body = json.loads(request.get("body") or b"{}")
     except ValueError:
         body = {}
     name = body.get("TableName") or next(iter(body.get("RequestItems") or {}), "?")
-    return str(TableLocation(name, region, endpoint))
+    return str(TableLocation(name, location.region, location.endpoint_url))
 
 
 def _pause(attempt: int) -> None:
@@ -152,45 +160,38 @@ def _pause(attempt: int) -> None:
 # -- reads -------------------------------------------------------------------------------------
 
 
-def batch_get(
-    location: TableLocation, side: str, keys: Sequence[Item], consistent: bool = True
-) -> BatchResult:
+def batch_get(table: Table, keys: Sequence[Key], consistent: bool = True) -> BatchResult:
     """Fetch many keys; ``found`` holds the items that exist, ``failed`` keys we could not read."""
     result = BatchResult(found={}, failed={})
-    for chunk in _chunks(keys, READ_BATCH):
-        _get_chunk(location, side, list(chunk), consistent, result)
+    for chunk in batched(keys, READ_BATCH):
+        _get_chunk(table, chunk, consistent, result)
     return result
 
 
-def _get_chunk(
-    location: TableLocation, side: str, keys: list[Item], consistent: bool, result: BatchResult
-) -> None:
-    client = _client(location, side)
-    names = schema(location, side).names
+def _get_chunk(table: Table, keys: Sequence[Key], consistent: bool, result: BatchResult) -> None:
+    client, names = _client(table), schema(table).names
+    by_id = {k.canonical: k for k in keys}
 
     def send(pending: list[Item]) -> list[Item]:
-        request: Any = {location.table: {"Keys": pending, "ConsistentRead": consistent}}
+        request: Any = {table.name: {"Keys": pending, "ConsistentRead": consistent}}
         response = client.batch_get_item(RequestItems=request)
         result.requests += 1
-        for item in response.get("Responses", {}).get(location.table, []):
+        for item in response.get("Responses", {}).get(table.name, []):
             result.found[canonical_json({n: item[n] for n in names})] = item
         unprocessed: Any = response.get("UnprocessedKeys") or {}
-        return list(unprocessed.get(location.table, {}).get("Keys", []))
+        return list(unprocessed.get(table.name, {}).get("Keys", []))
 
-    left, reason, rejected = _until_processed(location, side, "BatchGetItem", keys, send)
+    left, reason, rejected = _until_processed(table, "BatchGetItem", [k.item for k in keys], send)
+    left_keys = [by_id[canonical_json(k)] for k in left]
     if rejected:
-        _get_one_by_one(location, side, left, consistent, result)
+        _get_one_by_one(table, left_keys, consistent, result)
         return
-    for key in left:
-        result.failed[canonical_json(key)] = Failure(reason)
+    for key in left_keys:
+        result.failed[key.canonical] = Failure(reason)
 
 
 def _until_processed(
-    location: TableLocation,
-    side: str,
-    operation: str,
-    pending: list[Any],
-    send: Callable[[list[Any]], list[Any]],
+    table: Table, operation: str, pending: list[Any], send: Callable[[list[Any]], list[Any]]
 ) -> tuple[list[Any], str, bool]:
     """Send a batch until nothing is left unprocessed, with capped, jittered backoff.
 
@@ -203,7 +204,7 @@ def _until_processed(
         if attempt:
             _pause(attempt - 1)
         try:
-            with translated(f"{operation} on {location}"):
+            with translated(f"{operation} on {table}"):
                 pending = send(pending)
         except TransientError as exc:
             reason = str(exc)
@@ -213,34 +214,31 @@ def _until_processed(
         if not pending:
             return [], "", False
         reason = f"{operation}: still unprocessed after retries"
-        stats.note_throttle(str(location), side)
+        stats.note_throttle(str(table), table.side)
     return pending, reason, False
 
 
 def _get_one_by_one(
-    location: TableLocation, side: str, keys: list[Item], consistent: bool, result: BatchResult
+    table: Table, keys: Sequence[Key], consistent: bool, result: BatchResult
 ) -> None:
     """After a request was rejected, find which key was at fault."""
     for key in keys:
         try:
-            item = get_item(location, side, key, consistent)
+            item = get_item(table, key, consistent)
         except TransientError as exc:
-            result.failed[canonical_json(key)] = Failure(str(exc))
+            result.failed[key.canonical] = Failure(str(exc))
             continue
         except (PermanentError, InvalidInputError) as exc:
-            result.failed[canonical_json(key)] = Failure(str(exc), retryable=False)
+            result.failed[key.canonical] = Failure(str(exc), retryable=False)
             continue
         if item is not None:
-            result.found[canonical_json(key)] = item
+            result.found[key.canonical] = item
 
 
-def get_item(
-    location: TableLocation, side: str, key: Mapping[str, Any], consistent: bool = True
-) -> Item | None:
-    client = _client(location, side)
-    with translated(f"GetItem on {location}"):
-        response = client.get_item(
-            TableName=location.table, Key=dict(key), ConsistentRead=consistent
+def get_item(table: Table, key: Key, consistent: bool = True) -> Item | None:
+    with translated(f"GetItem on {table}"):
+        response = _client(table).get_item(
+            TableName=table.name, Key=key.item, ConsistentRead=consistent
         )
     return response.get("Item")
 
@@ -248,81 +246,64 @@ def get_item(
 # -- writes ------------------------------------------------------------------------------------
 
 
-def batch_write(
-    location: TableLocation,
-    side: str,
-    puts: Sequence[Item],
-    deletes: Sequence[Item],
-) -> dict[str, Failure]:
-    """Put items and delete keys (at most one request per key); return failed keys with reasons."""
-    names = schema(location, side).names
+def batch_write(table: Table, puts: Sequence[Item], deletes: Sequence[Key]) -> dict[str, Failure]:
+    """Put items and delete keys (at most one request per key); failed keys with reasons."""
     requests: list[dict[str, Any]] = [{"PutRequest": {"Item": i}} for i in puts]
-    requests += [{"DeleteRequest": {"Key": dict(k)}} for k in deletes]
+    requests += [{"DeleteRequest": {"Key": k.item}} for k in deletes]
     failed: dict[str, Failure] = {}
-    for chunk in _chunks(requests, WRITE_BATCH):
-        _write_chunk(location, side, list(chunk), names, failed)
+    for chunk in batched(requests, WRITE_BATCH):
+        _write_chunk(table, chunk, failed)
     return failed
 
 
-def _request_key(request: Mapping[str, Any], names: Sequence[str]) -> str:
+def _request_key(table: Table, request: Mapping[str, Any]) -> str:
+    """The canonical key JSON a write request is for (only for the rare ones that failed)."""
     if "PutRequest" in request:
-        return canonical_json({n: request["PutRequest"]["Item"][n] for n in names})
+        item = request["PutRequest"]["Item"]
+        return canonical_json({n: item[n] for n in schema(table).names})
     return canonical_json(request["DeleteRequest"]["Key"])
 
 
-def _write_chunk(
-    location: TableLocation,
-    side: str,
-    requests: list[dict[str, Any]],
-    names: Sequence[str],
-    failed: dict[str, Failure],
-) -> None:
-    client = _client(location, side)
+def _write_chunk(table: Table, requests: list[dict[str, Any]], failed: dict[str, Failure]) -> None:
+    client = _client(table)
 
     def send(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        items: Any = {location.table: pending}
+        items: Any = {table.name: pending}
         response = client.batch_write_item(RequestItems=items)
         unprocessed: Any = response.get("UnprocessedItems") or {}
-        return list(unprocessed.get(location.table, []))
+        return list(unprocessed.get(table.name, []))
 
-    left, reason, rejected = _until_processed(location, side, "BatchWriteItem", requests, send)
+    left, reason, rejected = _until_processed(table, "BatchWriteItem", requests, send)
     if rejected:
-        _write_one_by_one(location, side, left, names, failed)
+        _write_one_by_one(table, left, failed)
         return
     for request in left:
-        failed[_request_key(request, names)] = Failure(reason)
+        failed[_request_key(table, request)] = Failure(reason)
 
 
 def _write_one_by_one(
-    location: TableLocation,
-    side: str,
-    requests: list[dict[str, Any]],
-    names: Sequence[str],
-    failed: dict[str, Failure],
+    table: Table, requests: list[dict[str, Any]], failed: dict[str, Failure]
 ) -> None:
     """After a request was rejected, find which key was at fault; write the others."""
-    client = _client(location, side)
+    client = _client(table)
     for request in requests:
         try:
-            with translated(f"write to {location}"):
+            with translated(f"write to {table}"):
                 if "PutRequest" in request:
-                    client.put_item(TableName=location.table, Item=request["PutRequest"]["Item"])
+                    client.put_item(TableName=table.name, Item=request["PutRequest"]["Item"])
                 else:
-                    client.delete_item(
-                        TableName=location.table, Key=request["DeleteRequest"]["Key"]
-                    )
+                    client.delete_item(TableName=table.name, Key=request["DeleteRequest"]["Key"])
         except TransientError as exc:
-            failed[_request_key(request, names)] = Failure(str(exc))
+            failed[_request_key(table, request)] = Failure(str(exc))
         except PermanentError as exc:
-            failed[_request_key(request, names)] = Failure(str(exc), retryable=False)
+            failed[_request_key(table, request)] = Failure(str(exc), retryable=False)
 
 
 # -- scans -------------------------------------------------------------------------------------
 
 
 def scan_pages(
-    location: TableLocation,
-    side: str,
+    table: Table,
     segment: int = 0,
     segments: int = 1,
     start_key: Item | None = None,
@@ -330,8 +311,8 @@ def scan_pages(
     page_size: int | None = None,
 ) -> Iterator[tuple[list[Item], Item | None]]:
     """Yield (items, last_evaluated_key) page by page for one parallel-scan segment."""
-    client = _client(location, side)
-    args: dict[str, Any] = {"TableName": location.table, "ConsistentRead": consistent}
+    client = _client(table)
+    args: dict[str, Any] = {"TableName": table.name, "ConsistentRead": consistent}
     if segments > 1:
         args.update(Segment=segment, TotalSegments=segments)
     if page_size:
@@ -339,7 +320,7 @@ def scan_pages(
     while True:
         if start_key:
             args["ExclusiveStartKey"] = start_key
-        with translated(f"Scan of {location}"):
+        with translated(f"Scan of {table}"):
             response = client.scan(**args)
         start_key = response.get("LastEvaluatedKey")
         yield response.get("Items", []), start_key
@@ -350,29 +331,21 @@ def scan_pages(
 # -- creating tables (restore) -----------------------------------------------------------------
 
 
-def create_table(location: TableLocation, side: str, key_schema: KeySchema) -> None:
+def create_table(table: Table, key_schema: KeySchema) -> None:
     """Create an on-demand table with this key schema and wait until it is active."""
-    client = _client(location, side)
+    client = _client(table)
     attributes = [{"AttributeName": a.name, "AttributeType": a.type} for a in key_schema.attributes]
     keys = [{"AttributeName": key_schema.hash_key.name, "KeyType": "HASH"}]
     if key_schema.range_key:
         keys.append({"AttributeName": key_schema.range_key.name, "KeyType": "RANGE"})
-    with translated(f"CreateTable {location}"):
+    with translated(f"CreateTable {table}"):
         client.create_table(
-            TableName=location.table,
+            TableName=table.name,
             KeySchema=keys,  # type: ignore[arg-type]
             AttributeDefinitions=attributes,  # type: ignore[arg-type]
             BillingMode="PAY_PER_REQUEST",
         )
         client.get_waiter("table_exists").wait(
-            TableName=location.table, WaiterConfig={"Delay": 1, "MaxAttempts": 300}
+            TableName=table.name, WaiterConfig={"Delay": 1, "MaxAttempts": 300}
         )
     _describe.cache_clear()
-
-
-def exists(location: TableLocation, side: str) -> bool:
-    try:
-        describe(location, side)
-    except NotFoundError:
-        return False
-    return True

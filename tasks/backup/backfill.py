@@ -16,8 +16,9 @@ from typing import Any
 from tasks.aws import dynamo
 from tasks.backup.incremental import Change, S3Sink
 from tasks.core.config import settings
-from tasks.core.locations import parse_s3, parse_table
-from tasks.core.typed_json import from_wire, key_of, to_wire
+from tasks.core.keys import Key
+from tasks.core.locations import parse_s3
+from tasks.core.typed_json import from_wire, to_wire
 from tasks.jobs.model import Job, Page, Work
 from tasks.replication.sync import sync_keys
 
@@ -25,23 +26,23 @@ from tasks.replication.sync import sync_keys
 def backfill_work(job: Job, segment: int) -> Work:
     """The segment's work for ``tasks.jobs.run_segment``."""
     params, segments = job.params, job.segments
-    table, destination = parse_table(params["table"]), parse_s3(params["s3url"])
+    table, destination = settings().table(params["table"]), parse_s3(params["s3url"])
 
     def work(checkpoint: Any) -> Iterator[Page]:
         if checkpoint and checkpoint.get("done"):
             return
         start = from_wire(checkpoint["start"]) if checkpoint else None
-        schema = dynamo.schema(table, "primary")
+        schema = dynamo.schema(table)
         actions: Counter[str] = Counter()
 
         def count(change: Change) -> None:
             actions[change.action] += 1
 
-        sink = S3Sink(destination, table.table, on_change=count)
-        pages = dynamo.scan_pages(table, "primary", segment, segments, start_key=start)
+        sink = S3Sink(destination, table.name, on_change=count)
+        pages = dynamo.scan_pages(table, segment, segments, start_key=start)
         for items, last in pages:
             actions.clear()
-            keys = [key_of(i, schema) for i in items]
+            keys = [Key.of_item(i, schema) for i in items]
             outcome = sync_keys(table, sink, keys, max_rounds=settings().guard_max_rounds)
             records = [
                 json.dumps({"failed": json.loads(k), "reason": f.reason}, sort_keys=True)

@@ -14,7 +14,8 @@ from typing import Any
 
 from tasks.aws import dynamo
 from tasks.backup.format import GzipJsonlWriter, schema_metadata
-from tasks.core.locations import S3Location, parse_s3, parse_table
+from tasks.core.config import settings
+from tasks.core.locations import S3Location, parse_s3
 from tasks.jobs.model import Job, Page, Work
 
 
@@ -37,15 +38,15 @@ def undo(checkpoint: Any) -> Iterator[Page]:
 def backup_work(job: Job, segment: int) -> Work:
     """The segment's work for ``tasks.jobs.run_segment``: pages count items and bytes."""
     params, segments = job.params, job.segments
-    table, destination = parse_table(params["table"]), parse_s3(params["s3url"])
+    table, destination = settings().table(params["table"]), parse_s3(params["s3url"])
     key = segment_object(destination, params["jobid"], segment)
 
     def work(checkpoint: Any) -> Iterator[Page]:
         yield from undo(checkpoint)
-        schema = dynamo.schema(table, "primary")
+        schema = dynamo.schema(table)
         counted = {"items": 0, "bytes": 0}
         with GzipJsonlWriter(destination.bucket, key, schema_metadata(schema)) as out:
-            for items, _ in dynamo.scan_pages(table, "primary", segment, segments):
+            for items, _ in dynamo.scan_pages(table, segment, segments):
                 for item in items:
                     out.write(item)
                 delta = {

@@ -7,16 +7,16 @@ the same second as the time asked for counts as made at or before it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from tasks.aws import s3
 from tasks.aws.s3 import Version
 from tasks.backup.format import decode_item
 from tasks.backup.incremental import is_object_id, legacy_ids, object_key
 from tasks.core.errors import InvalidInputError
+from tasks.core.keys import Key
 from tasks.core.locations import S3Location
 from tasks.core.typed_json import Item
 
@@ -29,7 +29,7 @@ class Entry:
     item: Item | None
 
 
-def object_name(folder: S3Location, key: Mapping[str, Any]) -> str:
+def object_name(folder: S3Location, key: Key) -> str:
     """The object holding the key's history: ours, else the original tool's if it has one."""
     name = object_key(folder, key)
     if next(_versions(folder.bucket, name), None) is not None:
@@ -45,7 +45,7 @@ def _versions(bucket: str, name: str) -> Iterator[Version]:
     return (v for v in s3.list_versions(bucket, name) if v.key == name)
 
 
-def history(folder: S3Location, key: Mapping[str, Any]) -> Iterator[Entry]:
+def history(folder: S3Location, key: Key) -> Iterator[Entry]:
     """Every version of the key's object, oldest first, deletions included."""
     s3.require_versioning(folder.bucket)
     name = object_name(folder, key)

@@ -17,17 +17,18 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from tasks.aws import s3
 from tasks.aws.dynamo import Failure
 from tasks.backup.format import encode_item, schema_metadata
 from tasks.core.errors import ReplicatorError, TransientError
+from tasks.core.keys import Key
 from tasks.core.locations import S3Location
-from tasks.core.typed_json import Item, KeySchema, canonical_json, key_id, key_of, to_wire
+from tasks.core.typed_json import Item, KeySchema
 
 BODY_DIGEST = "sha256"
 ID_PATTERN = re.compile(r"^([0-9a-f]{64}|[0-9a-f]{32})$")
@@ -35,30 +36,18 @@ THREADS = 16
 T = TypeVar("T")
 
 
-def batched(things: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Lists of up to ``size`` things, in order (``itertools.batched`` arrives in 3.12)."""
-    batch: list[T] = []
-    for thing in things:
-        batch.append(thing)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def table_folder(location: S3Location, table: str) -> S3Location:
     """Where a table's incremental objects live: PREFIX/TABLE."""
     return location.child(table)
 
 
-def object_key(folder: S3Location, key: Mapping[str, Any]) -> str:
-    return folder.key(key_id(key))
+def object_key(folder: S3Location, key: Key) -> str:
+    return folder.key(key.id)
 
 
-def legacy_ids(key: Mapping[str, Any]) -> list[str]:
+def legacy_ids(key: Key) -> list[str]:
     """The original tool's object names for a key: MD5 of its compact typed JSON, each order."""
-    wire = to_wire(key)
+    wire = key.wire
     names = []
     for order in itertools.permutations(wire):
         text = json.dumps({a: wire[a] for a in order}, separators=(",", ":"), ensure_ascii=False)
@@ -74,11 +63,11 @@ def is_object_id(name: str) -> bool:
 class Change:
     """What one key's write did: "put", "delete" or "unchanged"."""
 
-    key: Item
+    key: Key
     action: str
 
 
-def apply(folder: S3Location, schema: KeySchema, item: Item | None, key: Item) -> Change:
+def apply(folder: S3Location, schema: KeySchema, item: Item | None, key: Key) -> Change:
     """Make the key's object hold ``item`` (or be absent when None); skip when it already does."""
     name = object_key(folder, key)
     current = s3.head(folder.bucket, name)
@@ -96,15 +85,15 @@ def apply(folder: S3Location, schema: KeySchema, item: Item | None, key: Item) -
 
 
 def apply_many(
-    folder: S3Location, schema: KeySchema, present: Sequence[Item], absent: Sequence[Item]
+    folder: S3Location, schema: KeySchema, present: Sequence[Item], absent: Sequence[Key]
 ) -> tuple[list[Change], dict[str, Failure]]:
     """Apply many keys at once (a thread pool); failed keys by canonical JSON."""
-    work: list[tuple[Item | None, Item]] = [(i, key_of(i, schema)) for i in present]
-    work += [(None, dict(k)) for k in absent]
+    work: list[tuple[Item | None, Key]] = [(i, Key.of_item(i, schema)) for i in present]
+    work += [(None, k) for k in absent]
     changes: list[Change] = []
     failed: dict[str, Failure] = {}
 
-    def one(pair: tuple[Item | None, Item]) -> Change | Failure:
+    def one(pair: tuple[Item | None, Key]) -> Change | Failure:
         try:
             return apply(folder, schema, *pair)
         except ReplicatorError as exc:
@@ -113,7 +102,7 @@ def apply_many(
     with ThreadPoolExecutor(max_workers=min(THREADS, max(1, len(work)))) as pool:
         for (_, key), result in zip(work, pool.map(one, work), strict=True):
             if isinstance(result, Failure):
-                failed[canonical_json(key)] = result
+                failed[key.canonical] = result
             else:
                 changes.append(result)
     return changes, failed
@@ -140,7 +129,7 @@ class S3Sink:
         s3.check_bucket(self.location.bucket)
         self._schema = primary_schema
 
-    def write(self, present: Sequence[Item], absent: Sequence[Item]) -> dict[str, Failure]:
+    def write(self, present: Sequence[Item], absent: Sequence[Key]) -> dict[str, Failure]:
         assert self._schema is not None, "prepare() first"
         changes, failed = apply_many(self.folder, self._schema, present, absent)
         if self.on_change:

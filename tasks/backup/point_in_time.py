@@ -15,7 +15,6 @@ from typing import Any
 
 from tasks.aws import s3
 from tasks.backup.history import ObjectState, object_name, read_version, state_at, states_at
-from tasks.backup.incremental import batched
 from tasks.backup.restore import (
     WRITE_CHUNK,
     TableWriter,
@@ -23,9 +22,12 @@ from tasks.backup.restore import (
     check_schema,
     failure_records,
     fitting_key,
-    segment_rate,
+    job_limiter,
 )
-from tasks.core.locations import S3Location, parse_s3, parse_table
+from tasks.core.config import settings
+from tasks.core.iters import batched
+from tasks.core.keys import Key
+from tasks.core.locations import REPLICA, S3Location, parse_s3
 from tasks.core.times import parse_moment
 from tasks.core.typed_json import Item, KeySchema
 from tasks.jobs.model import Job, Page, Work
@@ -42,7 +44,7 @@ def shards(segment: int, segments: int) -> list[str]:
 
 
 def restore_keys_at(
-    folder: S3Location, writer: TableWriter, schema: KeySchema, keys: Iterable[Item], at: datetime
+    folder: S3Location, writer: TableWriter, schema: KeySchema, keys: Iterable[Key], at: datetime
 ) -> dict[str, int]:
     """Restore some keys as they were at ``at`` (``--key`` / ``--keys``)."""
     s3.require_versioning(folder.bucket)
@@ -65,16 +67,17 @@ def restore_keys_at(
 def pit_work(job: Job, segment: int) -> Work:
     """Segment ``segment`` of a whole-table point-in-time restore, for ``run_segment``."""
     params, segments = job.params, job.segments
-    folder, target = parse_s3(params["source"]), parse_table(params["target"])
+    folder = parse_s3(params["source"])
+    target = settings().table(params["target"], REPLICA)
     at = parse_moment(params["at"])
     delete_absent = bool(params.get("delete_absent", True))
     mine = shards(segment, segments)
-    rate = segment_rate(int(params.get("rate") or 0), segments)
+    limiter = job_limiter(job)
 
     def work(checkpoint: Any) -> Iterator[Page]:
         schema = check_schema(None, target)
         start, after = (checkpoint or {}).get("shard", 0), (checkpoint or {}).get("after", "")
-        writer = TableWriter(target, rate)
+        writer = TableWriter(target, limiter)
         for number in range(start, len(mine)):
             states = states_at(folder, at, mine[number], after if number == start else "")
             for chunk in batched(states, OBJECTS_PER_PAGE):

@@ -9,19 +9,21 @@ Every item is decoded and checked against the target's key schema before it is w
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.aws import dynamo, s3
 from tasks.backup.format import read_items, schema_from_metadata
+from tasks.coord.ratelimit import RateLimiter
+from tasks.coord.redis_conn import connection
+from tasks.core.config import settings
 from tasks.core.errors import InvalidInputError, NotFoundError, SchemaMismatchError
-from tasks.core.locations import S3Location, TableLocation, parse_s3, parse_table
+from tasks.core.keys import Key
+from tasks.core.locations import REPLICA, S3Location, Table, parse_s3
 from tasks.core.typed_json import Item, KeySchema, canonical_json, key_of, validate_key
 from tasks.jobs.model import Job, Page, Work
 
-SIDE = "replica"  # the restore target's credentials
 WRITE_CHUNK = 100
 PAGE_ITEMS = 1000
 
@@ -56,9 +58,9 @@ def _index(name: str) -> int:
     return int(name) if name.isdigit() else -1
 
 
-def check_schema(source_schema: KeySchema | None, target: TableLocation) -> KeySchema:
+def check_schema(source_schema: KeySchema | None, target: Table) -> KeySchema:
     """The target's key schema; SchemaMismatchError when the backup recorded another one."""
-    schema = dynamo.schema(target, SIDE)
+    schema = dynamo.schema(target)
     if source_schema is not None and source_schema != schema:
         raise SchemaMismatchError(
             f"the backup's key schema is {source_schema.describe()} but {target} has "
@@ -67,22 +69,22 @@ def check_schema(source_schema: KeySchema | None, target: TableLocation) -> KeyS
     return schema
 
 
-def prepare_target(target: TableLocation, source_schema: KeySchema | None, create: bool) -> None:
+def prepare_target(target: Table, source_schema: KeySchema | None, create: bool) -> None:
     """Create the target with the backup's key schema when asked and missing; check schemas."""
-    if create and not dynamo.exists(target, SIDE):
+    if create and not dynamo.exists(target):
         if source_schema is None:
             raise InvalidInputError(
                 f"{target} does not exist and the backup records no key schema (written by the "
                 "original tool?): create the table first"
             )
-        dynamo.create_table(target, SIDE, source_schema)
+        dynamo.create_table(target, source_schema)
     check_schema(source_schema, target)
 
 
-def fitting_key(item: Item, schema: KeySchema, where: str) -> Item:
+def fitting_key(item: Item, schema: KeySchema, where: str) -> Key:
     """The item's key, checked against the target's schema (names and types)."""
     try:
-        return validate_key(key_of(item, schema), schema)
+        return Key.of(validate_key(key_of(item, schema), schema))
     except InvalidInputError as exc:
         raise SchemaMismatchError(
             f"{where}: the item does not fit {schema.describe()}: {exc}"
@@ -91,19 +93,18 @@ def fitting_key(item: Item, schema: KeySchema, where: str) -> Item:
 
 @dataclass
 class TableWriter:
-    """Puts and deletes in batches of ``WRITE_CHUNK``, at most ``rate`` items/s (0: no limit)."""
+    """Puts and deletes in batches of ``WRITE_CHUNK``, paced by ``limiter`` when there is one."""
 
-    target: TableLocation
-    rate: int = 0
+    target: Table  # the replica side's credentials
+    limiter: RateLimiter | None = None
     puts: list[Item] = field(default_factory=list)
-    deletes: list[Item] = field(default_factory=list)
+    deletes: list[Key] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-    _next: float = 0.0
 
     def put(self, item: Item) -> None:
         self.puts.append(item)
 
-    def delete(self, key: Item) -> None:
+    def delete(self, key: Key) -> None:
         self.deletes.append(key)
 
     @property
@@ -112,39 +113,34 @@ class TableWriter:
 
     def flush(self) -> dict[str, int]:
         """Write what is buffered; counts restored, deleted and failed."""
-        self._throttle(self.buffered)
-        failures = dynamo.batch_write(self.target, SIDE, self.puts, self.deletes)
+        if self.limiter:
+            self.limiter.take(self.buffered)
+        failures = dynamo.batch_write(self.target, self.puts, self.deletes)
         self.failed.update({k: f.reason for k, f in failures.items()})
-        put_ids = {canonical_json(key_of(i, dynamo.schema(self.target, SIDE))) for i in self.puts}
+        schema = dynamo.schema(self.target)
+        put_ids = {canonical_json(key_of(i, schema)) for i in self.puts}
         counts = {
             "restored": len(put_ids - failures.keys()),
-            "deleted": sum(1 for k in self.deletes if canonical_json(k) not in failures),
+            "deleted": sum(1 for k in self.deletes if k.canonical not in failures),
             "failed": len(failures),
         }
         self.puts, self.deletes = [], []
         return counts
 
-    def _throttle(self, n: int) -> None:
-        if not self.rate or not n:
-            return
-        now = time.monotonic()
-        if self._next > now:
-            time.sleep(self._next - now)
-        self._next = max(now, self._next) + n / self.rate
 
-
-def segment_rate(rate: int, segments: int) -> int:
-    """Each segment's share of a total rate (at least 1 item/s when a rate is set)."""
-    return max(1, rate // segments) if rate else 0
+def job_limiter(job: Job) -> RateLimiter | None:
+    """The job's write-rate cap (``rate`` items/s), one token bucket shared by its segments."""
+    rate = float(job.params.get("rate") or 0)
+    return RateLimiter(connection(), job.id, rate) if rate else None
 
 
 def restore_files_work(job: Job, segment: int) -> Work:
     """Segment ``segment`` of a restore from backup files, for ``tasks.jobs.run_segment``."""
     params, segments = job.params, job.segments
-    target = parse_table(params["target"])
+    target = settings().table(params["target"], REPLICA)
     bucket = parse_s3(params["source"]).bucket
     mine = [(i, f) for i, f in enumerate(params["files"]) if i % segments == segment]
-    rate = segment_rate(int(params.get("rate") or 0), segments)
+    limiter = job_limiter(job)
 
     def work(checkpoint: Any) -> Iterator[Page]:
         schema = check_schema(schema_from_params(params), target)
@@ -152,7 +148,7 @@ def restore_files_work(job: Job, segment: int) -> Work:
             (checkpoint or {}).get("file", -1),
             (checkpoint or {}).get("lines", 0),
         )
-        writer = TableWriter(target, rate)
+        writer = TableWriter(target, limiter)
         for index, name in mine:
             if index < done_file:
                 continue

@@ -19,8 +19,9 @@ from tasks.backup.format import (
     schema_from_metadata,
     schema_metadata,
 )
-from tasks.backup.incremental import batched, is_object_id
+from tasks.backup.incremental import is_object_id
 from tasks.core.errors import InvalidInputError, NotFoundError
+from tasks.core.iters import batched
 from tasks.core.locations import S3Location
 from tasks.core.typed_json import KeySchema
 

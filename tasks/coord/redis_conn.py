@@ -8,6 +8,7 @@ import threading
 
 import redis
 
+from tasks.core import config
 from tasks.core.config import settings
 from tasks.core.errors import UnavailableError
 
@@ -21,6 +22,7 @@ def _forget() -> None:
 
 
 os.register_at_fork(after_in_child=_forget)
+config.on_change(_forget)
 
 
 def connection() -> redis.Redis:

@@ -1,21 +1,30 @@
-"""One frozen settings object, built once from the environment plus flags (flags win).
+"""One frozen settings object, built once per process from the environment plus flags.
 
-Every tunable the domain code reads lives here; nothing else calls ``os.getenv``. Problems are
-collected and reported together in one ConfigurationError.
+Every setting any process reads lives here, the Celery and metrics ones included; nothing else
+reads ``os.environ``. Problems are collected and reported together in one ConfigurationError.
+
+``settings()`` is the one accessor: the settings a command installed (``install``, after
+parsing its flags, which win over the environment) or, the first time it is called, those read
+from the environment. What is built from the settings (AWS clients, the Redis connection, table
+descriptions) registers with ``on_change`` and is dropped when other settings are installed.
+Table locations are parsed here too (``Settings.table``), with the process's environment, so
+that ``HOST:PORT/TABLE`` takes ``AWS_REGION`` and ``local/TABLE`` the DynamoDB endpoint.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
-from functools import lru_cache
 from typing import Any
 
 from tasks.core.errors import ConfigurationError
+from tasks.core.locations import PRIMARY, Table, TableLocation, parse_table
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 SIDES = ("primary", "replica", "s3")
+UNSIGNED = frozenset({"metrics_port"})  # may be 0 (off); every other number must be positive
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,16 @@ class Settings:
     keys_per_message: int = 100
     # seconds after which a key marked pending (waiting in the queue) may be enqueued again
     pending_ttl: float = 300.0
+    # Celery: the broker, results, and when an unacknowledged message is delivered again
+    broker_url: str = DEFAULT_REDIS_URL
+    result_backend: str = DEFAULT_REDIS_URL
+    visibility_timeout: int = 3600
+    restore_interval: int = 60
+    # the Prometheus endpoint of a worker (0: none)
+    metrics_port: int = 0
+    metrics_address: str = "0.0.0.0"
+    # the environment the settings were read from (table locations, child processes)
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def side(self, name: str) -> SideCredentials:
         return self.credentials.get(name, SideCredentials())
@@ -58,6 +77,14 @@ class Settings:
     def key(self, *parts: str) -> str:
         """A Redis key in the project's namespace."""
         return ":".join((self.namespace, *parts))
+
+    def location(self, text: str) -> TableLocation:
+        """Parse a table location with this process's region and endpoint settings."""
+        return parse_table(text, self.environ)
+
+    def table(self, text: str, side: str = PRIMARY) -> Table:
+        """A table handle: the parsed location, reached with ``side``'s credentials."""
+        return Table(self.location(text), side)
 
     def with_overrides(self, **overrides: Any) -> Settings:
         values = {k: v for k, v in overrides.items() if v is not None}
@@ -70,6 +97,9 @@ _INT_FIELDS = {
     "task_max_attempts": "REPLICATOR_TASK_MAX_ATTEMPTS",
     "guard_max_rounds": "REPLICATOR_GUARD_MAX_ROUNDS",
     "keys_per_message": "REPLICATOR_KEYS_PER_MESSAGE",
+    "visibility_timeout": "REPLICATOR_VISIBILITY_TIMEOUT",
+    "restore_interval": "REPLICATOR_RESTORE_INTERVAL",
+    "metrics_port": "REPLICATOR_METRICS_PORT",
 }
 _FLOAT_FIELDS = {
     "aws_connect_timeout": "REPLICATOR_AWS_CONNECT_TIMEOUT",
@@ -85,10 +115,13 @@ _FLOAT_FIELDS = {
 def from_env(env: Mapping[str, str]) -> Settings:
     """Build settings from an environment mapping; raise one error listing every problem."""
     problems: list[str] = []
+    broker = env.get("CELERY_BROKER_URL") or DEFAULT_REDIS_URL
     values: dict[str, Any] = {
-        "redis_url": env.get("REPLICATOR_REDIS_URL")
-        or env.get("CELERY_BROKER_URL")
-        or DEFAULT_REDIS_URL,
+        "environ": dict(env),
+        "redis_url": env.get("REPLICATOR_REDIS_URL") or broker,
+        "broker_url": broker,
+        "result_backend": env.get("CELERY_RESULT_BACKEND") or broker,
+        "metrics_address": env.get("REPLICATOR_METRICS_ADDRESS") or "0.0.0.0",
         "namespace": env.get("REPLICATOR_NAMESPACE", "replicator"),
         "default_region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         "credentials": {
@@ -101,10 +134,10 @@ def from_env(env: Mapping[str, str]) -> Settings:
         },
     }
     for name, var in {**_INT_FIELDS, **_FLOAT_FIELDS}.items():
-        if env.get(var):
+        if env.get(var, "").strip():
             kind = int if name in _INT_FIELDS else float
             try:
-                values[name] = kind(env[var])
+                values[name] = kind(env[var].strip())
             except ValueError:
                 problems.append(f"{var}={env[var]!r} is not a number")
     if problems:
@@ -116,8 +149,10 @@ def _validated(settings: Settings) -> Settings:
     problems = [
         f"{f.name} must be positive"
         for f in fields(settings)
-        if f.type in ("int", "float") and getattr(settings, f.name) <= 0
+        if f.type in ("int", "float") and f.name not in UNSIGNED and getattr(settings, f.name) <= 0
     ]
+    if not 0 <= settings.metrics_port <= 65535:
+        problems.append(f"REPLICATOR_METRICS_PORT={settings.metrics_port} is not a port number")
     if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         problems.append(f"the Redis URL {settings.redis_url!r} must start with redis://")
     if not 1 <= settings.keys_per_message <= 100:
@@ -127,17 +162,36 @@ def _validated(settings: Settings) -> Settings:
     return settings
 
 
-@lru_cache(maxsize=1)
+_lock = threading.Lock()
+_current: list[Settings] = []
+_listeners: list[Callable[[], None]] = []
+
+
 def settings() -> Settings:
     """The process's settings: installed by a command, or read from the environment once."""
-    return _installed[-1] if _installed else from_env(os.environ)
+    with _lock:
+        if not _current:
+            _current.append(from_env(os.environ))
+        return _current[0]
 
 
 def install(value: Settings) -> None:
     """Make ``value`` the process's settings (commands call this once, after parsing flags)."""
-    settings.cache_clear()
-    _installed.clear()
-    _installed.append(value)
+    _replace([value])
 
 
-_installed: list[Settings] = []
+def reset() -> None:
+    """Forget the settings: the next ``settings()`` reads the environment again (tests)."""
+    _replace([])
+
+
+def on_change(forget: Callable[[], None]) -> None:
+    """Call ``forget`` whenever other settings are installed (to drop what was built from them)."""
+    _listeners.append(forget)
+
+
+def _replace(value: list[Settings]) -> None:
+    with _lock:
+        _current[:] = value
+    for forget in _listeners:
+        forget()

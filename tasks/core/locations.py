@@ -8,7 +8,12 @@ Table locations::
     local/orders                      the endpoint in AWS_ENDPOINT_URL(_DYNAMODB)
 
 For endpoint locations the region comes from AWS_REGION / AWS_DEFAULT_REGION (us-east-1 when
-unset). S3 locations are ``s3://bucket/prefix``.
+unset), or from a ``?region=NAME`` suffix. ``TableLocation.spec`` writes a location so that any
+process parses it back to the same table whatever its environment: that is the form messages and
+job records carry; ``str()`` is the form people read. S3 locations are ``s3://bucket/prefix``.
+
+A ``Table`` is the handle the DynamoDB access takes: a location and the side (``primary`` or
+``replica``) whose credentials reach it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from tasks.core.errors import ConfigurationError, InvalidInputError
 
@@ -26,6 +31,7 @@ _TABLE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
 _LOCATION_HELP = "expected REGION/TABLE, HOST:PORT/TABLE or http(s)://HOST[:PORT]/TABLE"
+PRIMARY, REPLICA, S3 = "primary", "replica", "s3"  # whose credentials reach a resource
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,26 @@ class TableLocation:
         if self.endpoint_url:
             return f"{self.endpoint_url}/{self.table}"
         return f"{self.region}/{self.table}"
+
+    @property
+    def spec(self) -> str:
+        """The location with its region spelled out: parses back to this location anywhere."""
+        return f"{self}?region={self.region}" if self.endpoint_url else str(self)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table handle: where the table is and which side's credentials reach it."""
+
+    location: TableLocation
+    side: str = PRIMARY
+
+    @property
+    def name(self) -> str:
+        return self.location.table
+
+    def __str__(self) -> str:
+        return str(self.location)
 
 
 @dataclass(frozen=True)
@@ -59,11 +85,21 @@ class S3Location:
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
 
-def parse_table(text: str, env: Mapping[str, str] | None = None) -> TableLocation:
-    """Parse a table location; raise InvalidInputError naming what is wrong."""
-    env = env if env is not None else {}
+def shown(spec: str) -> str:
+    """How people see a location that a message or job record carries (``spec``)."""
+    return spec.partition("?region=")[0]
+
+
+def parse_table(text: str, env: Mapping[str, str]) -> TableLocation:
+    """Parse a table location with the process's environment ``env`` (region, endpoint).
+
+    Raise InvalidInputError naming what is wrong.
+    """
     if not isinstance(text, str) or "/" not in text:
         raise InvalidInputError(f"invalid table location {text!r}: {_LOCATION_HELP}")
+    text, region = _region_suffix(text)
+    if region:
+        env = {**env, "AWS_REGION": region}
     if "://" in text:
         return _parse_url(text, env)
     where, table = text.rsplit("/", 1)
@@ -81,6 +117,17 @@ def parse_table(text: str, env: Mapping[str, str] | None = None) -> TableLocatio
     if _HOST_PORT.match(where) and 0 < int(where.rsplit(":", 1)[1]) < 65536:
         return TableLocation(table=table, region=_env_region(env), endpoint_url=f"http://{where}")
     raise InvalidInputError(f"invalid table location {text!r}: {_LOCATION_HELP}")
+
+
+def _region_suffix(text: str) -> tuple[str, str | None]:
+    """``LOCATION?region=NAME`` -> (LOCATION, NAME); other locations unchanged."""
+    where, mark, query = text.partition("?")
+    if not mark:
+        return text, None
+    regions = parse_qs(query).get("region", [])
+    if len(regions) != 1 or not _REGION.match(regions[0]) or set(parse_qs(query)) != {"region"}:
+        raise InvalidInputError(f"invalid table location {text!r}: the only suffix is ?region=NAME")
+    return where, regions[0]
 
 
 def _parse_url(text: str, env: Mapping[str, str]) -> TableLocation:

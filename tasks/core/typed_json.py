@@ -96,14 +96,14 @@ def from_wire(item: Mapping[str, Any]) -> Item:
     return {name: _convert(value, _unb64) for name, value in item.items()}
 
 
+def compact_json(wire: Any) -> str:
+    """JSON with keys sorted and no spaces: the one serialization canonical forms use."""
+    return json.dumps(wire, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(item: Mapping[str, Any]) -> str:
     """Typed wire JSON, attributes sorted by name, no spaces: the identity of a key."""
-    return json.dumps(to_wire(item), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def key_id(key: Mapping[str, Any]) -> str:
-    """Hex SHA-256 of a key's canonical JSON (the incremental backup object name)."""
-    return hashlib.sha256(canonical_json(key).encode("utf-8")).hexdigest()
+    return compact_json(to_wire(item))
 
 
 def key_of(item: Mapping[str, Any], schema: KeySchema) -> Item:
@@ -212,25 +212,25 @@ def _typed_from_plain(raw: Mapping[str, Any], schema: KeySchema) -> Item:
     return typed
 
 
-def _canonical_value(value: Mapping[str, Any]) -> Any:
-    """A JSON-able form of a typed value, identical exactly when DynamoDB calls them equal."""
+def _equality_wire(value: Mapping[str, Any]) -> Any:
+    """A typed value in wire form with numbers normalized and sets sorted: identical exactly when
+    DynamoDB calls two values equal."""
     ((tag, inner),) = value.items()
     if tag == "N":
-        return ["N", str(_number(inner).normalize(_NUMBERS))]
+        return {"N": str(_number(inner).normalize(_NUMBERS))}
     if tag == "B":
-        return ["B", _b64(_unb64(inner))]
+        return {"B": _b64(_unb64(inner))}
     if tag in ("SS", "NS", "BS"):
-        return [tag, sorted(_canonical_value({tag[0]: v})[1] for v in inner)]
+        return {tag: sorted(_equality_wire({tag[0]: v})[tag[0]] for v in inner)}
     if tag == "M":
-        return ["M", {k: _canonical_value(v) for k, v in inner.items()}]
+        return {"M": {k: _equality_wire(v) for k, v in inner.items()}}
     if tag == "L":
-        return ["L", [_canonical_value(v) for v in inner]]
-    return [tag, inner]
+        return {"L": [_equality_wire(v) for v in inner]}
+    return {tag: inner}
 
 
 def item_digest(item: Mapping[str, Any], ignore: Iterable[str] = ()) -> str:
     """A short hash of an item: equal digests exactly when ``items_equal`` (same ``ignore``)."""
     skip = set(ignore)
-    body = {k: _canonical_value(v) for k, v in item.items() if k not in skip}
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = compact_json({k: _equality_wire(v) for k, v in item.items() if k not in skip})
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()

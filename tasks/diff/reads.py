@@ -1,6 +1,6 @@
 """The reads of a segment diff: one side's scan pages and consistent point reads.
 
-``Table`` is what ``tasks.diff.SegmentDiff`` reads through: ``DynamoTable`` for real tables
+``Side`` is what ``tasks.diff.segment.SegmentDiff`` reads through: ``DynamoTable`` for real tables
 (``tasks.dynamo``), or an in-memory table in tests. ``ReadAhead`` keeps the next scan page in
 flight while the current one is compared.
 """
@@ -14,34 +14,33 @@ from typing import Protocol
 
 from tasks.aws import dynamo
 from tasks.core.errors import PermanentError, TransientError
-from tasks.core.locations import TableLocation
+from tasks.core.keys import Key
+from tasks.core.locations import Table
 from tasks.core.typed_json import Item
 
 ScanPage = tuple[list[Item], Item | None]
 
 
-class Table(Protocol):
+class Side(Protocol):
     """One side's reads: a segment's scan pages and strongly consistent point reads."""
 
     def scan(
         self, segment: int, segments: int, start_key: Item | None, page_size: int | None
     ) -> Iterator[ScanPage]: ...
 
-    def get(self, keys: Sequence[Item]) -> dict[str, Item]:
+    def get(self, keys: Sequence[Key]) -> dict[str, Item]:
         """Items that exist, by canonical key JSON; raises when a key could not be read."""
 
 
 @dataclass(frozen=True)
 class DynamoTable:
-    location: TableLocation
-    side: str
+    table: Table
 
     def scan(
         self, segment: int, segments: int, start_key: Item | None, page_size: int | None
     ) -> Iterator[ScanPage]:
         return dynamo.scan_pages(
-            self.location,
-            self.side,
+            self.table,
             segment,
             segments,
             start_key,
@@ -49,14 +48,12 @@ class DynamoTable:
             page_size=page_size,
         )
 
-    def get(self, keys: Sequence[Item]) -> dict[str, Item]:
-        result = dynamo.batch_get(self.location, self.side, keys, consistent=True)
+    def get(self, keys: Sequence[Key]) -> dict[str, Item]:
+        result = dynamo.batch_get(self.table, keys, consistent=True)
         if result.failed:
             first = next(iter(result.failed.values()))
             error = TransientError if first.retryable else PermanentError
-            raise error(
-                f"could not read {len(result.failed)} keys of {self.location}: {first.reason}"
-            )
+            raise error(f"could not read {len(result.failed)} keys of {self.table}: {first.reason}")
         return result.found
 
 

@@ -24,7 +24,8 @@ from tasks.aws import dynamo
 from tasks.aws.dynamo import Failure
 from tasks.coord.ratelimit import RateLimiter
 from tasks.coord.redis_conn import connection
-from tasks.core.locations import parse_table
+from tasks.core.config import settings
+from tasks.core.keys import Key
 from tasks.core.typed_json import (
     Item,
     KeySchema,
@@ -46,11 +47,11 @@ from tasks.diff.match import (
     differing_attributes,
     judge,
 )
-from tasks.diff.reads import DynamoTable, ReadAhead, Table
+from tasks.diff.reads import DynamoTable, ReadAhead, Side
 from tasks.jobs.model import Job, Page, Work
 from tasks.replication.sync import ReplicaSink, sync_keys
 
-Repair = Callable[[Sequence[Item]], Mapping[str, Failure]]
+Repair = Callable[[Sequence[Key]], Mapping[str, Failure]]
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,8 @@ def record(
     return json.dumps(line, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _key(cid: str) -> Item:
-    return from_wire(json.loads(cid))
+def _key(cid: str) -> Key:
+    return Key.from_canonical(cid)
 
 
 class SegmentDiff:
@@ -144,7 +145,7 @@ class SegmentDiff:
         segment: int,
         segments: int,
         *,
-        tables: Mapping[str, Table],
+        tables: Mapping[str, Side],
         schema: KeySchema,
         repair: Repair | None = None,
         limiter: RateLimiter | None = None,
@@ -304,15 +305,16 @@ class SegmentDiff:
 
 def segment_diff(options: DiffOptions, segment: int, segments: int, job_id: str) -> SegmentDiff:
     """A SegmentDiff over the real tables (schemas checked), with repair and rate limit wired."""
-    primary, replica = parse_table(options.primary), parse_table(options.replica)
+    cfg = settings()
+    primary, replica = cfg.table(options.primary), cfg.table(options.replica, REPLICA)
     schema = dynamo.same_schema(primary, replica)
 
-    def repair(keys: Sequence[Item]) -> Mapping[str, Failure]:
+    def repair(keys: Sequence[Key]) -> Mapping[str, Failure]:
         return sync_keys(primary, ReplicaSink(replica), keys).failed
 
     writes = options.repair or options.backfill
     limiter = RateLimiter(connection(), job_id, options.rate) if options.rate else None
-    tables = {PRIMARY: DynamoTable(primary, PRIMARY), REPLICA: DynamoTable(replica, REPLICA)}
+    tables = {PRIMARY: DynamoTable(primary), REPLICA: DynamoTable(replica)}
     return SegmentDiff(
         options,
         segment,

@@ -8,8 +8,6 @@ Prometheus conventions (``_total`` counters, ``_seconds`` units) and are listed 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from prometheus_client import start_http_server
 from prometheus_client.registry import Collector, CollectorRegistry
 
@@ -18,18 +16,6 @@ from tasks.core.errors import ConfigurationError
 
 class MetricsPortError(ConfigurationError):
     """The metrics port cannot be bound."""
-
-
-def port_from_env(env: Mapping[str, str]) -> int:
-    """``REPLICATOR_METRICS_PORT``: 0 or absent means no metrics endpoint."""
-    raw = env.get("REPLICATOR_METRICS_PORT", "").strip() or "0"
-    try:
-        port = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"REPLICATOR_METRICS_PORT={raw!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise ConfigurationError(f"REPLICATOR_METRICS_PORT={port} is not a port number")
-    return port
 
 
 def serve(port: int, collector: Collector, address: str = "0.0.0.0") -> CollectorRegistry:

@@ -25,8 +25,8 @@ from tasks.coord.redis_conn import connection
 from tasks.core import logs
 from tasks.core.config import settings
 from tasks.core.errors import InvalidInputError, NotFoundError, PermanentError, TransientError
-from tasks.core.locations import parse_table
-from tasks.core.typed_json import canonical_json, from_wire, to_wire
+from tasks.core.keys import Key
+from tasks.core.locations import Table
 from tasks.replication.failures import settle
 from tasks.replication.sync import Sink, sync_keys
 
@@ -50,7 +50,7 @@ def run_message(
     kind: str,
     primary: str,
     target: str,
-    sink: Callable[[], Sink],
+    sink: Callable[[], tuple[Table, Sink]],
     keys: list[dict[str, Any]],
     created: list[float] | None,
     session: str | None,
@@ -76,7 +76,7 @@ def run_batch(
     kind: str,
     primary: str,
     target: str,
-    sink: Callable[[], Sink],
+    sink: Callable[[], tuple[Table, Sink]],
     keys: list[dict[str, Any]],
     created: list[float] | None,
     session: str | None,
@@ -86,33 +86,31 @@ def run_batch(
 ) -> dict[str, int]:
     """Make ``target`` match ``primary`` for ``keys`` (wire form); returns the counts."""
     started = time.monotonic()
-    client_keys = [from_wire(k) for k in keys]
+    cfg = settings()
+    source, destination = sink()
+    typed = [Key.from_wire(k) for k in keys]
     try:
         outcome = sync_keys(
-            parse_table(primary),
-            sink(),
-            client_keys,
-            created or (),
-            session,
-            settings().guard_max_rounds,
+            source, destination, typed, created or (), session, cfg.guard_max_rounds
         )
         failed, counts = outcome.failed, outcome.counts()
     except (*PERMANENT, TransientError) as exc:
         retryable = isinstance(exc, TransientError)
-        failed = {canonical_json(k): Failure(str(exc), retryable) for k in client_keys}
+        failed = {k.canonical: Failure(str(exc), retryable) for k in typed}
         counts = {"failed": len(failed)}
 
     def retry(again: list[dict[str, Any]], countdown: float) -> None:
-        send((primary, target, [to_wire(k) for k in again]), {"attempt": attempt + 1}, countdown)
+        send((primary, target, again), {"attempt": attempt + 1}, countdown)
 
-    retried, dead = settle(kind, primary, target, failed, attempt, retry)
-    _count(target, {"failed": len(failed), "retried": retried, "dead_lettered": dead})
+    shown = str(source), destination.name
+    retried, dead = settle(kind, *shown, failed, attempt, retry)
+    _count(destination.name, {"failed": len(failed), "retried": retried, "dead_lettered": dead})
     summary = {**counts, "keys": len(keys), "retried": retried, "dead_lettered": dead}
     log.info(
         kind,
         task_id=task_id,
-        primary=primary,
-        target=target,
+        primary=shown[0],
+        target=shown[1],
         seconds=round(time.monotonic() - started, 3),
         **summary,
     )

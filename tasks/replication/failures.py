@@ -16,7 +16,6 @@ from tasks.coord import deadletters
 from tasks.coord.redis_conn import connection
 from tasks.core.backoff import delay
 from tasks.core.config import settings
-from tasks.core.typed_json import from_wire
 
 Retry = Callable[[list[dict[str, Any]], float], None]
 
@@ -35,7 +34,9 @@ def settle(
     again = [k for k, f in failed.items() if f.retryable and not final]
     dead = {k: f.reason for k, f in failed.items() if not f.retryable or final}
     if again:
-        keys = [from_wire(json.loads(k)) for k in again]
-        retry(keys, delay(attempt, cfg.task_backoff_base, cfg.task_backoff_cap))
+        retry(
+            [json.loads(k) for k in again],
+            delay(attempt, cfg.task_backoff_base, cfg.task_backoff_cap),
+        )
     deadletters.record(connection(), kind, source, target, dead, attempt + 1)
     return len(again), len(dead)

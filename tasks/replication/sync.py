@@ -13,7 +13,7 @@ failure), because the other task's write may have landed before ours.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,8 +23,9 @@ from tasks.coord import pending, stats
 from tasks.coord.guard import StaleWriteGuard
 from tasks.coord.redis_conn import connection
 from tasks.core.errors import InvalidInputError, ReplicatorError, TransientError
-from tasks.core.locations import TableLocation
-from tasks.core.typed_json import Item, KeySchema, canonical_json, key_id, validate_key
+from tasks.core.keys import Key
+from tasks.core.locations import Table
+from tasks.core.typed_json import Item, KeySchema, validate_key
 
 
 class Sink(Protocol):
@@ -37,23 +38,23 @@ class Sink(Protocol):
     def prepare(self, primary_schema: KeySchema) -> None:
         """Check once per call that the target can take this primary's keys."""
 
-    def write(self, present: Sequence[Item], absent: Sequence[Item]) -> dict[str, Failure]:
+    def write(self, present: Sequence[Item], absent: Sequence[Key]) -> dict[str, Failure]:
         """Put present items, remove absent keys; failed keys by canonical JSON."""
 
 
 @dataclass
 class ReplicaSink:
-    replica: TableLocation
+    replica: Table
 
     @property
     def name(self) -> str:
         return str(self.replica)
 
     def prepare(self, primary_schema: KeySchema) -> None:
-        dynamo.require_schema(self.replica, "replica", primary_schema, "the primary")
+        dynamo.require_schema(self.replica, primary_schema, "the primary")
 
-    def write(self, present: Sequence[Item], absent: Sequence[Item]) -> dict[str, Failure]:
-        return dynamo.batch_write(self.replica, "replica", present, absent)
+    def write(self, present: Sequence[Item], absent: Sequence[Key]) -> dict[str, Failure]:
+        return dynamo.batch_write(self.replica, present, absent)
 
 
 @dataclass
@@ -84,100 +85,97 @@ class Outcome:
 
 
 def sync_keys(
-    primary: TableLocation,
+    primary: Table,
     sink: Sink,
-    keys: Sequence[Mapping[str, object]],
+    keys: Sequence[Key],
     created: Sequence[float] = (),
     session: str | None = None,
     max_rounds: int = 5,
 ) -> Outcome:
-    """Make ``sink`` match ``primary`` for ``keys`` (client form, distinct)."""
+    """Make ``sink`` match ``primary`` for ``keys`` (distinct); ``created`` aligns with keys."""
     outcome = Outcome()
-    schema = dynamo.schema(primary, "primary")
+    schema = dynamo.schema(primary)
     sink.prepare(schema)
     todo = _valid_keys(keys, schema, outcome)
-    created_by_id = dict(zip((canonical_json(k) for k in keys), created, strict=False))
+    created_by_key = dict(zip((k.canonical for k in keys), created, strict=False))
     guard = StaleWriteGuard(connection(), sink.name)
-    release = [key_id(k) for k in keys]
+    release = [k.id for k in keys]
     for _ in range(max_rounds):
         if not todo:
             break
-        todo = _round(primary, sink, todo, guard, outcome, release, session, created_by_id)
+        todo = _round(primary, sink, todo, guard, outcome, release, session, created_by_key)
         release = []
     for key in todo:
-        outcome.failed[canonical_json(key)] = Failure("another task kept writing this key")
+        outcome.failed[key.canonical] = Failure("another task kept writing this key")
     return outcome
 
 
-def _valid_keys(
-    keys: Sequence[Mapping[str, object]], schema: KeySchema, outcome: Outcome
-) -> list[Item]:
+def _valid_keys(keys: Sequence[Key], schema: KeySchema, outcome: Outcome) -> list[Key]:
     valid = []
     for key in keys:
         try:
-            valid.append(validate_key(key, schema))
+            validate_key(key.item, schema)
         except InvalidInputError as exc:
-            outcome.failed[canonical_json(key)] = Failure(str(exc), retryable=False)
+            outcome.failed[key.canonical] = Failure(str(exc), retryable=False)
+        else:
+            valid.append(key)
     return valid
 
 
 def _round(
-    primary: TableLocation,
+    primary: Table,
     sink: Sink,
-    keys: list[Item],
+    keys: list[Key],
     guard: StaleWriteGuard,
     outcome: Outcome,
     release: list[str],
     session: str | None,
-    created_by_id: dict[str, float],
-) -> list[Item]:
+    created_by_key: dict[str, float],
+) -> list[Key]:
     """One claim-read-write-check round; returns the keys that must go round again."""
     outcome.rounds += 1
-    ids = {canonical_json(k): k for k in keys}
-    hashed = {cid: key_id(k) for cid, k in ids.items()}
     pipe = connection().pipeline(transaction=False)
     pending.release(pipe, sink.name, session, release)
-    token = guard.claim(list(hashed.values()), pipe)
+    token = guard.claim([k.id for k in keys], pipe)
     pipe.execute()
 
     read = _read(primary, keys)
     outcome.reads += len(keys)
     # A key that a newer task claimed while we read is left to it: it reads after us.
-    superseded = set(guard.contended(list(hashed.values()), token))
-    mine = {cid: k for cid, k in ids.items() if hashed[cid] not in superseded}
-    present = [item for cid, item in read.found.items() if cid in mine]
-    absent = [k for cid, k in mine.items() if cid not in read.found and cid not in read.failed]
-    failed = {cid: f for cid, f in read.failed.items() if cid in mine}
+    superseded = set(guard.contended([k.id for k in keys], token))
+    mine = [k for k in keys if k.id not in superseded]
+    present = [read.found[k.canonical] for k in mine if k.canonical in read.found]
+    absent = [k for k in mine if k.canonical not in read.found and k.canonical not in read.failed]
+    failed = {k.canonical: read.failed[k.canonical] for k in mine if k.canonical in read.failed}
     failed.update(sink.write(present, absent) if present or absent else {})
     outcome.failed.update(failed)
-    outcome.superseded += len(ids) - len(mine)
 
-    written = [cid for cid in mine if cid not in failed]
-    contended = set(guard.contended([hashed[c] for c in written], token))
-    again = [ids[c] for c in written if hashed[c] in contended]
-    done = [c for c in written if hashed[c] not in contended]
-    puts = sum(1 for c in done if c in read.found)
+    written = [k for k in mine if k.canonical not in failed]
+    contended = set(guard.contended([k.id for k in written], token))
+    again = [k for k in written if k.id in contended]
+    done = [k for k in written if k.id not in contended]
+    puts = sum(1 for k in done if k.canonical in read.found)
     counts = {
         "reads": len(keys),
         "puts": puts,
         "deletes": len(done) - puts,
         "contended": len(again),
-        "superseded": len(ids) - len(mine),
+        "superseded": len(keys) - len(mine),
     }
     outcome.contended += len(again)
+    outcome.superseded += len(keys) - len(mine)
     outcome.puts += puts
     outcome.deletes += len(done) - puts
-    _record(sink.name, counts, [created_by_id.get(c, 0.0) for c in done])
+    _record(sink.name, counts, [created_by_key.get(k.canonical, 0.0) for k in done])
     return again
 
 
-def _read(primary: TableLocation, keys: list[Item]) -> dynamo.BatchResult:
+def _read(primary: Table, keys: list[Key]) -> dynamo.BatchResult:
     try:
-        return dynamo.batch_get(primary, "primary", keys, consistent=True)
+        return dynamo.batch_get(primary, keys, consistent=True)
     except ReplicatorError as exc:
-        retryable = isinstance(exc, TransientError)
-        failure = Failure(str(exc), retryable=retryable)
-        return dynamo.BatchResult(found={}, failed={canonical_json(k): failure for k in keys})
+        failure = Failure(str(exc), retryable=isinstance(exc, TransientError))
+        return dynamo.BatchResult(found={}, failed={k.canonical: failure for k in keys})
 
 
 def _record(target: str, counts: dict[str, int], created: list[float]) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from tasks.backup.incremental import S3Sink, legacy_ids
-from tasks.core.locations import parse_s3, parse_table
-from tasks.core.typed_json import key_id
+from tasks.core.keys import Key
+from tasks.core.locations import parse_s3
 from tasks.replication.sync import sync_keys
 from tests.integration.test_backup_incremental import make_bucket, run, run_here
 from tests.support.servers import wait_until
-from tests.support.tables import client, create_table, scan_all
+from tests.support.tables import client, create_table, scan_all, table
 
 
 def _phase(moto_url: str, puts: dict[str, str], deletes: list[str]) -> float:
@@ -30,7 +30,7 @@ def _phase(moto_url: str, puts: dict[str, str], deletes: list[str]) -> float:
         ddb.delete_item(TableName="primary", Key={"id": {"S": key}})
     sink = S3Sink(parse_s3("s3://backups/inc"), "primary")
     keys = [{"id": {"S": k}} for k in [*puts, *deletes]]
-    assert sync_keys(parse_table(f"{moto_url}/primary"), sink, keys).failed == {}
+    assert sync_keys(table(f"{moto_url}/primary"), sink, [Key.of(k) for k in keys]).failed == {}
     moment = time.time()
     time.sleep(math.ceil(moment) - moment + 0.05)
     return moment
@@ -162,7 +162,7 @@ def test_producer_backup_writes_each_change_as_one_version(
     ]
 
     def current(key: str) -> str | None:
-        name = f"inc/primary/{key_id({'id': {'S': key}})}"
+        name = f"inc/primary/{Key.of({'id': {'S': key}}).id}"
         try:
             body = s3.get_object(Bucket="backups", Key=name)["Body"].read()
         except s3.exceptions.NoSuchKey:
@@ -177,7 +177,7 @@ def test_producer_backup_writes_each_change_as_one_version(
         wait_until(lambda k=key, v=value: current(k) == v, 60, f"{key} backed up as {value}")
 
     def versions(key: str) -> list[str | None]:
-        name = f"inc/primary/{key_id({'id': {'S': key}})}"
+        name = f"inc/primary/{Key.of({'id': {'S': key}}).id}"
         listing = s3.list_object_versions(Bucket="backups", Prefix=name)
         stored = [
             json.loads(
@@ -207,7 +207,7 @@ def test_restores_the_original_tools_md5_named_objects(env: dict[str, str], moto
     create_table(moto_url, "target")
     s3 = make_bucket(moto_url)
     for key in ("one", "two"):
-        (legacy,) = legacy_ids({"id": {"S": key}})
+        (legacy,) = legacy_ids(Key.of({"id": {"S": key}}))
         body = json.dumps({"id": {"S": key}, "v": {"S": f"legacy-{key}"}}).encode()
         s3.put_object(Bucket="backups", Key=f"old/primary/{legacy}", Body=body)
     later = _iso(time.time() + 2)

@@ -20,11 +20,11 @@ from tasks.aws import s3 as s3_objects
 from tasks.aws.dynamo import Failure
 from tasks.backup.history import history
 from tasks.backup.incremental import S3Sink, legacy_ids
-from tasks.core.locations import parse_s3, parse_table
-from tasks.core.typed_json import key_id
+from tasks.core.keys import Key
+from tasks.core.locations import parse_s3
 from tasks.replication.sync import sync_keys
 from tests.support.servers import wait_until
-from tests.support.tables import client, create_table
+from tests.support.tables import client, create_table, table
 from worker.app import app
 
 BIN = Path(sys.executable).parent
@@ -71,7 +71,7 @@ def stored_versions(s3: Any, bucket: str, key: str) -> list[Any]:
 
 def _backup(moto_url: str, keys: list[dict[str, Any]]) -> None:
     sink = S3Sink(parse_s3("s3://backups/inc"), "primary")
-    outcome = sync_keys(parse_table(f"{moto_url}/primary"), sink, keys)
+    outcome = sync_keys(table(f"{moto_url}/primary"), sink, [Key.of(k) for k in keys])
     assert outcome.failed == {}
 
 
@@ -80,7 +80,7 @@ def test_stream_sequences_leave_exactly_the_right_versions(
 ) -> None:
     create_table(moto_url, "primary")
     s3, ddb = make_bucket(moto_url), client(moto_url)
-    name = {k: f"inc/primary/{key_id({'id': {'S': k}})}" for k in ("ins", "mod", "del", "mix")}
+    name = {k: f"inc/primary/{Key.of({'id': {'S': k}}).id}" for k in ("ins", "mod", "del", "mix")}
 
     def change(key: str, value: str | None) -> None:
         if value is None:
@@ -123,7 +123,8 @@ def test_backup_record_task_in_a_worker(
     s3, ddb = make_bucket(moto_url), client(moto_url)
     for i in range(30):
         ddb.put_item(TableName="primary", Item={"id": {"S": f"k{i}"}, "n": {"N": str(i)}})
-    s3.put_object(Bucket="backups", Key=f"inc/primary/{key_id({'id': {'S': 'gone'}})}", Body=b"{}")
+    gone = Key.of({"id": {"S": "gone"}})
+    s3.put_object(Bucket="backups", Key=f"inc/primary/{gone.id}", Body=b"{}")
     start_worker()
     keys = [{"id": {"S": f"k{i}"}} for i in range(30)] + [{"id": {"S": "gone"}}]
 
@@ -138,9 +139,9 @@ def test_backup_record_task_in_a_worker(
         found = s3.list_objects_v2(Bucket="backups", Prefix="inc/primary/").get("Contents", [])
         return sorted(o["Key"] for o in found)
 
-    expected = sorted(f"inc/primary/{key_id(k)}" for k in keys[:30])
+    expected = sorted(f"inc/primary/{Key.of(k).id}" for k in keys[:30])
     wait_until(lambda: listed() == expected, 30, "30 objects and the deleted one gone")
-    body = s3.get_object(Bucket="backups", Key=f"inc/primary/{key_id(keys[7])}")["Body"].read()
+    body = s3.get_object(Bucket="backups", Key=f"inc/primary/{Key.of(keys[7]).id}")["Body"].read()
     assert json.loads(body) == {"id": {"S": "k7"}, "n": {"N": "7"}}
 
 
@@ -171,7 +172,7 @@ def test_record_commands_backup_diff_and_history(env: dict[str, str], moto_url: 
 def test_history_reads_the_original_tools_layout(env: dict[str, str], moto_url: str) -> None:
     create_table(moto_url, "primary")
     s3 = make_bucket(moto_url)
-    (legacy,) = legacy_ids({"id": {"S": "old"}})
+    (legacy,) = legacy_ids(Key.of({"id": {"S": "old"}}))
     s3.put_object(Bucket="backups", Key=f"inc/primary/{legacy}", Body=b'{"id":{"S":"old"}}')
 
     shown = run(
@@ -216,7 +217,7 @@ def test_history_follows_every_page_of_the_listing(
     ddb.delete_item(TableName="primary", Key={"id": {"S": "k"}})
     _backup(moto_url, [{"id": {"S": "k"}}])
 
-    entries = list(history(parse_s3("s3://backups/inc/primary"), {"id": {"S": "k"}}))
+    entries = list(history(parse_s3("s3://backups/inc/primary"), Key.of({"id": {"S": "k"}})))
 
     assert [e.item["v"]["N"] if e.item else None for e in entries] == [
         "0",
@@ -250,8 +251,8 @@ def test_an_older_read_written_late_does_not_stay(env: dict[str, str], moto_url:
     ddb.put_item(TableName="primary", Item={**key, "v": {"S": "old"}})
     held = HeldS3Sink(parse_s3("s3://backups/inc"), "primary")
     held.reached, held.go = threading.Event(), threading.Event()
-    primary = parse_table(f"{moto_url}/primary")
-    task_a = threading.Thread(target=sync_keys, args=(primary, held, [key]))
+    primary = table(f"{moto_url}/primary")
+    task_a = threading.Thread(target=sync_keys, args=(primary, held, [Key.of(key)]))
     task_a.start()
     assert held.reached.wait(20)  # A has read "old" and is about to write it
 
@@ -260,7 +261,7 @@ def test_an_older_read_written_late_does_not_stay(env: dict[str, str], moto_url:
     held.go.set()  # A's older write lands now
     task_a.join(20)
 
-    name = f"inc/primary/{key_id(key)}"
+    name = f"inc/primary/{Key.of(key).id}"
     body = json.loads(s3.get_object(Bucket="backups", Key=name)["Body"].read())
     assert body["v"] == {"S": "new"}
     assert stored_versions(s3, "backups", name)[-1]["v"] == {"S": "new"}

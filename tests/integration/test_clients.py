@@ -6,13 +6,14 @@ import pytest
 
 from tasks.aws import clients
 from tasks.core import config
-from tasks.core.locations import parse_table
+from tasks.core.locations import REPLICA
+from tests.support.tables import table
 
 
 def test_clients_are_created_once_per_side(env: dict[str, str], moto_url: str) -> None:
-    location = parse_table(f"{moto_url}/table-1")
-    assert clients.dynamodb(location, "primary") is clients.dynamodb(location, "primary")
-    assert clients.dynamodb(location, "primary") is not clients.dynamodb(location, "replica")
+    primary, replica = table(f"{moto_url}/table-1"), table(f"{moto_url}/table-1", REPLICA)
+    assert clients.dynamodb(primary) is clients.dynamodb(table(f"{moto_url}/table-1"))
+    assert clients.dynamodb(primary) is not clients.dynamodb(replica)
 
 
 def test_replica_side_assumes_its_role(
@@ -22,16 +23,16 @@ def test_replica_side_assumes_its_role(
     monkeypatch.setenv(
         "REPLICATOR_REPLICA_ROLE_ARN", "arn:aws:iam::123456789012:role/replica-writer"
     )
-    config.settings.cache_clear()
-    location = parse_table(f"{moto_url}/table-1")
+    config.reset()
+    location = f"{moto_url}/table-1"
 
-    replica = clients.dynamodb(location, "replica")._request_signer._credentials
-    primary = clients.dynamodb(location, "primary")._request_signer._credentials
+    replica = clients.dynamodb(table(location, REPLICA))._request_signer._credentials
+    primary = clients.dynamodb(table(location))._request_signer._credentials
 
     assert primary.get_frozen_credentials().access_key == "testing"
     assumed = replica.get_frozen_credentials()
     assert assumed.access_key != "testing" and assumed.token  # temporary credentials from STS
-    replica_client = clients.dynamodb(location, "replica")
+    replica_client = clients.dynamodb(table(location, REPLICA))
     assert replica_client.list_tables()["TableNames"] == []  # and they work
 
 
@@ -43,5 +44,5 @@ def test_local_endpoint_without_credentials_gets_placeholders(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path) + "/none")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path) + "/none")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    ddb = clients.dynamodb(parse_table(f"{moto_url}/table-1"), "primary")
+    ddb = clients.dynamodb(table(f"{moto_url}/table-1"))
     assert ddb.list_tables()["TableNames"] == []

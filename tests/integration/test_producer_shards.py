@@ -16,9 +16,9 @@ from producer.poller import Poller, PollerOptions
 from producer.sources import SHARD_END
 from producer.sources.dynamodb_streams import DynamoDBStreamsSource
 from tasks.coord.redis_conn import connection
-from tasks.core.locations import parse_table
 from tests.support.fake_streams import FakeStreams, RecordingApp
 from tests.support.servers import wait_until
+from tests.support.tables import table
 
 PRIMARY = "http://127.0.0.1:1/primary"
 
@@ -29,8 +29,10 @@ def make_poller(
     consumer: str = "c",
     record_filter: RecordFilter | None = None,
 ) -> Poller:
-    source = DynamoDBStreamsSource(parse_table(PRIMARY), stream_arn=fake.arn, client=fake)
-    enqueuer = Enqueuer(app, connection(), PRIMARY, [Target("replicate", "us-east-1/replica")])
+    source = DynamoDBStreamsSource(table(PRIMARY), stream_arn=fake.arn, client=fake)
+    enqueuer = Enqueuer(
+        app, connection(), PRIMARY, [Target("replicate", "us-east-1/replica", "us-east-1/replica")]
+    )
     return Poller(
         source,
         Checkpoints(connection(), consumer),

@@ -16,11 +16,13 @@ import pytest
 
 from tasks.aws.dynamo import Failure
 from tasks.coord import guard as guard_module
-from tasks.core.locations import parse_table
+from tasks.core.keys import Key
+from tasks.core.locations import REPLICA
 from tasks.replication.sync import ReplicaSink, sync_keys
-from tests.support.tables import client, create_table, scan_all
+from tests.support.tables import client, create_table, scan_all, table
 
-KEY = {"id": {"S": "contended"}}
+ITEM_KEY = {"id": {"S": "contended"}}
+KEY = Key.of(ITEM_KEY)
 
 
 class HeldSink(ReplicaSink):
@@ -42,15 +44,15 @@ def _race(moto_url: str) -> tuple[dict[str, Any], int]:
     create_table(moto_url, "primary")
     create_table(moto_url, "replica")
     ddb = client(moto_url)
-    ddb.put_item(TableName="primary", Item={**KEY, "v": {"S": "old"}})
-    primary, replica = parse_table(f"{moto_url}/primary"), parse_table(f"{moto_url}/replica")
+    ddb.put_item(TableName="primary", Item={**ITEM_KEY, "v": {"S": "old"}})
+    primary, replica = table(f"{moto_url}/primary"), table(f"{moto_url}/replica", REPLICA)
     reached, go = threading.Event(), threading.Event()
     held = HeldSink(replica, reached, go)
     task_a = threading.Thread(target=sync_keys, args=(primary, held, [KEY]))
     task_a.start()
     assert reached.wait(20)  # A has read "old" and is about to write it
 
-    ddb.put_item(TableName="primary", Item={**KEY, "v": {"S": "new"}})
+    ddb.put_item(TableName="primary", Item={**ITEM_KEY, "v": {"S": "new"}})
     sync_keys(primary, ReplicaSink(replica), [KEY])  # task B: reads "new", writes it
     assert scan_all(moto_url, "replica")[next(iter(scan_all(moto_url, "replica")))]["v"] == {
         "S": "new"
@@ -84,8 +86,8 @@ def test_a_key_a_newer_task_claimed_during_our_read_is_left_to_it(
     create_table(moto_url, "primary")
     create_table(moto_url, "replica")
     ddb = client(moto_url)
-    ddb.put_item(TableName="primary", Item={**KEY, "v": {"S": "old"}})
-    primary, replica = parse_table(f"{moto_url}/primary"), parse_table(f"{moto_url}/replica")
+    ddb.put_item(TableName="primary", Item={**ITEM_KEY, "v": {"S": "old"}})
+    primary, replica = table(f"{moto_url}/primary"), table(f"{moto_url}/replica", REPLICA)
     reached, go = threading.Event(), threading.Event()
     real_read = sync._read
 
@@ -104,7 +106,7 @@ def test_a_key_a_newer_task_claimed_during_our_read_is_left_to_it(
     )
     task_a.start()
     assert reached.wait(20)  # A has read "old" and has not written
-    ddb.put_item(TableName="primary", Item={**KEY, "v": {"S": "new"}})
+    ddb.put_item(TableName="primary", Item={**ITEM_KEY, "v": {"S": "new"}})
     b = sync_keys(primary, ReplicaSink(replica), [KEY])  # B claims, reads "new", writes it
     go.set()
     task_a.join(20)

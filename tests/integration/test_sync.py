@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
 from tasks.coord import deadletters, stats
 from tasks.coord.redis_conn import connection
-from tasks.core.locations import parse_table
+from tasks.core.keys import Key
+from tasks.core.locations import REPLICA
 from tasks.replication.sync import ReplicaSink, sync_keys
-from tests.support.tables import client, create_table, normalized_table
+from tests.support.tables import client, create_table, normalized_table, table
 
 EVERY_TYPE = {
     "id": {"S": "all-types"},
@@ -29,6 +31,10 @@ EVERY_TYPE = {
     "l": {"L": [{"NULL": True}, {"BOOL": False}, {"M": {"ss": {"SS": ["z"]}}}]},
     "nul": {"NULL": True},
 }
+
+
+def _keys(keys: list[dict[str, Any]]) -> list[Key]:
+    return [Key.of(k) for k in keys]
 
 
 def _tables(
@@ -50,11 +56,11 @@ def test_puts_present_and_deletes_absent_items_of_every_type(
     ddb.put_item(TableName="replica", Item={"id": {"S": "gone"}, "v": {"S": "stale"}})
 
     keys = [{"id": {"S": "all-types"}}, {"id": {"S": "big"}}, {"id": {"S": "gone"}}]
-    outcome = sync_keys(parse_table(primary), ReplicaSink(parse_table(replica)), keys)
+    outcome = sync_keys(table(primary), ReplicaSink(table(replica, REPLICA)), _keys(keys))
 
     assert (outcome.puts, outcome.deletes, outcome.failed) == (2, 1, {})
     assert normalized_table(moto_url, "replica") == normalized_table(moto_url, "primary")
-    counts = stats.read(connection(), str(parse_table(replica)))
+    counts = stats.read(connection(), str(table(replica)))
     assert counts["reads"] == 3 and counts["puts"] == 2 and counts["deletes"] == 1
 
 
@@ -69,7 +75,7 @@ def test_binary_and_numeric_composite_keys(env: dict[str, str], moto_url: str) -
         ddb.put_item(TableName="primary", Item=item)
     keys = [{"h": i["h"], "r": i["r"]} for i in items]
 
-    outcome = sync_keys(parse_table(primary), ReplicaSink(parse_table(replica)), keys)
+    outcome = sync_keys(table(primary), ReplicaSink(table(replica, REPLICA)), _keys(keys))
 
     assert outcome.puts == len(items) and not outcome.failed
     assert normalized_table(moto_url, "replica") == normalized_table(moto_url, "primary")
@@ -80,9 +86,9 @@ def test_key_that_does_not_fit_the_schema_fails_permanently(
 ) -> None:
     primary, replica = _tables(moto_url)
     outcome = sync_keys(
-        parse_table(primary),
-        ReplicaSink(parse_table(replica)),
-        [{"id": {"N": "1"}}, {"other": {"S": "x"}}],
+        table(primary),
+        ReplicaSink(table(replica, REPLICA)),
+        _keys([{"id": {"N": "1"}}, {"other": {"S": "x"}}]),
     )
     assert len(outcome.failed) == 2
     assert all(not f.retryable for f in outcome.failed.values())
@@ -95,9 +101,9 @@ def test_schema_mismatch_is_a_clear_error(env: dict[str, str], moto_url: str) ->
     create_table(moto_url, "replica", ("pk", "S"))
     with pytest.raises(SchemaMismatchError, match="key schemas differ"):
         sync_keys(
-            parse_table(f"{moto_url}/primary"),
-            ReplicaSink(parse_table(f"{moto_url}/replica")),
-            [{"id": {"S": "a"}}],
+            table(f"{moto_url}/primary"),
+            ReplicaSink(table(f"{moto_url}/replica", REPLICA)),
+            _keys([{"id": {"S": "a"}}]),
         )
 
 
@@ -135,7 +141,7 @@ def test_pending_marks_coalesce_until_released_or_stale(
     assert pending.mark(client, "t", "s1", ["a", "b"]) == [True, False]
 
     monkeypatch.setenv("REPLICATOR_PENDING_TTL", "0.01")
-    config.settings.cache_clear()
+    config.reset()
     import time
 
     time.sleep(0.05)

@@ -6,6 +6,8 @@ from typing import Any
 
 import boto3
 
+from tasks.core.config import settings
+from tasks.core.locations import PRIMARY, Table
 from tasks.core.typed_json import canonical_json, normalized
 
 
@@ -79,3 +81,8 @@ def stream_record_count(endpoint: str, name: str) -> int:
                 break
             iterator = page.get("NextShardIterator")
     return total
+
+
+def table(text: str, side: str = PRIMARY) -> Table:
+    """A table handle, parsed with this process's settings (as every command does)."""
+    return settings().table(text, side)

@@ -20,8 +20,9 @@ from tasks.backup.format import (
 from tasks.backup.incremental import is_object_id, legacy_ids
 from tasks.backup.point_in_time import shards
 from tasks.core.errors import InvalidInputError
+from tasks.core.keys import Key
 from tasks.core.times import parse_moment
-from tasks.core.typed_json import KeyAttribute, KeySchema, key_id
+from tasks.core.typed_json import KeyAttribute, KeySchema
 
 
 def _chunks(data: bytes, size: int = 7) -> list[bytes]:
@@ -59,11 +60,11 @@ def test_encode_is_compact_sorted_wire_json_and_decodes_back() -> None:
 
 
 def test_object_ids_and_the_original_tools_names() -> None:
-    key = {"id": {"S": "record-1"}}
-    assert key_id(key) == hashlib.sha256(b'{"id":{"S":"record-1"}}').hexdigest()
+    key = Key.of({"id": {"S": "record-1"}})
+    assert key.id == hashlib.sha256(b'{"id":{"S":"record-1"}}').hexdigest()
     assert legacy_ids(key) == [hashlib.md5(b'{"id":{"S":"record-1"}}').hexdigest()]
-    assert len(legacy_ids({"h": {"S": "a"}, "r": {"N": "1"}})) == 2
-    assert is_object_id(key_id(key)) and is_object_id(legacy_ids(key)[0])
+    assert len(legacy_ids(Key.of({"h": {"S": "a"}, "r": {"N": "1"}}))) == 2
+    assert is_object_id(key.id) and is_object_id(legacy_ids(key)[0])
     assert not is_object_id("snapshot.gz") and not is_object_id("0")
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from tasks.aws.dynamo import Failure
 from tasks.core.errors import TransientError
+from tasks.core.keys import Key
 from tasks.core.typed_json import Item, KeyAttribute, KeySchema, canonical_json
 from tasks.diff.segment import DiffOptions, SegmentDiff
 from tasks.jobs.memory_store import MemoryJobStore
@@ -49,13 +50,9 @@ class FakeTable:
             if last is None:
                 return
 
-    def get(self, keys: Sequence[Item]) -> dict[str, Item]:
+    def get(self, keys: Sequence[Key]) -> dict[str, Item]:
         self.reads += len(keys)
-        return {
-            canonical_json(k): self.items[canonical_json(k)]
-            for k in keys
-            if canonical_json(k) in self.items
-        }
+        return {k.canonical: self.items[k.canonical] for k in keys if k.canonical in self.items}
 
 
 def tables(seed: int) -> tuple[FakeTable, FakeTable, dict[str, str]]:
@@ -84,9 +81,9 @@ def tables(seed: int) -> tuple[FakeTable, FakeTable, dict[str, str]]:
 
 
 def make_repair(primary: FakeTable, replica: FakeTable) -> Any:
-    def repair(keys: Sequence[Item]) -> Mapping[str, Failure]:
+    def repair(keys: Sequence[Key]) -> Mapping[str, Failure]:
         for key in keys:
-            cid = canonical_json(key)
+            cid = key.canonical
             if cid in primary.items:
                 replica.items[cid] = primary.items[cid]
             else:

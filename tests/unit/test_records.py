@@ -7,6 +7,7 @@ import pytest
 
 from producer.filters import RecordFilter
 from producer.records import ChangeRecord, MalformedRecordError, from_dynamodb_stream, from_kinesis
+from tasks.core.keys import Key
 
 
 def test_dynamodb_stream_record_with_binary_key() -> None:
@@ -22,7 +23,9 @@ def test_dynamodb_stream_record_with_binary_key() -> None:
             },
         }
     )
-    assert record == ChangeRecord({"h": {"B": b"\x00\x01"}}, "REMOVE", when.timestamp(), "12", True)
+    key = Key.of({"h": {"B": b"\x00\x01"}})
+    assert record == ChangeRecord(key, "REMOVE", when.timestamp(), "12", True)
+    assert record.key.item == {"h": {"B": b"\x00\x01"}}
 
 
 @pytest.mark.parametrize(
@@ -34,7 +37,7 @@ def test_kinesis_record_times_in_ms_or_us(stamp: int, seconds: float) -> None:
         "dynamodb": {"ApproximateCreationDateTime": stamp, "Keys": {"h": {"B": "AAE="}}},
     }
     record = from_kinesis({"SequenceNumber": "7", "Data": json.dumps(data).encode()})
-    assert record.keys == {"h": {"B": b"\x00\x01"}} and record.created == pytest.approx(seconds)
+    assert record.key.item == {"h": {"B": b"\x00\x01"}} and record.created == pytest.approx(seconds)
     assert not record.ttl_delete
 
 
@@ -47,7 +50,7 @@ def test_kinesis_keys_only_record_uses_arrival_time() -> None:
             "ApproximateArrivalTimestamp": arrival,
         }
     )
-    assert record.keys == {"id": {"S": "a"}} and record.created == arrival.timestamp()
+    assert record.key.item == {"id": {"S": "a"}} and record.created == arrival.timestamp()
 
 
 @pytest.mark.parametrize(

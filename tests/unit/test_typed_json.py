@@ -5,13 +5,13 @@ import hashlib
 import pytest
 
 from tasks.core.errors import InvalidInputError, SchemaMismatchError
+from tasks.core.keys import Key
 from tasks.core.typed_json import (
     KeyAttribute,
     KeySchema,
     canonical_json,
     from_wire,
     items_equal,
-    key_id,
     parse_key,
     to_wire,
 )
@@ -22,9 +22,8 @@ SCHEMA = KeySchema(KeyAttribute("id", "S"), KeyAttribute("n", "N"))
 def test_canonical_json_sorts_attributes_and_has_no_spaces() -> None:
     key = {"n": {"N": "5"}, "id": {"S": "record-1"}}
     assert canonical_json(key) == '{"id":{"S":"record-1"},"n":{"N":"5"}}'
-    assert (
-        key_id({"id": {"S": "record-1"}}) == hashlib.sha256(b'{"id":{"S":"record-1"}}').hexdigest()
-    )
+    expected = hashlib.sha256(b'{"id":{"S":"record-1"}}').hexdigest()
+    assert Key.of({"id": {"S": "record-1"}}).id == expected
 
 
 def test_wire_round_trip_of_binary_anywhere() -> None:
