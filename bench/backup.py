@@ -25,6 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tasks.core.iters import batched  # noqa: E402
 from tests.support import servers  # noqa: E402
 from tests.support.tables import client, create_table  # noqa: E402
 
@@ -75,7 +76,7 @@ def raw_scan(url: str, table: str, threads: int) -> tuple[int, float, list[dict[
 def raw_write(url: str, table: str, items: list[dict[str, Any]], threads: int) -> float:
     ddb = client(url)
     create_table(url, table)
-    chunks = [items[i : i + 25] for i in range(0, len(items), 25)]
+    chunks = list(batched(items, 25))
 
     def write(chunk: list[dict[str, Any]]) -> None:
         pending = [{"PutRequest": {"Item": i}} for i in chunk]

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 
 from tasks.coord import stats  # noqa: E402
+from tasks.core.iters import batched  # noqa: E402
 from tests.support import servers  # noqa: E402
 from tests.support.tables import client, create_table  # noqa: E402
 
@@ -73,15 +74,13 @@ def ceiling(moto_url: str, n: int) -> float:
         page = streams.get_records(ShardIterator=iterator, Limit=1000)
         iterator = page["NextShardIterator"]
         keys = [r["dynamodb"]["Keys"] for r in page["Records"]]
-        for i in range(0, len(keys), 100):
+        for chunk in batched(keys, 100):
             got = ddb.batch_get_item(
-                RequestItems={"ceil-primary": {"Keys": keys[i : i + 100], "ConsistentRead": True}}
+                RequestItems={"ceil-primary": {"Keys": chunk, "ConsistentRead": True}}
             )["Responses"]["ceil-primary"]
-            for j in range(0, len(got), 25):
+            for part in batched(got, 25):
                 ddb.batch_write_item(
-                    RequestItems={
-                        "ceil-replica": [{"PutRequest": {"Item": item}} for item in got[j : j + 25]]
-                    }
+                    RequestItems={"ceil-replica": [{"PutRequest": {"Item": i}} for i in part]}
                 )
         done += len(keys)
     return n / (time.monotonic() - began)
@@ -147,8 +146,8 @@ def steady(
         written = _write_at(moto_url, "steady-primary", 100, seconds, 0)
         servers.wait_until(lambda: applied(store, replica) >= written, 120, "catch-up", 0.1)
         lags = sorted(stats.lag_samples(store, replica))
-        result["lag_p50"] = lags[len(lags) // 2]
-        result["lag_p99"] = lags[int(len(lags) * 0.99)]
+        result["lag_p50"] = stats.quantile(lags, 0.5)
+        result["lag_p99"] = stats.quantile(lags, 0.99)
         result["rss_short"] = worker_rss(started[0])
         more = _write_at(moto_url, "steady-primary", 100, seconds * factor, written)
         servers.wait_until(lambda: applied(store, replica) >= written + more, 300, "catch-up", 0.1)

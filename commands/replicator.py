@@ -14,6 +14,7 @@ from commands.flower import flower
 from commands.options import common_options, setup
 from tasks.coord import deadletters, stats
 from tasks.coord.redis_conn import check, connection
+from tasks.core.iters import batched
 
 TASK_FOR_KIND = {"replicate": "replicate", "backup": "backup-record"}
 
@@ -105,8 +106,7 @@ def replay(target: str | None, dry_run: bool, **params: Any) -> None:
         if dry_run:
             click.echo(f"[would-replay] {len(rows)} {kind} {source} -> {dest}")
             continue
-        for start in range(0, len(rows), 100):
-            chunk = rows[start : start + 100]
+        for chunk in batched(rows, 100):
             app.send_task(TASK_FOR_KIND[kind], args=(source, dest, [k for _, k in chunk]))
             replayed += deadletters.remove(client, [raw for raw, _ in chunk])
     if not dry_run:
@@ -144,6 +144,6 @@ def status(replica: str, **params: Any) -> None:
     lags = sorted(stats.lag_samples(connection(), target))
     summary: dict[str, Any] = {k: int(v) for k, v in counts.items() if k != "last_applied_at"}
     if lags:
-        summary["lag_ms_p50"] = lags[len(lags) // 2]
-        summary["lag_ms_p99"] = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
+        summary["lag_ms_p50"] = stats.quantile(lags, 0.5)
+        summary["lag_ms_p99"] = stats.quantile(lags, 0.99)
     click.echo(json.dumps(summary, sort_keys=True))

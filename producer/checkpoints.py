@@ -12,7 +12,7 @@ import time
 import redis
 
 from producer.sources import SHARD_END
-from tasks.coord.stats import text
+from tasks.coord.redis_conn import text
 from tasks.core.config import settings
 
 

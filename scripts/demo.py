@@ -27,11 +27,6 @@ CHANGES = 400
 console = Console(width=120)
 
 
-def _percentile(samples: list[int], q: float) -> int:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else 0
-
-
 def main() -> int:
     workdir = ROOT / ".tmp" / "demo"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -95,12 +90,12 @@ def _watch(
         time.sleep(1)
         left = normalized_table(moto_url, "demo-primary")
         right = normalized_table(moto_url, "demo-replica")
-        lags = stats.lag_samples(store, replica)
+        lags = sorted(stats.lag_samples(store, replica))
         differ = sum(1 for k in left.keys() | right.keys() if left.get(k) != right.get(k))
         console.print(
             f"t={time.monotonic() - began:5.1f}s  primary={len(left):4d} items  "
             f"replica={len(right):4d} items  differing={differ:4d}  "
-            f"lag p50={_percentile(lags, 0.5)} ms p99={_percentile(lags, 0.99)} ms"
+            f"lag p50={stats.quantile(lags, 0.5)} ms p99={stats.quantile(lags, 0.99)} ms"
         )
         if not writer.is_alive() and differ == 0:
             console.print(f"[green]✔ the replica equals the primary ({len(left)} items)[/]")

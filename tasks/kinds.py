@@ -15,6 +15,7 @@ from tasks.backup.backfill import backfill_work
 from tasks.backup.dump import backup_work
 from tasks.backup.point_in_time import pit_work
 from tasks.backup.restore import restore_files_work
+from tasks.core.locations import shown
 from tasks.diff.segment import diff_work
 from tasks.jobs.model import Job, JobStore, Progress, Work, run_segment
 
@@ -39,6 +40,20 @@ KINDS: Mapping[str, Kind] = {
         Kind("restore-table-at", names.RESTORE_SEGMENT, pit_work, "objects"),
     )
 }
+
+
+SHOWN_PARAMS = ("primary", "replica", "table", "source", "target", "s3url")
+
+
+def described(job: Job) -> dict[str, object]:
+    """What monitors show of a job beside a segment (Flower's task arguments, log lines): its
+    kind, size and locations as people write them (never items)."""
+    params = job.params
+    return {
+        "job_kind": job.kind,
+        "segments": job.segments,
+        **{k: shown(str(params[k])) for k in SHOWN_PARAMS if k in params},
+    }
 
 
 def run_here(

@@ -20,7 +20,7 @@ from tasks.core.backoff import delay
 from tasks.core.config import settings
 from tasks.core.errors import TransientError
 from tasks.jobs.redis_store import RedisJobStore
-from tasks.kinds import KINDS, run_here
+from tasks.kinds import KINDS, described, run_here
 from worker.app import app
 
 log = logs.get("tasks")
@@ -62,14 +62,8 @@ def _run(task: Any, job_id: str, segment: int) -> dict[str, int]:
         cfg = settings()
         countdown = delay(task.request.retries, cfg.task_backoff_base, cfg.task_backoff_cap)
         raise task.retry(exc=exc, countdown=countdown) from exc
-    log.info(
-        job.kind,
-        job=job_id,
-        segment=segment,
-        segments=job.segments,
-        seconds=round(time.monotonic() - started, 3),
-        **counts,
-    )
+    seconds = round(time.monotonic() - started, 3)
+    log.info(task.name, job=job_id, segment=segment, seconds=seconds, **described(job), **counts)
     return counts
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import click
 
@@ -28,11 +27,10 @@ from commands.bulk.spec import BulkSpec, Outcome
 from commands.bulk.watchdog import Watchdog
 from tasks.coord.redis_conn import check, connection
 from tasks.core.errors import UnavailableError
-from tasks.core.locations import shown
 from tasks.jobs.memory_store import MemoryJobStore
 from tasks.jobs.model import Job, JobStore, Snapshot
 from tasks.jobs.redis_store import RedisJobStore
-from tasks.kinds import run_here
+from tasks.kinds import described, run_here
 from tasks.names import BULK_QUEUE
 from worker.app import app
 
@@ -97,32 +95,15 @@ def _fan_out(chosen: Plan, spec: BulkSpec) -> tuple[JobStore, Job]:
         ) from exc
     store = RedisJobStore(connection())
     job = store.create(spec.kind, chosen.segments, spec.params)
-    shown = display(spec, chosen.segments)
     for segment in chosen.wanted:
         app.send_task(
             spec.registered.task,
             args=(job.id, segment),
             queue=BULK_QUEUE,
             retry_policy={"max_retries": 3, "interval_start": 0.2},
-            kwargsrepr=repr(shown),
+            kwargsrepr=repr(described(job)),
         )
     return store, job
-
-
-SHOWN_PARAMS = ("primary", "replica", "table", "source", "target", "s3url")
-
-
-def display(spec: BulkSpec, segments: int) -> dict[str, Any]:
-    """What Flower (and worker logs) show beside a segment task's arguments (job id, segment).
-
-    The task reads its tables from the job record; this copy is only for display (Celery's
-    ``kwargsrepr``), so a monitor shows which tables a segment works on and of how many segments.
-    """
-    return {
-        "job_kind": spec.kind,
-        "segments": segments,
-        **{k: shown(spec.params[k]) for k in SHOWN_PARAMS if k in spec.params},
-    }
 
 
 def _watch(

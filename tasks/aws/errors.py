@@ -56,10 +56,6 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
-def is_throttle(exc: BaseException) -> bool:
-    return error_code(exc) in THROTTLING_CODES
-
-
 def map_error(exc: Exception, what: str) -> ReplicatorError:
     """Translate a botocore exception raised while doing ``what`` into a project error."""
     if isinstance(exc, ReplicatorError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Mapping
 
 import redis
 
@@ -47,6 +48,16 @@ def check() -> None:
     except redis.RedisError as exc:
         url = masked(settings().redis_url)
         raise UnavailableError(f"Redis at {url} is unreachable: {exc}") from exc
+
+
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (replies are bytes unless the client decodes them)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def texts(row: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
+    """A hash reply as text."""
+    return {text(k): text(v) for k, v in row.items()}
 
 
 def masked(url: str) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import redis
 
+from tasks.coord.redis_conn import text
 from tasks.core.config import settings
 
 LAG_SAMPLES = 10_000
@@ -60,9 +61,9 @@ def read(client: redis.Redis, target: str) -> dict[str, float]:
     return {text(k): float(v) for k, v in client.hgetall(_name(target)).items()}
 
 
-def text(value: bytes | str) -> str:
-    """A Redis reply as text (replies are bytes unless the client decodes them)."""
-    return value.decode() if isinstance(value, bytes) else value
+def quantile(ordered: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile of sorted samples (0 when there are none)."""
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else 0
 
 
 def lag_samples(client: redis.Redis, target: str) -> list[int]:

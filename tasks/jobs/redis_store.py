@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from tasks.coord.redis_conn import text, texts
 from tasks.core.config import settings
 from tasks.core.errors import NotFoundError
 from tasks.jobs.model import (
@@ -75,7 +76,7 @@ class RedisJobStore:
         """Every job whose record has not expired, oldest first (expired ones leave the index)."""
         found, gone = [], []
         for raw in self._redis.zrange(self._index(), 0, -1):
-            job_id = _text(raw)  # type: ignore[arg-type]  # members only, no scores
+            job_id = text(raw)  # type: ignore[arg-type]  # members only, no scores
             try:
                 found.append(self.load(job_id))
             except NotFoundError:
@@ -85,7 +86,7 @@ class RedisJobStore:
         return found
 
     def load(self, job_id: str) -> Job:
-        raw = _texts(self._redis.hgetall(self._job(job_id)))
+        raw = texts(self._redis.hgetall(self._job(job_id)))
         if not raw:
             raise NotFoundError(f"bulk job {job_id} does not exist (or expired)")
         return Job(job_id, raw["kind"], int(raw["segments"]), json.loads(raw["params"]))
@@ -150,7 +151,7 @@ class RedisJobStore:
                     continue
 
     def _state(self, job_id: str, segment: int) -> SegmentState:
-        return _state_from(_texts(self._redis.hgetall(self._seg(job_id, segment))))
+        return _state_from(texts(self._redis.hgetall(self._seg(job_id, segment))))
 
     def snapshot(self, job_id: str) -> Snapshot:
         job = self.load(job_id)
@@ -159,22 +160,14 @@ class RedisJobStore:
             pipe.hgetall(self._seg(job_id, i))
         pipe.hget(self._job(job_id), "cancelled")
         *rows, cancelled = pipe.execute()
-        states = [_state_from(_texts(row)) for row in rows]
+        states = [_state_from(texts(row)) for row in rows]
         return Snapshot(states, cancelled=bool(cancelled))
 
     def records(self, job_id: str, start: int) -> list[str]:
-        return [_text(r) for r in self._redis.lrange(f"{self._job(job_id)}:records", start, -1)]
+        return [text(r) for r in self._redis.lrange(f"{self._job(job_id)}:records", start, -1)]
 
     def cancel(self, job_id: str) -> None:
         self._redis.hset(self._job(job_id), "cancelled", 1)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _texts(row: Mapping[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in row.items()}
 
 
 def _state_from(raw: Mapping[str, str]) -> SegmentState:

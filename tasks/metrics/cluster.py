@@ -82,8 +82,7 @@ def _target_metrics(client: redis.Redis) -> Iterator[Metric]:
             applied.add_metric([target], counts["last_applied_at"])
         samples = sorted(stats.lag_samples(client, target))
         for q in LAG_QUANTILES if samples else ():
-            index = min(len(samples) - 1, int(len(samples) * q))
-            lag.add_metric([target, f"{q:g}"], samples[index] / 1000)
+            lag.add_metric([target, f"{q:g}"], stats.quantile(samples, q) / 1000)
     yield from families.values()
     yield applied
     yield lag
