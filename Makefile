@@ -9,10 +9,8 @@ demo:
 test:
 	bash scripts/test.sh
 
-check: setup
-	.venv/bin/ruff check .
-	.venv/bin/ruff format --check .
-	.venv/bin/mypy
+check:
+	bash scripts/check.sh
 
 bench: setup
 	.venv/bin/python bench/replication.py

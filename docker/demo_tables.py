@@ -15,7 +15,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tasks.core.locations import TableLocation, parse_s3, parse_table
+from tasks.core.config import settings
+from tasks.core.locations import TableLocation, parse_s3
 
 KEYS = [{"AttributeName": "id", "KeyType": "HASH"}, {"AttributeName": "seq", "KeyType": "RANGE"}]
 ATTRIBUTES = [
@@ -58,7 +59,7 @@ def _create(location: TableLocation, stream: bool) -> None:
 
 
 def main() -> None:
-    primary = parse_table(os.environ["PRIMARY_TABLE"])
+    primary = settings().location(os.environ["PRIMARY_TABLE"])
     if primary.endpoint_url is None:
         sys.exit(
             "error: demo-tables only creates tables on a local endpoint (PRIMARY_TABLE="
@@ -66,7 +67,7 @@ def main() -> None:
         )
     _create(primary, stream=True)
     if os.environ.get("REPLICA_TABLE"):
-        _create(parse_table(os.environ["REPLICA_TABLE"]), stream=False)
+        _create(settings().location(os.environ["REPLICA_TABLE"]), stream=False)
     if os.environ.get("BACKUP_URL"):
         bucket = parse_s3(os.environ["BACKUP_URL"]).bucket
         s3 = boto3.client("s3", region_name=primary.region)

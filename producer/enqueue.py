@@ -1,7 +1,7 @@
 """Turn a page of change records into Celery messages: distinct keys, coalesced, batched.
 
 Per target (the replica, the S3 backup): keys already waiting in the queue are skipped
-(``tasks.pending``); the others go out in messages of up to ``keys_per_message`` keys, each
+(``tasks.coord.pending``); the others go out in messages of up to ``keys_per_message`` keys, each
 with the creation time of the oldest change it covers (for the lag). If sending fails half-way,
 the run's pending marks can no longer be trusted, so the enqueuer starts a new session.
 """

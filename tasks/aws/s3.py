@@ -2,7 +2,7 @@
 
 Objects are small (one item) or streamed (gzip JSONL dumps, uploaded as multipart parts of
 ``PART_SIZE`` so memory stays bounded whatever the table size). botocore retries throttling and
-5xx itself (standard mode); what still fails is translated by ``tasks.aws_errors``.
+5xx itself (standard mode); what still fails is translated by ``tasks.aws.errors``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """incremental-backfill: every item of one scan segment to its incremental backup object.
 
-Scanned items are used for their keys only: each page goes through ``tasks.sync`` (a strongly
-consistent read and the stale-write guard), so a backfill running beside the stream backup never
-writes an older state over a newer one. Unchanged objects are not written again. The checkpoint
-is the scan position after each page, so a redelivered segment resumes where it stopped.
+Scanned items are used for their keys only: each page goes through ``tasks.replication.sync``
+(a strongly consistent read and the stale-write guard), so a backfill running beside the stream
+backup never writes an older state over a newer one. Unchanged objects are not written again. The
+checkpoint is the scan position after each page, so a redelivered segment resumes where it
+stopped.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tasks.replication.sync import sync_keys
 
 
 def backfill_work(job: Job, segment: int) -> Work:
-    """The segment's work for ``tasks.jobs.run_segment``."""
+    """The segment's work for ``tasks.jobs.model.run_segment``."""
     params, segments = job.params, job.segments
     table, destination = settings().table(params["table"]), parse_s3(params["s3url"])
 

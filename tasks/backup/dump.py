@@ -36,7 +36,7 @@ def undo(checkpoint: Any) -> Iterator[Page]:
 
 
 def backup_work(job: Job, segment: int) -> Work:
-    """The segment's work for ``tasks.jobs.run_segment``: pages count items and bytes."""
+    """The segment's work for ``tasks.jobs.model.run_segment``: pages count items and bytes."""
     params, segments = job.params, job.segments
     table, destination = settings().table(params["table"]), parse_s3(params["s3url"])
     key = segment_object(destination, params["jobid"], segment)

@@ -110,7 +110,7 @@ def apply_many(
 
 @dataclass
 class S3Sink:
-    """The incremental backup as a sync target (``tasks.sync.Sink``)."""
+    """The incremental backup as a sync target (``tasks.replication.sync.Sink``)."""
 
     location: S3Location
     table: str

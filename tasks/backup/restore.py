@@ -135,7 +135,7 @@ def job_limiter(job: Job) -> RateLimiter | None:
 
 
 def restore_files_work(job: Job, segment: int) -> Work:
-    """Segment ``segment`` of a restore from backup files, for ``tasks.jobs.run_segment``."""
+    """Segment ``segment`` of a restore from backup files, for ``tasks.jobs.model.run_segment``."""
     params, segments = job.params, job.segments
     target = settings().table(params["target"], REPLICA)
     bucket = parse_s3(params["source"]).bucket

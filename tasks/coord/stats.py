@@ -4,7 +4,7 @@
 count primary reads and to measure how far behind the replica is.
 
 Besides the per-target hash: DynamoDB throttling per table and side (noted in process memory by
-``tasks.dynamo``, moved to Redis by ``flush_throttles`` after each task) and Celery task retries
+``tasks.aws.dynamo``, moved to Redis by ``flush_throttles`` after each task) and Celery task retries
 per task name (``add_task_retry``, from the worker's task_retry signal).
 """
 

@@ -3,15 +3,20 @@
 Every error the project raises on purpose derives from ``ReplicatorError``::
 
     ReplicatorError
-    ├── ConfigurationError        settings or flags that cannot work together
-    ├── InvalidInputError         a location, key, record or file that is malformed
-    │   └── SchemaMismatchError   primary and replica (or backup and target) keys differ
-    ├── NotFoundError             a table, stream, bucket or object that does not exist
-    ├── PermanentError            the service refused the request and will refuse it again
-    └── TransientError            worth retrying: throttling, 5xx, timeouts, unreachable services
-        └── UnavailableError      an endpoint or Redis that cannot be reached at all
+    ├── ConfigurationError          settings or flags that cannot work together
+    │   └── MetricsPortError        (tasks.metrics.serve) the metrics port cannot be bound
+    ├── InvalidInputError           a location, key, record or file that is malformed
+    │   ├── SchemaMismatchError     primary and replica (or backup and target) keys differ
+    │   └── MalformedRecordError    (producer.records) a stream record that cannot be used
+    ├── NotFoundError               a table, stream, bucket or object that does not exist
+    ├── PermanentError              the service refused the request and will refuse it again
+    └── TransientError              worth retrying: throttling, 5xx, timeouts
+        ├── UnavailableError        an endpoint or Redis that cannot be reached at all
+        └── StreamPositionError     a shard iterator that cannot be used any more
+            ├── ExpiredIteratorError  older than the service keeps iterators
+            └── TrimmedDataError      the checkpoint is older than the stream's retention
 
-botocore's error codes are translated in exactly one place, ``tasks.aws_errors``.
+botocore's error codes are translated in exactly one place, ``tasks.aws.errors``.
 Commands turn these into one line on stderr and an exit code (``commands.exits``).
 """
 

@@ -1,7 +1,7 @@
 """The reads of a segment diff: one side's scan pages and consistent point reads.
 
 ``Side`` is what ``tasks.diff.segment.SegmentDiff`` reads through: ``DynamoTable`` for real tables
-(``tasks.dynamo``), or an in-memory table in tests. ``ReadAhead`` keeps the next scan page in
+(``tasks.aws.dynamo``), or an in-memory table in tests. ``ReadAhead`` keeps the next scan page in
 flight while the current one is compared.
 """
 

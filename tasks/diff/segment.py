@@ -1,13 +1,13 @@
 """Compare (and repair, or backfill) one scan segment of a primary and a replica table.
 
-One *step* reads a page of segment I from each table, pairs the keys (``tasks.diff_match``),
+One *step* reads a page of segment I from each table, pairs the keys (``tasks.diff.match``),
 confirms every candidate with strongly consistent reads of both sides, and yields a
 ``tasks.jobs.Page``: counts, the checkpoint (both scans' positions and the keys still waiting
 for a partner) and one record per confirmed discrepancy. Equal pairs cost one scan read per side
 and nothing more, so a diff reads about two items per key instead of the original's four.
 
-With ``repair`` the confirmed keys go to ``tasks.sync.sync_keys`` (consistent primary read,
-put or delete on the replica, batched, stale-write guard) *after* the page that found them was
+With ``repair`` the confirmed keys go to ``tasks.replication.sync.sync_keys`` (consistent primary
+read, put or delete on the replica, batched, stale-write guard) *after* the page that found them was
 checkpointed with the keys marked pending, so a segment killed between the two repeats the
 repair, not the count. ``backfill`` scans the primary only and syncs every key it finds.
 """
@@ -137,7 +137,7 @@ def _key(cid: str) -> Key:
 
 
 class SegmentDiff:
-    """The work of one segment, as ``tasks.jobs.run_segment`` wants it (``work``)."""
+    """The work of one segment, as ``tasks.jobs.model.run_segment`` wants it (``work``)."""
 
     def __init__(
         self,
@@ -327,5 +327,5 @@ def segment_diff(options: DiffOptions, segment: int, segments: int, job_id: str)
 
 
 def diff_work(job: Job, segment: int) -> Work:
-    """Segment ``segment`` of a diff job, for ``tasks.jobs.run_segment``."""
+    """Segment ``segment`` of a diff job, for ``tasks.jobs.model.run_segment``."""
     return segment_diff(DiffOptions.from_params(job.params), segment, job.segments, job.id).work

@@ -19,7 +19,7 @@ from tasks.coord import deadletters, stats
 from tasks.jobs.model import STATUSES
 from tasks.jobs.redis_store import RedisJobStore
 
-# Counters the workers keep per target in Redis (tasks.stats): field -> (metric, help).
+# Counters the workers keep per target in Redis (tasks.coord.stats): field -> (metric, help).
 TARGET_COUNTERS = {
     "puts": ("replicator_items_put", "Items put on the target (replica table or S3 backup)."),
     "deletes": ("replicator_items_deleted", "Keys deleted from the target."),

@@ -1,7 +1,7 @@
 """One message's worth of per-key work, shared by the replicate and backup-record tasks.
 
 Runs ``sync_keys`` for a batch, turns permanent errors into per-key failures, sends retryable
-failures again on their own (``tasks.failures``) and logs one summary line.
+failures again on their own (``tasks.replication.failures``) and logs one summary line.
 
 When Redis or the broker fails under a task, its message is put back on the queue (or, if even
 that cannot reach Redis, left unacknowledged until the visibility timeout): never dropped, since

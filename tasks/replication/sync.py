@@ -5,8 +5,8 @@ the target if it exists or delete it there if it does not. Change records are us
 only, so this is idempotent, order-insensitive and safe to replay. A ``Sink`` is the target: the
 replica table (``ReplicaSink``) or the incremental S3 backup.
 
-Concurrency: ``tasks.guard`` detects keys that another task claimed since we did. Claimed before
-our write: we leave the key to that newer task (it reads after us). Claimed after our write
+Concurrency: ``tasks.coord.guard`` detects keys that another task claimed since we did. Claimed
+before our write: we leave the key to that newer task (it reads after us). Claimed after our write
 began: the key gets another read-write round (bounded; then it is handed back as a retryable
 failure), because the other task's write may have landed before ours.
 """

@@ -1,6 +1,6 @@
 """Segment diffs (compare, repair, backfill) against moto and dynalite over HTTP.
 
-The segments run in this process through the job machinery (``tasks.jobs.run_segment`` on an
+The segments run in this process through the job machinery (``tasks.jobs.model.run_segment`` on an
 in-memory job store), exactly as `diff-tables` without --segments runs them.
 """
 
