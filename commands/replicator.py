@@ -12,11 +12,12 @@ import click
 from commands.exits import handle_errors
 from commands.flower import flower
 from commands.options import common_options, setup
+from tasks import names
 from tasks.coord import deadletters, stats
 from tasks.coord.redis_conn import check, connection
 from tasks.core.iters import batched
 
-TASK_FOR_KIND = {"replicate": "replicate", "backup": "backup-record"}
+TASK_FOR_KIND = {"replicate": names.REPLICATE, "backup": names.BACKUP_RECORD}
 
 
 @click.group()

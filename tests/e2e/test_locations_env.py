@@ -8,16 +8,15 @@ worker with its region spelled out, so a worker whose own region differs still f
 from __future__ import annotations
 
 import json
-import subprocess
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
 
-from tests.support.servers import ROOT, wait_until
+from tests.e2e.test_record_commands import run
+from tests.support.servers import wait_until
 
 REGION = "eu-west-1"  # the tables exist only here; the fixtures' default region is us-east-1
-BIN = ROOT / ".venv" / "bin"
 
 
 def _client(moto_url: str) -> Any:
@@ -50,24 +49,13 @@ def _in_region(env: dict[str, str]) -> dict[str, str]:
     return {**env, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
 
 
-def _run(env: dict[str, str], command: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / command), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_host_port_locations_take_aws_region(env: dict[str, str], moto_url: str) -> None:
     ddb = _tables(moto_url)
     ddb.put_item(TableName="primary", Item={"id": {"S": "a"}, "v": {"N": "1"}})
     host_port = urlsplit(moto_url).netloc
 
     for form in (f"{host_port}/", f"{moto_url}/"):
-        done = _run(_in_region(env), "diff-tables", f"{form}primary", f"{form}replica")
+        done = run(_in_region(env), "diff-tables", f"{form}primary", f"{form}replica")
         assert done.returncode == 1, done.stderr  # found both tables, and the missing item
         assert '[missing] {"id":{"S":"a"}}' in done.stdout
 
@@ -77,10 +65,10 @@ def test_local_locations_take_the_dynamodb_endpoint(env: dict[str, str], moto_ur
     ddb.put_item(TableName="primary", Item={"id": {"S": "a"}, "v": {"N": "1"}})
     local = {**_in_region(env), "AWS_ENDPOINT_URL_DYNAMODB": moto_url}
 
-    copied = _run(local, "replicate-record", "local/primary", "local/replica", '{"id":"a"}')
+    copied = run(local, "replicate-record", "local/primary", "local/replica", '{"id":"a"}')
     assert copied.returncode == 0, copied.stderr
     assert copied.stdout.strip() == '[put] {"id":{"S":"a"}}'
-    same = _run(local, "diff-tables", "local/primary", "local/replica")
+    same = run(local, "diff-tables", "local/primary", "local/replica")
     assert same.returncode == 0, same.stderr
     assert "[discrepancies] 0" in same.stdout
 
@@ -94,7 +82,7 @@ def test_fanned_out_segments_reach_the_tables_whatever_the_workers_region(
     start_worker()  # in us-east-1, where no such tables exist
     host_port = urlsplit(moto_url).netloc
 
-    done = _run(
+    done = run(
         _in_region(env),
         "diff-tables",
         f"{host_port}/primary",
