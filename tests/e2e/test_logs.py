@@ -121,7 +121,7 @@ def test_no_secret_or_item_value_in_any_log(
 
 def test_readable_lines_on_a_tty() -> None:
     code = (
-        "from tasks import logs; logs.configure(); "
+        "from tasks.core import logs; logs.configure(); "
         "logs.get('demo').info('hello there', table='t1', count=3)"
     )
     leader, follower = pty.openpty()

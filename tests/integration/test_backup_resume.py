@@ -46,9 +46,9 @@ def test_backup_and_restore_segments_resume_without_double_counting(
     params = {"table": f"{moto_url}/primary", "s3url": "s3://backups/dumps", "jobid": "j"}
     job = store.create("backup-table", 1, params)
 
-    _crash_after_first_page(store, job, backup_work(params, 0, 1))
+    _crash_after_first_page(store, job, backup_work(job, 0))
     assert 0 < store.snapshot(job.id).totals["items"] < 400
-    counts = run_segment(store, job, 0, backup_work(params, 0, 1))
+    counts = run_segment(store, job, 0, backup_work(job, 0))
 
     assert counts["items"] == 400 and counts["segments_written"] == 1
     body = gzip.decompress(s3.get_object(Bucket="backups", Key="dumps/j/0")["Body"].read())
@@ -63,11 +63,11 @@ def test_backup_and_restore_segments_resume_without_double_counting(
         "schema": None,
     }
     job = store.create("restore-table", 1, restore)
-    work = restore_files_work(restore, 0, 1)
+    work = restore_files_work(job, 0)
     _crash_after_first_page(store, job, work)
     done_before = store.snapshot(job.id).totals["restored"]
     assert done_before == 100
-    counts = run_segment(store, job, 0, restore_files_work(restore, 0, 1))
+    counts = run_segment(store, job, 0, restore_files_work(job, 0))
 
     assert counts["restored"] == 400 and counts.get("failed", 0) == 0
     assert len(scan_all(moto_url, "restored")) == 400
