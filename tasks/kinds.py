@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tasks import names
 from tasks.backup.backfill import backfill_work
@@ -16,7 +17,7 @@ from tasks.backup.dump import backup_work
 from tasks.backup.point_in_time import pit_work
 from tasks.backup.restore import restore_files_work
 from tasks.diff.segment import diff_work
-from tasks.jobs.model import Job, JobStore, Progress, Work, run_segment
+from tasks.jobs.model import Job, JobStore, Progress, SendAgain, Work, run_segment
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,31 @@ KINDS: Mapping[str, Kind] = {
 
 
 def run_here(
-    store: JobStore, job: Job, segment: int, on_progress: Progress | None = None
+    store: JobStore,
+    job: Job,
+    segment: int,
+    on_progress: Progress | None = None,
+    retry: SendAgain | None = None,
 ) -> dict[str, int]:
-    """Run one segment of ``job`` in this process; returns the segment's counts."""
+    """Run one segment of ``job`` in this process; returns the segment's counts.
+
+    Without ``retry`` a transient failure fails the segment (``tasks.jobs.model.run_segment``).
+    """
     work = KINDS[job.kind].work(job, segment)
-    return run_segment(store, job, segment, work, on_progress)
+    return run_segment(store, job, segment, work, on_progress, retry)
+
+
+SHOWN_PARAMS = ("primary", "replica", "table", "source", "target", "s3url")
+
+
+def display(job: Job) -> dict[str, Any]:
+    """What Flower (and worker logs) show beside a segment task's arguments (job id, segment).
+
+    The task reads its tables from the job record; this copy is only for display (Celery's
+    ``kwargsrepr``), so a monitor shows which tables a segment works on and of how many segments.
+    """
+    return {
+        "job_kind": job.kind,
+        "segments": job.segments,
+        **{k: job.params[k] for k in SHOWN_PARAMS if k in job.params},
+    }

@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import click
 
@@ -31,7 +30,7 @@ from tasks.core.errors import UnavailableError
 from tasks.jobs.memory_store import MemoryJobStore
 from tasks.jobs.model import Job, JobStore, Snapshot
 from tasks.jobs.redis_store import RedisJobStore
-from tasks.kinds import run_here
+from tasks.kinds import display, run_here
 from tasks.names import BULK_QUEUE
 from worker.app import app
 
@@ -77,7 +76,7 @@ def _run_here(
     def one(segment: int) -> None:
         try:
             run_here(store, job, segment)
-        except Exception as exc:  # transient ones too: there is no retry here
+        except Exception as exc:  # transient ones too: no retry in the command's own process
             store.finish(job.id, segment, error=str(exc) or type(exc).__name__)
 
     with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="segment") as pool:
@@ -96,7 +95,7 @@ def _fan_out(chosen: Plan, spec: BulkSpec) -> tuple[JobStore, Job]:
         ) from exc
     store = RedisJobStore(connection())
     job = store.create(spec.kind, chosen.segments, spec.params)
-    shown = display(spec, chosen.segments)
+    shown = display(job)
     for segment in chosen.wanted:
         app.send_task(
             spec.registered.task,
@@ -106,22 +105,6 @@ def _fan_out(chosen: Plan, spec: BulkSpec) -> tuple[JobStore, Job]:
             kwargsrepr=repr(shown),
         )
     return store, job
-
-
-SHOWN_PARAMS = ("primary", "replica", "table", "source", "target", "s3url")
-
-
-def display(spec: BulkSpec, segments: int) -> dict[str, Any]:
-    """What Flower (and worker logs) show beside a segment task's arguments (job id, segment).
-
-    The task reads its tables from the job record; this copy is only for display (Celery's
-    ``kwargsrepr``), so a monitor shows which tables a segment works on and of how many segments.
-    """
-    return {
-        "job_kind": spec.kind,
-        "segments": segments,
-        **{k: spec.params[k] for k in SHOWN_PARAMS if k in spec.params},
-    }
 
 
 def _watch(
