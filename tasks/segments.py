@@ -68,12 +68,12 @@ def _run(task: Any, job_id: str, segment: int, attempt: int) -> dict[str, int]:
             raise Retry(exc=exc, when=round(sent[0], 3)) from exc
         raise
     log.info(
-        job.kind,
+        task.name,
         job=job_id,
         segment=segment,
-        segments=job.segments,
         attempt=attempt,
         seconds=round(time.monotonic() - started, 3),
+        **display(job),
         **counts,
     )
     return counts
