@@ -42,7 +42,7 @@ def execute(
 ) -> Outcome:
     """Run the spec's segments as planned; returns totals and failed segments."""
     started = time.monotonic()
-    reporter = Reporter(spec, len(chosen.wanted), progress_interval)
+    reporter = Reporter(spec, chosen.wanted, progress_interval)
     try:
         if chosen.mode == "fanout":
             store, job = _fan_out(chosen, spec)
