@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tasks import names
 from tasks.backup.backfill import backfill_work
@@ -17,7 +18,7 @@ from tasks.backup.point_in_time import pit_work
 from tasks.backup.restore import restore_files_work
 from tasks.core.locations import shown
 from tasks.diff.segment import diff_work
-from tasks.jobs.model import Job, JobStore, Progress, Work, run_segment
+from tasks.jobs.model import Job, JobStore, Progress, SendAgain, Work, run_segment
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ KINDS: Mapping[str, Kind] = {
 SHOWN_PARAMS = ("primary", "replica", "table", "source", "target", "s3url")
 
 
-def described(job: Job) -> dict[str, object]:
+def display(job: Job) -> dict[str, Any]:
     """What monitors show of a job beside a segment (Flower's task arguments, log lines): its
     kind, size and locations as people write them (never items)."""
     params = job.params
@@ -57,8 +58,15 @@ def described(job: Job) -> dict[str, object]:
 
 
 def run_here(
-    store: JobStore, job: Job, segment: int, on_progress: Progress | None = None
+    store: JobStore,
+    job: Job,
+    segment: int,
+    on_progress: Progress | None = None,
+    retry: SendAgain | None = None,
 ) -> dict[str, int]:
-    """Run one segment of ``job`` in this process; returns the segment's counts."""
+    """Run one segment of ``job`` in this process; returns the segment's counts.
+
+    Without ``retry`` a transient failure fails the segment (``tasks.jobs.model.run_segment``).
+    """
     work = KINDS[job.kind].work(job, segment)
-    return run_segment(store, job, segment, work, on_progress)
+    return run_segment(store, job, segment, work, on_progress, retry)

@@ -2,8 +2,8 @@
 
 With ``REPLICATOR_METRICS_PORT`` set, the worker's main process serves ``tasks.metrics.cluster``'s
 ``RedisCollector`` (cluster-wide counters held in Redis, queue depths) from ``worker_init``. In
-the pool processes, every task's end moves the throttling it saw to Redis, and every retry is
-counted by task name.
+the pool processes, every task's end moves the throttling it saw to Redis (task re-sends are
+counted where they are sent, ``tasks.resend``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 import redis
-from celery.signals import task_postrun, task_retry, worker_init
+from celery.signals import task_postrun, worker_init
 
 from tasks.coord import stats
 from tasks.coord.redis_conn import connection
@@ -52,12 +52,3 @@ def _flush_throttles(**_: Any) -> None:
         stats.flush_throttles(connection())
     except redis.RedisError as exc:
         log.warning("throttle counters not stored; kept for the next task", error=str(exc))
-
-
-@task_retry.connect
-def _count_retry(sender: Any = None, **_: Any) -> None:
-    name = getattr(sender, "name", None) or "unknown"
-    try:
-        stats.add_task_retry(connection(), name)
-    except redis.RedisError as exc:
-        log.warning("retry not counted", task=name, error=str(exc))

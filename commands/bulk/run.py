@@ -30,7 +30,7 @@ from tasks.core.errors import UnavailableError
 from tasks.jobs.memory_store import MemoryJobStore
 from tasks.jobs.model import Job, JobStore, Snapshot
 from tasks.jobs.redis_store import RedisJobStore
-from tasks.kinds import described, run_here
+from tasks.kinds import display, run_here
 from tasks.names import BULK_QUEUE
 from worker.app import app
 
@@ -42,7 +42,7 @@ def execute(
 ) -> Outcome:
     """Run the spec's segments as planned; returns totals and failed segments."""
     started = time.monotonic()
-    reporter = Reporter(spec, len(chosen.wanted), progress_interval)
+    reporter = Reporter(spec, chosen.wanted, progress_interval)
     try:
         if chosen.mode == "fanout":
             store, job = _fan_out(chosen, spec)
@@ -76,7 +76,7 @@ def _run_here(
     def one(segment: int) -> None:
         try:
             run_here(store, job, segment)
-        except Exception as exc:  # transient ones too: there is no retry here
+        except Exception as exc:  # transient ones too: no retry in the command's own process
             store.finish(job.id, segment, error=str(exc) or type(exc).__name__)
 
     with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="segment") as pool:
@@ -95,13 +95,14 @@ def _fan_out(chosen: Plan, spec: BulkSpec) -> tuple[JobStore, Job]:
         ) from exc
     store = RedisJobStore(connection())
     job = store.create(spec.kind, chosen.segments, spec.params)
+    shown = display(job)
     for segment in chosen.wanted:
         app.send_task(
             spec.registered.task,
             args=(job.id, segment),
             queue=BULK_QUEUE,
             retry_policy={"max_retries": 3, "interval_start": 0.2},
-            kwargsrepr=repr(described(job)),
+            kwargsrepr=repr(shown),
         )
     return store, job
 

@@ -4,8 +4,8 @@
 count primary reads and to measure how far behind the replica is.
 
 Besides the per-target hash: DynamoDB throttling per table and side (noted in process memory by
-``tasks.aws.dynamo``, moved to Redis by ``flush_throttles`` after each task) and Celery task retries
-per task name (``add_task_retry``, from the worker's task_retry signal).
+``tasks.aws.dynamo``, moved to Redis by ``flush_throttles`` after each task) and task retries per
+task name (``add_task_retry``: a task sent again after a transient failure, ``tasks.resend``).
 """
 
 from __future__ import annotations

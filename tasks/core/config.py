@@ -50,10 +50,13 @@ class Settings:
     batch_max_attempts: int = 8
     backoff_base: float = 0.05
     backoff_cap: float = 5.0
-    # Celery-level retries of keys that still failed, before they are dead-lettered
+    # The one retry policy of every task (tasks.core.retry): attempts of a failing key before it
+    # is dead-lettered, the countdown between attempts, and how long a segment may keep failing
+    # without progress before it is marked failed
     task_max_attempts: int = 5
     task_backoff_base: float = 1.0
     task_backoff_cap: float = 60.0
+    segment_retry_window: float = 60.0
     # how many read-write rounds a key gets when another task touched it meanwhile
     guard_max_rounds: int = 5
     # keys per replicate message (BatchGetItem takes 100)
@@ -108,6 +111,7 @@ _FLOAT_FIELDS = {
     "backoff_cap": "REPLICATOR_BACKOFF_CAP",
     "task_backoff_base": "REPLICATOR_TASK_BACKOFF_BASE",
     "task_backoff_cap": "REPLICATOR_TASK_BACKOFF_CAP",
+    "segment_retry_window": "REPLICATOR_SEGMENT_RETRY_WINDOW",
     "pending_ttl": "REPLICATOR_PENDING_TTL",
 }
 
@@ -157,6 +161,9 @@ def _validated(settings: Settings) -> Settings:
         problems.append(f"the Redis URL {settings.redis_url!r} must start with redis://")
     if not 1 <= settings.keys_per_message <= 100:
         problems.append("keys_per_message must be between 1 and 100")
+    for base, cap in (("backoff_base", "backoff_cap"), ("task_backoff_base", "task_backoff_cap")):
+        if getattr(settings, base) > getattr(settings, cap):
+            problems.append(f"{base} must not exceed {cap}")
     if problems:
         raise ConfigurationError("; ".join(problems))
     return settings

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from tasks.core.errors import NotFoundError
-from tasks.jobs.model import DONE, FAILED, RUNNING, Job, Page, SegmentState, Snapshot, new_job_id
+from tasks.jobs.model import (
+    DONE,
+    FAILED,
+    RETRYING,
+    RUNNING,
+    Job,
+    Page,
+    SegmentState,
+    Snapshot,
+    new_job_id,
+)
 
 
 class MemoryJobStore:
@@ -42,6 +54,8 @@ class MemoryJobStore:
                 return None
             state = self._segments[job_id][segment]
             state.deliveries += 1
+            if state.status not in (DONE, RETRYING):
+                state.attempt, state.reason, state.progress_at = 0, "", time.time()
             if state.status != DONE:
                 state.status = RUNNING
             return _copy(state)
@@ -53,8 +67,22 @@ class MemoryJobStore:
                 return False
             state.counts = dict(Counter(state.counts) + Counter(page.counts))
             state.checkpoint = json.loads(json.dumps(page.checkpoint))
+            if sum(state.counts.values()) > state.reached:
+                state.reached = sum(state.counts.values())
+                state.attempt, state.reason, state.progress_at = 0, "", time.time()
             self._records[job_id].extend(page.records)
             return job_id not in self._cancelled
+
+    def retrying(
+        self, job_id: str, segment: int, reason: str, delivery: int = 0
+    ) -> SegmentState | None:
+        with self._lock:
+            state = self._segments[job_id][segment]
+            if delivery and delivery != state.deliveries:
+                return None
+            state.status, state.reason = RETRYING, reason
+            state.attempt += 1
+            return _copy(state)
 
     def finish(self, job_id: str, segment: int, error: str = "", delivery: int = 0) -> None:
         with self._lock:
@@ -79,6 +107,4 @@ class MemoryJobStore:
 
 
 def _copy(state: SegmentState) -> SegmentState:
-    return SegmentState(
-        state.status, dict(state.counts), state.checkpoint, state.error, state.deliveries
-    )
+    return replace(state, counts=dict(state.counts))

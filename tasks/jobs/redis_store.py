@@ -3,7 +3,8 @@
 Redis layout (namespace NS, job J, segment I); every key expires ``JOB_TTL`` after its last write::
 
     NS:job:J            hash  kind, segments, params (JSON), created, cancelled
-    NS:job:J:seg:I      hash  status, deliveries, error, checkpoint (JSON), c:NAME counters
+    NS:job:J:seg:I      hash  status, deliveries, error, checkpoint (JSON), c:NAME counters,
+                              attempt, reason, progress_at, total (of the counters), reached
     NS:job:J:records    list  records in the order segments appended them
     NS:jobs             zset  job ids by creation time (what ``jobs`` lists)
 """
@@ -16,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
+from redis.typing import EncodableT
 
 from tasks.coord.redis_conn import text, texts
 from tasks.core.config import settings
@@ -23,6 +25,7 @@ from tasks.core.errors import NotFoundError
 from tasks.jobs.model import (
     DONE,
     FAILED,
+    RETRYING,
     RUNNING,
     WAITING,
     Job,
@@ -34,6 +37,7 @@ from tasks.jobs.model import (
 
 JOB_TTL = 7 * 24 * 3600
 _COUNTER = "c:"
+_WATCHED = ("deliveries", "total", "reached")  # read in every transaction (never the checkpoint)
 
 
 class RedisJobStore:
@@ -100,17 +104,23 @@ class RedisJobStore:
         pipe.hget(name, "status")
         _, status = pipe.execute()
         if status != DONE.encode():
-            self._redis.hset(name, "status", RUNNING)
+            fresh = {} if status == RETRYING.encode() else _calm()
+            self._redis.hset(name, mapping={"status": RUNNING, **fresh})
         return self._state(job_id, segment)
 
     def advance(self, job_id: str, segment: int, page: Page, delivery: int = 0) -> bool:
         name, records = self._seg(job_id, segment), f"{self._job(job_id)}:records"
 
-        def queue(pipe: redis.client.Pipeline) -> None:
+        def queue(pipe: redis.client.Pipeline, before: Mapping[str, int]) -> None:
             for counter, n in page.counts.items():
                 if n:
                     pipe.hincrby(name, _COUNTER + counter, n)
             pipe.hset(name, "checkpoint", json.dumps(page.checkpoint))
+            added = sum(page.counts.values())
+            if added:
+                pipe.hincrby(name, "total", added)
+            if before["total"] + added > before["reached"]:  # progress
+                pipe.hset(name, mapping={"reached": before["total"] + added, **_calm()})
             if page.records:
                 pipe.rpush(records, *page.records)
                 pipe.expire(records, JOB_TTL)
@@ -120,6 +130,19 @@ class RedisJobStore:
         done = self._if_current(name, delivery, queue)
         return done is not None and not done[-1]
 
+    def retrying(
+        self, job_id: str, segment: int, reason: str, delivery: int = 0
+    ) -> SegmentState | None:
+        name = self._seg(job_id, segment)
+
+        def queue(pipe: redis.client.Pipeline, _: Mapping[str, int]) -> None:
+            pipe.hset(name, mapping={"status": RETRYING, "reason": reason})
+            pipe.hincrby(name, "attempt", 1)
+            pipe.hgetall(name)
+
+        done = self._if_current(name, delivery, queue)
+        return None if done is None else _state_from(texts(done[-1]))
+
     def finish(self, job_id: str, segment: int, error: str = "", delivery: int = 0) -> None:
         mapping: dict[str | bytes, str | bytes] = (
             {"status": FAILED, "error": error} if error else {"status": DONE}
@@ -128,24 +151,29 @@ class RedisJobStore:
         self._if_current(
             name,
             delivery,
-            lambda pipe: pipe.hset(name, mapping=mapping),  # type: ignore[arg-type]
+            lambda pipe, _: pipe.hset(name, mapping=mapping),  # type: ignore[arg-type]
         )
 
     def _if_current(
-        self, name: str, delivery: int, queue: Callable[[redis.client.Pipeline], object]
+        self,
+        name: str,
+        delivery: int,
+        queue: Callable[[redis.client.Pipeline, Mapping[str, int]], object],
     ) -> list[Any] | None:
         """Run the queued commands in one transaction if ``delivery`` is still the segment's
-        latest (or is 0); their results, or None when a later delivery took over."""
+        latest (or is 0); their results, or None when a later delivery took over. ``queue``
+        gets the ``_WATCHED`` fields as they were when the transaction began."""
         with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     pipe.watch(name)  # type: ignore[no-untyped-call]
-                    current = int(pipe.hget(name, "deliveries") or 0)
-                    if delivery and current != delivery:
+                    values = pipe.hmget(name, _WATCHED)
+                    before = {k: int(v or 0) for k, v in zip(_WATCHED, values, strict=True)}
+                    if delivery and before["deliveries"] != delivery:
                         pipe.unwatch()
                         return None
                     pipe.multi()
-                    queue(pipe)
+                    queue(pipe, before)
                     return list(pipe.execute())
                 except redis.WatchError:
                     continue
@@ -177,4 +205,13 @@ def _state_from(raw: Mapping[str, str]) -> SegmentState:
         checkpoint=json.loads(raw["checkpoint"]) if "checkpoint" in raw else None,
         error=raw.get("error", ""),
         deliveries=int(raw.get("deliveries", 0)),
+        attempt=int(raw.get("attempt", 0)),
+        reason=raw.get("reason", ""),
+        progress_at=float(raw.get("progress_at", 0)),
+        reached=int(raw.get("reached", 0)),
     )
+
+
+def _calm() -> dict[EncodableT, EncodableT]:
+    """The fields a fresh start or progress sets: no failures since now."""
+    return {"attempt": 0, "reason": "", "progress_at": time.time()}

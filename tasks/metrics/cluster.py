@@ -102,7 +102,9 @@ def _throttle_metrics(client: redis.Redis) -> Iterator[Metric]:
 
 def _task_retry_metrics(client: redis.Redis) -> Iterator[Metric]:
     family = CounterMetricFamily(
-        "replicator_task_retries", "Celery task retries, by task name.", labels=["task"]
+        "replicator_task_retries",
+        "Tasks sent again after a transient failure, by task name.",
+        labels=["task"],
     )
     for task, n in sorted(stats.task_retries(client).items()):
         family.add_metric([task], n)

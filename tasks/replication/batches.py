@@ -1,7 +1,8 @@
 """One message's worth of per-key work, shared by the replicate and backup-record tasks.
 
 Runs ``sync_keys`` for a batch, turns permanent errors into per-key failures, sends retryable
-failures again on their own (``tasks.replication.failures``) and logs one summary line.
+failures again on their own (``tasks.replication.failures``, through ``tasks.resend``) and logs
+one summary line.
 
 When Redis or the broker fails under a task, its message is put back on the queue (or, if even
 that cannot reach Redis, left unacknowledged until the visibility timeout): never dropped, since
@@ -29,10 +30,11 @@ from tasks.core.keys import Key
 from tasks.core.locations import Table
 from tasks.replication.failures import settle
 from tasks.replication.sync import Sink, sync_keys
+from tasks.resend import send_again
 
 log = logs.get("tasks")
 PERMANENT = (NotFoundError, PermanentError, InvalidInputError)
-Send = Callable[[tuple[Any, ...], dict[str, Any], float], None]
+Send = Callable[[tuple[Any, ...]], None]
 INFRASTRUCTURE = (redis.RedisError, OperationalError)
 
 # Options every per-key task shares (Flower shows the task by its name).
@@ -58,8 +60,8 @@ def run_message(
 ) -> dict[str, int]:
     """The body of a per-key task: run the batch; requeue the message if Redis fails under it."""
 
-    def send(args: tuple[Any, ...], kwargs: dict[str, Any], countdown: float) -> None:
-        task.app.send_task(task.name, args=args, kwargs=kwargs, countdown=countdown)
+    def send(args: tuple[Any, ...]) -> None:
+        send_again(task, args, {}, attempt)
 
     try:
         return run_batch(
@@ -99,8 +101,8 @@ def run_batch(
         failed = {k.canonical: Failure(str(exc), retryable) for k in typed}
         counts = {"failed": len(failed)}
 
-    def retry(again: list[dict[str, Any]], countdown: float) -> None:
-        send((primary, target, again), {"attempt": attempt + 1}, countdown)
+    def retry(again: list[dict[str, Any]]) -> None:
+        send((primary, target, again))
 
     shown = str(source), destination.name
     retried, dead = settle(kind, *shown, failed, attempt, retry)

@@ -1,8 +1,8 @@
 """What happens to keys that failed: retried later on their own, or dead-lettered.
 
-A retryable failure is sent again (only the failed keys) after a capped, jittered exponential
-delay, up to ``task_max_attempts``; after that, or at once for a permanent failure, the key and
-its reason go to the dead-letter list.
+A retryable failure is sent again (only the failed keys, by ``tasks.resend``: a capped, jittered
+exponential countdown) until the retry policy's attempts are spent (``tasks.core.retry``); after
+that, or at once for a permanent failure, the key and its reason go to the dead-letter list.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from typing import Any
 from tasks.aws.dynamo import Failure
 from tasks.coord import deadletters
 from tasks.coord.redis_conn import connection
-from tasks.core.backoff import delay
-from tasks.core.config import settings
+from tasks.core.retry import policy
 
-Retry = Callable[[list[dict[str, Any]], float], None]
+Retry = Callable[[list[dict[str, Any]]], None]
 
 
 def settle(
@@ -29,14 +28,10 @@ def settle(
     retry: Retry,
 ) -> tuple[int, int]:
     """Retry or dead-letter failed keys; returns (retried, dead-lettered)."""
-    cfg = settings()
-    final = attempt + 1 >= cfg.task_max_attempts
+    final = policy().key_exhausted(attempt)
     again = [k for k, f in failed.items() if f.retryable and not final]
     dead = {k: f.reason for k, f in failed.items() if not f.retryable or final}
     if again:
-        retry(
-            [json.loads(k) for k in again],
-            delay(attempt, cfg.task_backoff_base, cfg.task_backoff_cap),
-        )
+        retry([json.loads(k) for k in again])
     deadletters.record(connection(), kind, source, target, dead, attempt + 1)
     return len(again), len(dead)

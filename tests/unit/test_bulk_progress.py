@@ -1,0 +1,64 @@
+"""Progress of a bulk job: segments retrying after a transient failure show, with why."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+
+from commands.bulk.progress import Reporter
+from commands.bulk.spec import BulkSpec
+from tasks.jobs.model import DONE, FAILED, RETRYING, RUNNING, SegmentState, Snapshot
+
+REASON = "Scan of http://127.0.0.1:1/t: service error 500 InternalServerError"
+
+
+def _snapshot() -> Snapshot:
+    return Snapshot(
+        [
+            SegmentState(status=RETRYING, attempt=2, reason=REASON),
+            SegmentState(status=DONE, counts={"items": 5}),
+            SegmentState(status=RUNNING, attempt=1, reason="x" * 500),
+            SegmentState(status=RUNNING, attempt=1, reason="throttled"),
+            SegmentState(status=RUNNING, counts={"items": 1}),
+        ]
+    )
+
+
+def test_progress_lines_name_the_retrying_segments_and_why(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    reporter = Reporter(BulkSpec(kind="backup-table", params={}), [4, 5, 6, 7, 8], 0.0)
+    reporter.update(_snapshot())
+
+    line = capsys.readouterr().err
+    assert line.startswith("[progress] segments 1/5 done items=6 ")
+    assert f"; retrying: segment 4 (retry 2: {REASON}), segment 6 (retry 1: xxx" in line
+    assert "x" * 119 + "…) and 1 more" in line and "x" * 120 not in line
+    assert "segment 8" not in line
+
+    reporter.update(Snapshot([SegmentState(status=FAILED, error="e"), *_snapshot().segments[1:]]))
+    assert "[progress] segments 2/5 done (1 failed) items=6 " in capsys.readouterr().err
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_bar_says_how_many_retry_and_prints_each_retry_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setenv("COLUMNS", "200")
+    reporter = Reporter(BulkSpec(kind="backup-table", params={}), [4, 5, 6, 7, 8], 10.0)
+    reporter.update(_snapshot())
+    reporter.update(_snapshot())
+    reporter.close()
+
+    shown = terminal.getvalue()
+    assert shown.count(f"[retrying] segment 4 (retry 2: {REASON})") == 1
+    assert shown.count("[retrying] segment 7 (retry 1: throttled)") == 1
+    assert "3 retrying · segments 1/5 done" in shown and "[progress]" not in shown
