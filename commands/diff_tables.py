@@ -27,7 +27,7 @@ from tasks.coord.redis_conn import check
 from tasks.core.config import settings
 from tasks.core.errors import UnavailableError
 from tasks.core.locations import REPLICA, shown
-from tasks.diff.match import KINDS
+from tasks.diff.match import KINDS, discrepancies
 from tasks.diff.segment import DiffOptions
 
 
@@ -80,7 +80,7 @@ def exit_status(result: Mapping[str, Any]) -> int:
 
 
 def _describe(totals: Mapping[str, int]) -> str:
-    found = sum(totals.get(k, 0) for k in KINDS)
+    found = discrepancies(totals)
     return (
         f"scanned={totals.get('scanned', 0)} compared={totals.get('compared', 0)} "
         f"discrepancies={found}"

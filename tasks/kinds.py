@@ -17,24 +17,35 @@ from tasks.backup.dump import backup_work
 from tasks.backup.point_in_time import pit_work
 from tasks.backup.restore import restore_files_work
 from tasks.core.locations import shown
+from tasks.diff.match import discrepancies
 from tasks.diff.segment import diff_work
 from tasks.jobs.model import Job, JobStore, Progress, SendAgain, Work, run_segment
 
 
+def _nothing(counts: Mapping[str, int]) -> dict[str, int]:
+    return {}
+
+
+def _diff_summary(counts: Mapping[str, int]) -> dict[str, int]:
+    return {"discrepancies": discrepancies(counts)}
+
+
 @dataclass(frozen=True)
 class Kind:
-    """A bulk job kind: its name, its segment task, its work, and its throughput counter."""
+    """A bulk job kind: its name, its segment task, its work, its throughput counter, and what
+    its progress shows beyond the counters."""
 
     name: str
     task: str
     work: Callable[[Job, int], Work]
     rate_field: str
+    summary: Callable[[Mapping[str, int]], dict[str, int]] = _nothing
 
 
 KINDS: Mapping[str, Kind] = {
     kind.name: kind
     for kind in (
-        Kind("diff", names.DIFF_SEGMENT, diff_work, "compared"),
+        Kind("diff", names.DIFF_SEGMENT, diff_work, "compared", _diff_summary),
         Kind("backup-table", names.BACKUP_SEGMENT, backup_work, "items"),
         Kind("incremental-backfill", names.BACKFILL_SEGMENT, backfill_work, "scanned"),
         Kind("restore-table", names.RESTORE_SEGMENT, restore_files_work, "restored"),

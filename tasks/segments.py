@@ -34,17 +34,17 @@ from worker.app import app
 log = logs.get("tasks")
 
 
-def progress_meta(
-    job_id: str, segment: int, segments: int, counts: Mapping[str, int], rate: float
-) -> dict[str, Any]:
+def progress_meta(job: Job, segment: int, counts: Mapping[str, int], rate: float) -> dict[str, Any]:
     """The task state Flower shows while a segment runs."""
-    meta: dict[str, Any] = {"job": job_id, "segment": segment, "segments": segments, **counts}
-    if {"missing", "extraneous", "different"} & counts.keys() or "compared" in counts:
-        meta["discrepancies"] = sum(
-            counts.get(k, 0) for k in ("missing", "extraneous", "different")
-        )
-    meta["items_per_second"] = round(rate, 1)
-    return meta
+    summary = KINDS[job.kind].summary(counts)
+    return {
+        "job": job.id,
+        "segment": segment,
+        "segments": job.segments,
+        **counts,
+        **summary,
+        "items_per_second": round(rate, 1),
+    }
 
 
 def _run(task: Any, job_id: str, segment: int, attempt: int) -> dict[str, int]:
@@ -56,9 +56,7 @@ def _run(task: Any, job_id: str, segment: int, attempt: int) -> dict[str, int]:
 
     def progress(counts: Mapping[str, int]) -> None:
         rate = counts.get(rate_field, 0) / max(time.monotonic() - started, 1e-6)
-        task.update_state(
-            state="PROGRESS", meta=progress_meta(job_id, segment, job.segments, counts, rate)
-        )
+        task.update_state(state="PROGRESS", meta=progress_meta(job, segment, counts, rate))
 
     sent: list[float] = []
     try:

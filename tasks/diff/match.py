@@ -33,6 +33,11 @@ OWNS = {
 }
 
 
+def discrepancies(counts: Mapping[str, int]) -> int:
+    """How many discrepancies a segment's (or a job's) counters hold."""
+    return sum(counts.get(kind, 0) for kind in KINDS)
+
+
 def other(side: str) -> str:
     return REPLICA if side == PRIMARY else PRIMARY
 
