@@ -21,7 +21,7 @@ from tasks.core.config import settings
 from tasks.core.errors import InvalidInputError, NotFoundError, SchemaMismatchError
 from tasks.core.keys import Key
 from tasks.core.locations import REPLICA, S3Location, Table, parse_s3
-from tasks.core.typed_json import Item, KeySchema, canonical_json, key_of, validate_key
+from tasks.core.typed_json import Item, KeySchema, key_of, validate_key
 from tasks.jobs.model import Job, Page, Work
 
 WRITE_CHUNK = 100
@@ -93,7 +93,10 @@ def fitting_key(item: Item, schema: KeySchema, where: str) -> Key:
 
 @dataclass
 class TableWriter:
-    """Puts and deletes in batches of ``WRITE_CHUNK``, paced by ``limiter`` when there is one."""
+    """Puts and deletes in batches of ``WRITE_CHUNK``, paced by ``limiter`` when there is one.
+
+    A flush holds each key once (backups and point-in-time states have one entry per key).
+    """
 
     target: Table  # the replica side's credentials
     limiter: RateLimiter | None = None
@@ -117,11 +120,10 @@ class TableWriter:
             self.limiter.take(self.buffered)
         failures = dynamo.batch_write(self.target, self.puts, self.deletes)
         self.failed.update({k: f.reason for k, f in failures.items()})
-        schema = dynamo.schema(self.target)
-        put_ids = {canonical_json(key_of(i, schema)) for i in self.puts}
+        deleted = sum(1 for k in self.deletes if k.canonical not in failures)
         counts = {
-            "restored": len(put_ids - failures.keys()),
-            "deleted": sum(1 for k in self.deletes if k.canonical not in failures),
+            "restored": len(self.puts) - (len(failures) - (len(self.deletes) - deleted)),
+            "deleted": deleted,
             "failed": len(failures),
         }
         self.puts, self.deletes = [], []
