@@ -13,6 +13,11 @@ same run:
   options (threads in the command): keys compared per second, item reads per key compared
   (scan reads + consistent point reads, as counted by the segments), peak RSS of the worker
   pool processes, and whether exactly the planted discrepancies were found.
+
+Each row also gives the CPU seconds per 1,000 keys of each process involved, from /proc and
+getrusage: dynalite (one node process), the worker's pool processes (summed) and its main
+process, and the command (for the ceiling: the benchmark's own scanning threads); and how busy
+that made the machine (all of it over seconds x cores), to tell a CPU-bound run from a waiting one.
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +94,45 @@ def fill(url: str, items: int, differences: int) -> dict[str, int]:
     return {"missing": third, "different": third, "extraneous": differences - 2 * third}
 
 
-def ceiling(url: str, segments: int) -> tuple[float, int]:
-    """Seconds to scan both tables at once, ``segments`` segments each; items read."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (from /proc/PID/stat)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Watched:
+    """The processes whose CPU a run is charged with, besides the command itself."""
+
+    dynalite: int
+    pool: list[int] = field(default_factory=list)
+    main: list[int] = field(default_factory=list)
+
+    def sample(self) -> dict[str, float]:
+        return {
+            "dynalite": cpu_seconds([self.dynalite]),
+            "pool": cpu_seconds(self.pool),
+            "main": cpu_seconds(self.main),
+        }
+
+
+def cpu_used(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    return {name: after[name] - before[name] for name in after}
+
+
+def ceiling(url: str, segments: int, watched: Watched) -> dict[str, Any]:
+    """Both tables scanned at once, ``segments`` segments each: a summary like a diff's."""
     ddb = client(url)
 
     def scan(job: tuple[str, int]) -> int:
@@ -102,10 +146,13 @@ def ceiling(url: str, segments: int) -> tuple[float, int]:
             args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     jobs = [(t, s) for t in ("primary", "replica") for s in range(segments)]
+    before = {**watched.sample(), "command": time.process_time()}
     started = time.monotonic()
     with ThreadPoolExecutor(len(jobs)) as pool:
         total = sum(pool.map(scan, jobs))
-    return time.monotonic() - started, total
+    seconds = time.monotonic() - started
+    cpu = cpu_used(before, {**watched.sample(), "command": time.process_time()})
+    return {"scanned": total, "seconds": seconds, "cpu": cpu}
 
 
 def peak_rss_kib(pids: list[int]) -> int:
@@ -119,7 +166,9 @@ def peak_rss_kib(pids: list[int]) -> int:
     return max(peaks, default=0)
 
 
-def run_diff(url: str, env: dict[str, str], *args: str) -> dict[str, Any]:
+def run_diff(url: str, env: dict[str, str], watched: Watched, *args: str) -> dict[str, Any]:
+    """One diff-tables run: its JSON summary, with ``cpu`` (seconds per process) added."""
+    before = {**watched.sample(), "command": children_cpu()}
     done = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "diff-tables"), f"{url}/primary", f"{url}/replica", *args],
         env=env,
@@ -131,6 +180,7 @@ def run_diff(url: str, env: dict[str, str], *args: str) -> dict[str, Any]:
     if done.returncode not in (0, 1):
         sys.exit(f"diff-tables failed ({done.returncode}):\n{done.stderr[-3000:]}")
     summary: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    summary["cpu"] = cpu_used(before, {**watched.sample(), "command": children_cpu()})
     return summary
 
 
@@ -141,6 +191,19 @@ class Row:
     reads_per_key: float
     exact: str = "-"
     peak_rss_kib: int = 0
+    seconds: float = 0.0
+    slowest: float = 0.0
+    cpu: Mapping[str, float] = field(default_factory=dict)  # CPU seconds per process
+
+    def cpu_per_1000(self, name: str) -> str:
+        if name not in self.cpu:
+            return "-"
+        return f"{1000 * self.cpu[name] / (self.keys_per_second * self.seconds):.3f}"
+
+    def busy(self) -> str:
+        """Share of the machine's CPU the processes used during the run."""
+        cores = os.cpu_count() or 1
+        return f"{100 * sum(self.cpu.values()) / (self.seconds * cores):.0f}%"
 
 
 def measured(name: str, summary: dict[str, Any], planted: dict[str, int], memory: int = 0) -> Row:
@@ -151,13 +214,21 @@ def measured(name: str, summary: dict[str, Any], planted: dict[str, int], memory
         summary["reads_per_key"],
         "yes" if exact else "NO",
         memory,
+        summary["seconds"],
+        slowest=summary["slowest"],
+        cpu=summary["cpu"],
     )
 
 
-def best_diff(url: str, env: dict[str, str], repeat: int, *args: str) -> dict[str, Any]:
-    """The fastest of ``repeat`` runs (the machine may be shared: noise only slows runs down)."""
-    runs = [run_diff(url, env, *args, "--progress-interval", "600") for _ in range(repeat)]
-    return max(runs, key=lambda s: s["compared"] / s["seconds"])
+def best_diff(
+    url: str, env: dict[str, str], watched: Watched, repeat: int, *args: str
+) -> dict[str, Any]:
+    """The fastest of ``repeat`` runs (the machine may be shared: noise only slows runs down);
+    ``spread`` is the slowest run's keys/s."""
+    runs = [run_diff(url, env, watched, *args, "--progress-interval", "600") for _ in range(repeat)]
+    rates = [s["compared"] / s["seconds"] for s in runs]
+    best = runs[rates.index(max(rates))]
+    return {**best, "slowest": min(rates)}
 
 
 def main() -> None:
@@ -181,34 +252,52 @@ def main() -> None:
     }
     try:
         planted = fill(dynalite.url, options.items, options.differences)
-        seconds, scanned = min(
-            ceiling(dynalite.url, options.segments) for _ in range(options.repeat)
-        )
-        rows = [
-            Row(
-                "two plain parallel scans (the ceiling)",
-                options.items / seconds,
-                scanned / options.items,
-            )
-        ]
+        rows = [ceiling_row(dynalite, options)]
         for processes in (1, 2):
-            worker = servers.start_worker(env, processes, "bulk", name=f"bench{processes}")
-            try:
-                summary = best_diff(
-                    dynalite.url, env, options.repeat, "--segments", str(options.segments)
-                )
-                memory = peak_rss_kib(worker.pool_pids())
-            finally:
-                worker.stop()
-            plural = "es" if processes > 1 else ""
-            name = f"diff-tables --segments {options.segments}, {processes} worker process{plural}"
-            rows.append(measured(name, summary, planted, memory))
-        summary = best_diff(dynalite.url, env, options.repeat)
-        rows.append(measured("diff-tables, no segment options (4 threads)", summary, planted))
+            rows.append(worker_row(dynalite, env, options, planted, processes))
+        watched = Watched(dynalite.process.pid)
+        summary = best_diff(dynalite.url, env, watched, options.repeat)
+        rows.append(measured("diff-tables, no segment options (threads)", summary, planted))
         report(options, rows)
     finally:
         dynalite.stop()
         redis.stop()
+
+
+def ceiling_row(dynalite: servers.Server, options: argparse.Namespace) -> Row:
+    watched = Watched(dynalite.process.pid)
+    runs = [ceiling(dynalite.url, options.segments, watched) for _ in range(options.repeat)]
+    best = min(runs, key=lambda r: r["seconds"])
+    return Row(
+        "two plain parallel scans (the ceiling)",
+        options.items / best["seconds"],
+        best["scanned"] / options.items,
+        seconds=best["seconds"],
+        cpu=best["cpu"],
+        slowest=options.items / max(r["seconds"] for r in runs),
+    )
+
+
+def worker_row(
+    dynalite: servers.Server,
+    env: dict[str, str],
+    options: argparse.Namespace,
+    planted: dict[str, int],
+    processes: int,
+) -> Row:
+    """``diff-tables --segments N`` on a worker with ``processes`` pool processes."""
+    worker = servers.start_worker(env, processes, "bulk", name=f"bench{processes}")
+    try:
+        watched = Watched(dynalite.process.pid, worker.pool_pids(), [worker.process.pid])
+        summary = best_diff(
+            dynalite.url, env, watched, options.repeat, "--segments", str(options.segments)
+        )
+        memory = peak_rss_kib(worker.pool_pids())
+    finally:
+        worker.stop()
+    plural = "es" if processes > 1 else ""
+    name = f"diff-tables --segments {options.segments}, {processes} worker process{plural}"
+    return measured(name, summary, planted, memory)
 
 
 def report(options: argparse.Namespace, rows: list[Row]) -> None:
@@ -219,16 +308,23 @@ def report(options: argparse.Namespace, rows: list[Row]) -> None:
         f"load average {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"| {'run':<46} | {'keys/s':>7} | {'of ceiling':>10} | {'reads/key':>9} "
-        f"| {'exact':>5} | {'peak worker RSS':>15} |"
+        "CPU s per 1,000 keys: dynalite / worker pool (all pool processes) / worker main / "
+        "command; busy: all of it over seconds x cores"
     )
-    print(f"|{'-' * 48}|{'-' * 9}|{'-' * 12}|{'-' * 11}|{'-' * 7}|{'-' * 17}|")
+    print(
+        f"| {'run':<46} | {'keys/s':>7} | {'slowest':>7} | {'of ceiling':>10} "
+        f"| {'reads/key':>9} | {'exact':>5} | {'CPU s/1k keys':>27} | {'busy':>4} "
+        f"| {'peak worker RSS':>15} |"
+    )
+    widths = (48, 9, 9, 12, 11, 7, 29, 6, 17)
+    print("|" + "|".join("-" * w for w in widths) + "|")
     for row in rows:
         memory = f"{row.peak_rss_kib / 1024:.0f} MiB" if row.peak_rss_kib else "-"
+        cpu = " / ".join(row.cpu_per_1000(n) for n in ("dynalite", "pool", "main", "command"))
         print(
-            f"| {row.name:<46} | {row.keys_per_second:>7.0f} | "
-            f"{100 * row.keys_per_second / best:>9.0f}% | {row.reads_per_key:>9.2f} "
-            f"| {row.exact:>5} | {memory:>15} |"
+            f"| {row.name:<46} | {row.keys_per_second:>7.0f} | {row.slowest:>7.0f} "
+            f"| {100 * row.keys_per_second / best:>9.0f}% | {row.reads_per_key:>9.2f} "
+            f"| {row.exact:>5} | {cpu:>27} | {row.busy():>4} | {memory:>15} |"
         )
 
 
