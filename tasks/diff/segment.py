@@ -28,9 +28,8 @@ from tasks.core.locations import parse_table
 from tasks.core.typed_json import (
     Item,
     KeySchema,
-    canonical_json,
     from_wire,
-    key_of,
+    key_json,
     to_wire,
 )
 from tasks.diff.match import (
@@ -152,6 +151,7 @@ class SegmentDiff:
         self.options, self.segment, self.segments = options, segment, segments
         self.tables, self.schema, self.repair, self.limiter = tables, schema, repair, limiter
         self.ignore = options.ignore
+        self.cid = key_json(schema)  # canonical key JSON of a scanned item
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -211,7 +211,7 @@ class SegmentDiff:
         yield from self._emit(state, step)
 
     def _offer(self, side: str, items: list[Item], state: _State, step: _Step) -> None:
-        entries = [(canonical_json(key_of(i, self.schema)), i) for i in items]
+        entries = [(self.cid(i), i) for i in items]
         offer = state.matcher.offer(side, entries)
         step.add("compared", offer.pairs)
         self._confirm(PAIR, offer.differ, {}, step)
@@ -283,10 +283,7 @@ class SegmentDiff:
     def _backfill_pages(self, scan: ReadAhead, state: _State) -> Iterator[Page]:
         while not state.done[PRIMARY]:
             step = _Step()
-            cids = [
-                canonical_json(key_of(i, self.schema))
-                for i in self._next_page(PRIMARY, scan, state, step)
-            ]
+            cids = [self.cid(i) for i in self._next_page(PRIMARY, scan, state, step)]
             assert self.repair is not None, "backfill needs a repair function"
             failed = self.repair([_key(c) for c in cids]) if cids else {}
             step.add("reads", len(cids))  # sync_keys reads each key again, consistently
