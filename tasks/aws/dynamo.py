@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from tasks.aws import clients
+from tasks.aws import clients, fast_scan
 from tasks.aws.errors import THROTTLING_CODES, translated
 from tasks.coord import stats
 from tasks.core.backoff import delay
@@ -118,7 +118,8 @@ def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def _client(location: TableLocation, side: str) -> DynamoDBClient:
     """The side's client, watched for throttling (every throttled attempt, botocore's retries
-    included, is counted for the metrics by ``stats.note_throttle``)."""
+    included, is counted for the metrics by ``stats.note_throttle``), its Scan pages parsed by
+    ``fast_scan``."""
     client = clients.dynamodb(location, side)
     if not getattr(client, "_replicator_watched", False):
         endpoint = location.endpoint_url
@@ -130,6 +131,7 @@ def _client(location: TableLocation, side: str) -> DynamoDBClient:
                 stats.note_throttle(table, side)
 
         client.meta.events.register("needs-retry.dynamodb", watch)
+        fast_scan.install(client)
         setattr(client, "_replicator_watched", True)  # noqa: B010 - a plain flag on the client
     return client
 
