@@ -27,6 +27,7 @@ from commands.bulk.progress import Reporter
 from commands.bulk.spec import BulkSpec, Outcome
 from commands.bulk.watchdog import Watchdog
 from tasks.coord.redis_conn import check, connection
+from tasks.core import collector
 from tasks.core.errors import UnavailableError
 from tasks.jobs.memory_store import MemoryJobStore
 from tasks.jobs.model import Job, JobStore, Snapshot
@@ -74,6 +75,8 @@ def execute(
 def _run_here(
     store: JobStore, job: Job, wanted: list[int], spec: BulkSpec, reporter: Reporter
 ) -> Snapshot:
+    collector.tune()  # this process does the work: fewer, cheaper garbage collections
+
     def one(segment: int) -> None:
         try:
             run_here(store, job, segment)
