@@ -157,9 +157,14 @@ def plain_scan(url: str) -> Scanner:
 
 
 def project_scan(url: str) -> Scanner:
-    """A segment read as a diff reads it: ``tasks.aws.dynamo.scan_pages``."""
+    """A segment read as a diff reads it: ``tasks.aws.dynamo.scan_pages``, in a process with
+    the garbage-collector settings of the diff's processes (this one, from now on: the plain
+    ceiling is measured first)."""
     from tasks.aws import dynamo
+    from tasks.core import collector
     from tasks.core.locations import parse_table
+
+    collector.tune()
 
     def scan(table: str, segment: int, segments: int) -> int:
         pages = dynamo.scan_pages(parse_table(f"{url}/{table}"), table, segment, segments)
