@@ -3,9 +3,9 @@
 A scanned page is thousands of small dicts and lists. CPython's cyclic collector runs by counts
 of container allocations: with its default thresholds (700, 10, 10) a diff worker made a full
 collection every few scan pages, and each walked every object the process holds (Celery, boto3,
-the service models: about 150,000), some 100 ms each, about 40 % of the worker's CPU. Items are
-acyclic and freed by reference counting as soon as they are dropped; collecting cycles less often
-costs little memory.
+the service models: about 150,000), some 100 ms each: over a third of the worker's CPU. Items
+are acyclic and freed by reference counting as soon as they are dropped; collecting cycles less
+often costs little memory.
 
 ``tune`` (once per process, after start-up) freezes what exists by then, which the collector
 then never walks again, and collects the youngest generation every 10,000 allocations instead of
