@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import Any
 
+from celery import Celery
+from celery.signals import worker_process_init
+
+from tasks.core import collector
 from worker import logging as _logging  # noqa: F401 - connects the setup_logging signal
 from worker import metrics as _metrics  # noqa: F401 - metrics endpoint and counters (signals)
 from worker.settings import CONFIG
@@ -12,3 +16,9 @@ TASK_MODULES = ["tasks.per_key", "tasks.segments"]
 
 app = Celery("dynamodb-replicator", include=TASK_MODULES)
 app.conf.update(CONFIG)
+
+
+@worker_process_init.connect
+def _tune_collector(**_: Any) -> None:
+    """Each pool process, once started: fewer, cheaper garbage collections (core.collector)."""
+    collector.tune()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from tasks.aws import clients
+from tasks.aws import clients, fast_scan
 from tasks.aws.errors import THROTTLING_CODES, translated
 from tasks.coord import stats
 from tasks.core import config
@@ -127,7 +127,8 @@ def exists(table: Table) -> bool:
 
 def _client(table: Table) -> DynamoDBClient:
     """The side's client, watched for throttling (every throttled attempt, botocore's retries
-    included, is counted for the metrics by ``stats.note_throttle``)."""
+    included, is counted for the metrics by ``stats.note_throttle``), its Scan pages parsed by
+    ``fast_scan``."""
     client = clients.dynamodb(table)
     if not getattr(client, "_replicator_watched", False):
         location = table.location
@@ -138,6 +139,7 @@ def _client(table: Table) -> DynamoDBClient:
                 stats.note_throttle(_table_of(request_dict or {}, location), table.side)
 
         client.meta.events.register("needs-retry.dynamodb", watch)
+        fast_scan.install(client)
         setattr(client, "_replicator_watched", True)  # noqa: B010 - a plain flag on the client
     return client
 

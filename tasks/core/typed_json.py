@@ -16,9 +16,10 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Context, Decimal, InvalidOperation
+from json.encoder import encode_basestring
 from typing import Any
 
 from tasks.core.errors import InvalidInputError, SchemaMismatchError
@@ -112,6 +113,30 @@ def key_of(item: Mapping[str, Any], schema: KeySchema) -> Item:
         return {name: item[name] for name in schema.names}
     except KeyError as exc:
         raise InvalidInputError(f"item lacks key attribute {exc.args[0]!r}") from exc
+
+
+def key_json(schema: KeySchema) -> Callable[[Mapping[str, Any]], str]:
+    """``canonical_json(key_of(item, schema))`` for one schema: the same text, written directly
+    (several times faster, for code that needs it for every scanned item). Anything unusual
+    (a missing attribute, another type) takes the general path, errors included."""
+    fields = [
+        (a.name, a.type, f'{encode_basestring(a.name)}:{{"{a.type}":')
+        for a in sorted(schema.attributes, key=lambda a: a.name)
+    ]
+
+    def text(item: Mapping[str, Any]) -> str:
+        parts = []
+        for name, tag, head in fields:
+            value = item.get(name)
+            inner = value.get(tag) if isinstance(value, dict) and len(value) == 1 else None
+            if isinstance(inner, bytes | bytearray):
+                inner = _b64(bytes(inner))
+            if not isinstance(inner, str):
+                return canonical_json(key_of(item, schema))
+            parts.append(f"{head}{encode_basestring(inner)}}}")
+        return "{" + ",".join(parts) + "}"
+
+    return text
 
 
 # -- equality ----------------------------------------------------------------------------------

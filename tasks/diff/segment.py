@@ -1,7 +1,8 @@
 """Compare (and repair, or backfill) one scan segment of a primary and a replica table.
 
 One *step* reads a page of segment I from each table, pairs the keys (``tasks.diff.match``),
-confirms every candidate with strongly consistent reads of both sides, and yields a
+confirms every candidate with strongly consistent reads of both sides (two rounds of batched
+reads per step, whatever the number of candidates), and yields a
 ``tasks.jobs.Page``: counts, the checkpoint (both scans' positions and the keys still waiting
 for a partner) and one record per confirmed discrepancy. Equal pairs cost one scan read per side
 and nothing more, so a diff reads about two items per key instead of the original's four.
@@ -29,9 +30,8 @@ from tasks.core.keys import Key
 from tasks.core.typed_json import (
     Item,
     KeySchema,
-    canonical_json,
     from_wire,
-    key_of,
+    key_json,
     to_wire,
 )
 from tasks.diff.match import (
@@ -153,6 +153,7 @@ class SegmentDiff:
         self.options, self.segment, self.segments = options, segment, segments
         self.tables, self.schema, self.repair, self.limiter = tables, schema, repair, limiter
         self.ignore = options.ignore
+        self.cid = key_json(schema)  # canonical key JSON of a scanned item
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -200,54 +201,58 @@ class SegmentDiff:
     def _step(self, scans: Mapping[str, ReadAhead], state: _State) -> Iterator[Page]:
         """One page of each side not done yet: pair, resolve, confirm, emit."""
         step = _Step()
+        differ: list[str] = []
         for side in SIDES:
             if not state.done[side]:
-                self._offer(side, self._next_page(side, scans[side], state, step), state, step)
-        for side in SIDES:  # after both pages were offered, so that they could pair first
-            self._resolve(side, state, state.matcher.overflow(side), step)
+                items = self._next_page(side, scans[side], state, step)
+                differ += self._offer(side, items, state, step)
+        # after both pages were offered, so that they could pair first
+        alone = {side: state.matcher.overflow(side) for side in SIDES}
         if all(state.done.values()):
-            self._resolve(PRIMARY, state, state.matcher.take(PRIMARY), step)
-            self._resolve(REPLICA, state, state.matcher.take(REPLICA), step)
+            for side in SIDES:
+                alone[side] += state.matcher.take(side)
+        self._check(differ, alone, state, step)
         state.matcher.compact()
         yield from self._emit(state, step)
 
-    def _offer(self, side: str, items: list[Item], state: _State, step: _Step) -> None:
-        entries = [(canonical_json(key_of(i, self.schema)), i) for i in items]
-        offer = state.matcher.offer(side, entries)
+    def _offer(self, side: str, items: list[Item], state: _State, step: _Step) -> list[str]:
+        """Pair a page's keys; the pairs whose images differ."""
+        offer = state.matcher.offer(side, [(self.cid(i), i) for i in items])
         step.add("compared", offer.pairs)
-        self._confirm(PAIR, offer.differ, {}, step)
+        return offer.differ
 
-    def _resolve(
-        self, side: str, state: _State, waiting: list[tuple[str, Seen]], step: _Step
+    def _check(
+        self,
+        differ: list[str],
+        alone: Mapping[str, list[tuple[str, Seen]]],
+        state: _State,
+        step: _Step,
     ) -> None:
-        """Keys without a partner in this segment: point-read the other side."""
-        if not waiting:
-            return
-        cids = [c for c, _ in waiting]
-        if side == PRIMARY:
-            replica = self._get(REPLICA, cids, step)
-            step.add("compared", len(cids))
-            suspects = [
-                c
-                for c, seen in waiting
-                if c not in replica or not state.matcher.same(seen, replica[c])
-            ]
-            self._confirm(PRIMARY_ONLY, suspects, {REPLICA: replica}, step)
-        else:
-            primary = self._get(PRIMARY, cids, step)
-            alone = [c for c in cids if c not in primary]  # the others belong to the primary's
-            step.add("compared", len(alone))
-            self._confirm(REPLICA_ONLY, alone, {PRIMARY: primary}, step)
+        """Confirm pairs whose images differ, and resolve keys without a partner in this segment
+        by point-reading the other side, in two rounds of consistent reads (each side's keys of
+        a round in one batch)."""
+        primaries = [c for c, _ in alone[PRIMARY]]
+        replicas = [c for c, _ in alone[REPLICA]]
+        first = self._read({PRIMARY: differ + replicas, REPLICA: differ + primaries}, step)
+        suspects = [
+            c
+            for c, seen in alone[PRIMARY]
+            if c not in first[REPLICA] or not state.matcher.same(seen, first[REPLICA][c])
+        ]
+        orphans = [c for c in replicas if c not in first[PRIMARY]]  # others: the primary's
+        step.add("compared", len(primaries) + len(orphans))
+        second = self._read({PRIMARY: suspects, REPLICA: orphans}, step)
+        self._judge(PAIR, differ, first, step)
+        self._judge(PRIMARY_ONLY, suspects, {**first, PRIMARY: second[PRIMARY]}, step)
+        self._judge(REPLICA_ONLY, orphans, {**first, REPLICA: second[REPLICA]}, step)
 
-    def _confirm(
-        self, origin: str, cids: list[str], known: Mapping[str, dict[str, Item]], step: _Step
+    def _read(self, wanted: Mapping[str, list[str]], step: _Step) -> dict[str, dict[str, Item]]:
+        return {side: self._get(side, cids, step) for side, cids in wanted.items()}
+
+    def _judge(
+        self, origin: str, cids: list[str], reads: Mapping[str, dict[str, Item]], step: _Step
     ) -> None:
-        """Strongly consistent reads of both sides (reusing ``known`` ones), then judge."""
-        if not cids:
-            return
-        reads = {
-            side: known[side] if side in known else self._get(side, cids, step) for side in SIDES
-        }
+        """Judge keys by strongly consistent reads of both sides."""
         for cid in cids:
             primary, replica = reads[PRIMARY].get(cid), reads[REPLICA].get(cid)
             kind = judge(origin, primary, replica, self.ignore)
@@ -284,10 +289,7 @@ class SegmentDiff:
     def _backfill_pages(self, scan: ReadAhead, state: _State) -> Iterator[Page]:
         while not state.done[PRIMARY]:
             step = _Step()
-            cids = [
-                canonical_json(key_of(i, self.schema))
-                for i in self._next_page(PRIMARY, scan, state, step)
-            ]
+            cids = [self.cid(i) for i in self._next_page(PRIMARY, scan, state, step)]
             assert self.repair is not None, "backfill needs a repair function"
             failed = self.repair([_key(c) for c in cids]) if cids else {}
             step.add("reads", len(cids))  # sync_keys reads each key again, consistently

@@ -8,6 +8,7 @@ import pytest
 
 from commands.bulk import watchdog as watchdog_module
 from commands.bulk.plan import LOCAL_SEGMENTS, plan
+from commands.bulk.run import POLL_SECONDS, poll_interval
 from commands.bulk.watchdog import Watchdog
 from tasks.core.errors import InvalidInputError, UnavailableError
 from tasks.jobs.memory_store import MemoryJobStore
@@ -61,3 +62,9 @@ def test_watchdog_gives_up_when_a_started_job_stalls_without_workers(
     with pytest.raises(UnavailableError, match="made no progress"):
         watchdog(store.snapshot(job.id))
     assert store.snapshot(job.id).cancelled
+
+
+def test_a_young_job_is_polled_often_an_old_one_as_before() -> None:
+    assert poll_interval(0.0) == 0.02
+    assert poll_interval(1.0) == pytest.approx(0.05)  # the end of a 1 s job: within 5 %
+    assert poll_interval(60.0) == POLL_SECONDS

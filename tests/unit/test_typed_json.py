@@ -12,6 +12,8 @@ from tasks.core.typed_json import (
     canonical_json,
     from_wire,
     items_equal,
+    key_json,
+    key_of,
     parse_key,
     to_wire,
 )
@@ -95,3 +97,34 @@ def test_parse_key_plain_and_typed() -> None:
 def test_parse_key_rejects_what_does_not_fit(text: str, error: type[Exception]) -> None:
     with pytest.raises(error):
         parse_key(text, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        KeySchema(KeyAttribute("id", "S")),
+        KeySchema(KeyAttribute("n", "N"), KeyAttribute("id", "S")),  # sorted by name, not role
+        KeySchema(KeyAttribute('we"ird é', "B"), KeyAttribute("\u2028", "N")),
+    ],
+)
+def test_key_json_is_canonical_json_of_the_key(schema: KeySchema) -> None:
+    texts = ["a", "", 'q"uote\\back', "new\nline\t\x00", "é😀\u2028", "\ud800", "1E+1"]
+    values = {
+        "S": [{"S": t} for t in texts],
+        "N": [{"N": n} for n in ("1", "-0.50", "1E+1", "10")],
+        "B": [{"B": b"\x00\xff"}, {"B": bytearray(b"ab")}, {"B": "AP8="}],
+    }
+    write = key_json(schema)
+    for i in range(20):
+        item = {a.name: values[a.type][i % len(values[a.type])] for a in schema.attributes}
+        item["other"] = {"SS": ["x"]}
+        assert write(item) == canonical_json(key_of(item, schema))
+
+
+def test_key_json_takes_the_general_path_for_unusual_items() -> None:
+    write = key_json(KeySchema(KeyAttribute("id", "S")))
+    assert write({"id": {"N": "1"}}) == '{"id":{"N":"1"}}'  # another type than the schema's
+    with pytest.raises(InvalidInputError):
+        write({"other": {"S": "x"}})
+    with pytest.raises(InvalidInputError):
+        write({"id": {"S": "a", "N": "1"}})
