@@ -12,7 +12,7 @@ from tasks import names
 from tasks.backup.incremental import S3Sink
 from tasks.core.config import settings
 from tasks.core.locations import REPLICA, Table, parse_s3
-from tasks.replication.batches import TASK_OPTIONS, run_message
+from tasks.replication.batches import TASK_OPTIONS, Message, run_message
 from tasks.replication.sync import ReplicaSink
 from worker.app import app
 
@@ -33,7 +33,8 @@ def replicate(
         cfg = settings()
         return cfg.table(primary), ReplicaSink(cfg.table(replica, REPLICA))
 
-    return run_message(self, "replicate", primary, replica, sink, keys, created, session, attempt)
+    message = Message("replicate", primary, replica, keys, created, session, attempt)
+    return run_message(self, message, sink)
 
 
 @app.task(name=names.BACKUP_RECORD, **TASK_OPTIONS)
@@ -52,4 +53,6 @@ def backup_record(
         source = settings().table(primary)
         return source, S3Sink(parse_s3(target), source.name)
 
-    return run_message(self, "backup", primary, target, sink, keys, created, session, attempt)
+    return run_message(
+        self, Message("backup", primary, target, keys, created, session, attempt), sink
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -47,26 +48,31 @@ TASK_OPTIONS: dict[str, Any] = {
 }
 
 
-def run_message(
-    task: Any,
-    kind: str,
-    primary: str,
-    target: str,
-    sink: Callable[[], tuple[Table, Sink]],
-    keys: list[dict[str, Any]],
-    created: list[float] | None,
-    session: str | None,
-    attempt: int,
-) -> dict[str, int]:
+@dataclass(frozen=True)
+class Message:
+    """A per-key task's message: the locations as sent, the keys in wire form, and where they
+    come from (creation times for the lag, the producer run's session for pending marks)."""
+
+    kind: str  # "replicate" or "backup" (dead letters say which)
+    primary: str
+    target: str
+    keys: list[dict[str, Any]]
+    created: list[float] | None = None
+    session: str | None = None
+    attempt: int = 0
+
+
+Sinks = Callable[[], tuple[Table, Sink]]
+
+
+def run_message(task: Any, message: Message, sink: Sinks) -> dict[str, int]:
     """The body of a per-key task: run the batch; requeue the message if Redis fails under it."""
 
     def send(args: tuple[Any, ...]) -> None:
-        send_again(task, args, {}, attempt)
+        send_again(task, args, {}, message.attempt)
 
     try:
-        return run_batch(
-            kind, primary, target, sink, keys, created, session, attempt, send, task.request.id
-        )
+        return run_batch(message, sink, send, task.request.id)
     except INFRASTRUCTURE as exc:
         log.warning(
             "redis failed under the task; message requeued", task_id=task.request.id, error=str(exc)
@@ -75,25 +81,16 @@ def run_message(
 
 
 def run_batch(
-    kind: str,
-    primary: str,
-    target: str,
-    sink: Callable[[], tuple[Table, Sink]],
-    keys: list[dict[str, Any]],
-    created: list[float] | None,
-    session: str | None,
-    attempt: int,
-    send: Send,
-    task_id: str | None = None,
+    message: Message, sink: Sinks, send: Send, task_id: str | None = None
 ) -> dict[str, int]:
-    """Make ``target`` match ``primary`` for ``keys`` (wire form); returns the counts."""
+    """Make the target match the primary for the message's keys; returns the counts."""
     started = time.monotonic()
-    cfg = settings()
+    rounds = settings().guard_max_rounds
     source, destination = sink()
-    typed = [Key.from_wire(k) for k in keys]
+    typed = [Key.from_wire(k) for k in message.keys]
     try:
         outcome = sync_keys(
-            source, destination, typed, created or (), session, cfg.guard_max_rounds
+            source, destination, typed, message.created or (), message.session, rounds
         )
         failed, counts = outcome.failed, outcome.counts()
     except (*PERMANENT, TransientError) as exc:
@@ -102,14 +99,14 @@ def run_batch(
         counts = {"failed": len(failed)}
 
     def retry(again: list[dict[str, Any]]) -> None:
-        send((primary, target, again))
+        send((message.primary, message.target, again))
 
     shown = str(source), destination.name
-    retried, dead = settle(kind, *shown, failed, attempt, retry)
+    retried, dead = settle(message.kind, *shown, failed, message.attempt, retry)
     _count(destination.name, {"failed": len(failed), "retried": retried, "dead_lettered": dead})
-    summary = {**counts, "keys": len(keys), "retried": retried, "dead_lettered": dead}
+    summary = {**counts, "keys": len(message.keys), "retried": retried, "dead_lettered": dead}
     log.info(
-        kind,
+        message.kind,
         task_id=task_id,
         primary=shown[0],
         target=shown[1],
