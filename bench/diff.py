@@ -162,12 +162,12 @@ def project_scan(url: str) -> Scanner:
     ceiling is measured first)."""
     from tasks.aws import dynamo
     from tasks.core import collector
-    from tasks.core.locations import parse_table
+    from tasks.core.config import settings
 
     collector.tune()
 
     def scan(table: str, segment: int, segments: int) -> int:
-        pages = dynamo.scan_pages(parse_table(f"{url}/{table}"), table, segment, segments)
+        pages = dynamo.scan_pages(settings().table(f"{url}/{table}"), segment, segments)
         return sum(len(items) for items, _ in pages)
 
     return scan
