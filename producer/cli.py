@@ -11,11 +11,17 @@ import click
 
 from commands.exits import handle_errors
 from commands.options import common_options, setup
-from producer.checkpoints import Checkpoints
+from producer import status
 from producer.enqueue import Enqueuer, Target
 from producer.filters import RecordFilter
-from producer.metrics import ProducerCollector
-from producer.poller import Poller, PollerOptions
+from producer.metrics import ProducerCollector, ProducerView
+from producer.poller import (
+    DEFAULT_IDLE_WAIT,
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_READERS,
+    Poller,
+    PollerOptions,
+)
 from producer.sources import Position, Source
 from producer.sources.dynamodb_streams import DynamoDBStreamsSource
 from producer.sources.kinesis import KinesisSource
@@ -115,13 +121,34 @@ def _stop_on_signals(stop: threading.Event) -> None:
 )
 @click.option("--turnover-at", help="Cut-over time (ISO 8601 or epoch milliseconds).")
 @click.option("--skip-ttl-deletes", is_flag=True, help="Do not propagate TTL deletions.")
-@click.option("--name", help="Checkpoint name (default: derived from the stream and targets).")
+@click.option(
+    "--name",
+    help="Checkpoint name (default: derived from the stream and targets); producers with the "
+    "same name share the stream's shards.",
+)
 @click.option(
     "--poll-interval",
     type=click.FloatRange(0.01, 60),
-    default=0.1,
+    default=DEFAULT_IDLE_WAIT,
     show_default=True,
-    help="Seconds to wait when every shard is at its tip.",
+    help="Seconds before a shard at its tip is read again (a shard is read at most 5 times a "
+    "second).",
+)
+@click.option(
+    "--readers",
+    type=click.IntRange(1, 1024),
+    default=DEFAULT_READERS,
+    envvar="REPLICATOR_PRODUCER_READERS",
+    show_default=True,
+    help="Shards read at once (threads).",
+)
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(1, 600),
+    default=DEFAULT_LEASE_SECONDS,
+    envvar="REPLICATOR_LEASE_SECONDS",
+    show_default=True,
+    help="Shard lease time: a stopped or frozen producer's shards are taken over after it.",
 )
 @click.option(
     "--page-limit",
@@ -159,19 +186,35 @@ def main(**params: Any) -> None:
         app, connection(), plan.primary.location.spec, plan.targets, cfg.keys_per_message
     )
     consumer = params["name"] or "|".join([source.stream_id, *(t.name for t in plan.targets)])
-    poller = Poller(
-        source=source,
-        checkpoints=Checkpoints(connection(), consumer),
-        enqueuer=enqueuer,
-        record_filter=plan.record_filter,
-        options=PollerOptions(
-            start=plan.start, page_limit=params["page_limit"], idle_sleep=params["poll_interval"]
-        ),
+    options = PollerOptions(
+        start=plan.start,
+        page_limit=params["page_limit"],
+        idle_sleep=params["poll_interval"],
+        readers=params["readers"],
+        lease_seconds=params["lease_seconds"],
+    )
+    poller = Poller(source, consumer, enqueuer, plan.record_filter, options)
+    status.register(
+        connection(),
+        consumer,
+        source.stream_id,
+        [t.name for t in plan.targets],
+        source.retention_seconds,
+        options.lease_seconds,
     )
     if params["metrics_port"]:
-        collector = ProducerCollector(
-            source.stream_id, lambda: poller.stats, poller.checkpoints.ages
-        )
-        serve(params["metrics_port"], collector, params["metrics_address"])
+        _serve_metrics(poller, params)
     _stop_on_signals(poller.stop)
     poller.run()
+
+
+def _serve_metrics(poller: Poller, params: dict[str, Any]) -> None:
+    view = ProducerView(
+        stream=poller.source.stream_id,
+        producer=poller.owner,
+        retention=poller.source.retention_seconds,
+        stats=lambda: poller.stats,
+        checkpoint_ages=poller.checkpoints.ages,
+        leases=lambda: poller.keeper.last_snapshot,
+    )
+    serve(params["metrics_port"], ProducerCollector(view), params["metrics_address"])

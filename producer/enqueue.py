@@ -4,10 +4,13 @@ Per target (the replica, the S3 backup): keys already waiting in the queue are s
 (``tasks.coord.pending``); the others go out in messages of up to ``keys_per_message`` keys, each
 with the creation time of the oldest change it covers (for the lag). If sending fails half-way,
 the run's pending marks can no longer be trusted, so the enqueuer starts a new session.
+Shard readers call ``enqueue`` from several threads at once (Celery's producer pool and the Redis
+client are thread-safe); the counters are kept under a lock.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,30 +41,42 @@ class Enqueuer:
     session: str = field(default_factory=lambda: uuid.uuid4().hex)
     sent_keys: int = 0
     coalesced_keys: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def enqueue(self, records: Sequence[ChangeRecord]) -> None:
-        """Send every distinct key of ``records`` to every target; raises if sending failed."""
+    def enqueue(self, records: Sequence[ChangeRecord]) -> tuple[int, int]:
+        """Send every distinct key of ``records`` to every target: (keys sent, keys coalesced).
+
+        Raises if sending failed (the caller sends the page again)."""
         oldest: dict[Key, float] = {}
         for record in records:
             oldest[record.key] = min(oldest.get(record.key, record.created), record.created)
         keys = list(oldest)
+        sent = coalesced = 0
         if not keys:
-            return
+            return sent, coalesced
+        session = self.session
         try:
             for target in self.targets:
-                self._send(target, keys, oldest)
+                fresh = pending.mark(self.redis, target.name, session, [k.id for k in keys])
+                todo = [k for k, new in zip(keys, fresh, strict=True) if new]
+                coalesced += len(keys) - len(todo)
+                sent += self._send(target, todo, oldest, session)
         except Exception:
             self.session = uuid.uuid4().hex
             raise
+        finally:
+            with self._lock:
+                self.sent_keys += sent
+                self.coalesced_keys += coalesced
+        return sent, coalesced
 
-    def _send(self, target: Target, keys: list[Key], oldest: dict[Key, float]) -> None:
-        fresh = pending.mark(self.redis, target.name, self.session, [k.id for k in keys])
-        todo = [k for k, new in zip(keys, fresh, strict=True) if new]
-        self.coalesced_keys += len(keys) - len(todo)
+    def _send(self, target: Target, todo: list[Key], oldest: dict[Key, float], session: str) -> int:
+        sent = 0
         for chunk in batched(todo, self.keys_per_message):
             self.app.send_task(
                 target.task,
                 args=(self.primary, target.arg, [k.wire for k in chunk]),
-                kwargs={"created": [oldest[k] for k in chunk], "session": self.session},
+                kwargs={"created": [oldest[k] for k in chunk], "session": session},
             )
-            self.sent_keys += len(chunk)
+            sent += len(chunk)
+        return sent

@@ -1,97 +1,175 @@
-"""The read loop: discover shards, read each ready shard, enqueue, checkpoint, repeat.
+"""The poller: discovers a stream's shards, holds leases on its share, reads them concurrently.
+
+Three kinds of threads share one ``Poller``:
+
+* discovery: lists the stream's shards every ``discover_every`` seconds (and soon after a shard
+  finished, as its children may be listed now), paginated, backing off when throttled;
+* the lease keeper (``producer.keeper``): renews this producer's leases, hands over the ones
+  asked for, takes its fair share; it also logs the status line and publishes the per-shard
+  state that ``replicator status`` shows;
+* the calling thread schedules the reads (``producer.schedule``) on a pool of ``readers``
+  threads, each page read, enqueued and checkpointed by ``producer.reader``.
 
 At-least-once: a shard's checkpoint advances only after every key of the page was sent. On
-SIGTERM/SIGINT the page in hand is finished and checkpointed before the loop returns.
+``stop`` (SIGTERM/SIGINT) the pages in hand are finished and checkpointed, then every lease is
+released so that another producer continues at once, and ``run`` returns.
+
+The poller is a reusable component: give it a consumer name and, for shards without a
+checkpoint, a start position (or one per shard); stop it by setting ``stop``.
 """
 
 from __future__ import annotations
 
+import os
+import random
+import secrets
+import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 
+from producer import status
 from producer.checkpoints import Checkpoints
 from producer.enqueue import Enqueuer
 from producer.filters import RecordFilter
-from producer.records import ChangeRecord, MalformedRecordError
+from producer.keeper import Held, LeaseKeeper
+from producer.leases import LeaseTable
+from producer.reader import TRIM_HORIZON, ReadOptions, ShardReader
+from producer.schedule import ReadScheduler
 from producer.shards import ShardGraph
-from producer.sources import SHARD_END, Page, Position, ShardInfo, Source, sequence_at_least
+from producer.sources import Position, Source
 from producer.stats import ProducerStats
+from tasks.coord.redis_conn import connection
 from tasks.core import logs
 from tasks.core.backoff import delay
-from tasks.core.errors import ExpiredIteratorError, TransientError, TrimmedDataError
+from tasks.core.errors import TransientError
 
 log = logs.get("producer")
-TRIM_HORIZON = Position("TRIM_HORIZON")
+
+DEFAULT_LEASE_SECONDS = 10.0
+DEFAULT_READERS = 32
+DEFAULT_IDLE_WAIT = 0.5
 
 
 @dataclass
 class PollerOptions:
     start: Position = TRIM_HORIZON
+    positions: Mapping[str, Position] = field(default_factory=dict)  # explicit starts per shard
     page_limit: int = 1000
-    idle_sleep: float = 0.1
+    idle_sleep: float = DEFAULT_IDLE_WAIT  # before a shard at its tip is read again
+    readers: int = DEFAULT_READERS  # shards read at once
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     discover_every: float = 10.0
     status_every: float = 10.0
 
 
-@dataclass
+def producer_id() -> str:
+    """This process's name among the producers: host, pid and a few random characters."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+
+
 class Poller:
-    source: Source
-    checkpoints: Checkpoints
-    enqueuer: Enqueuer
-    record_filter: RecordFilter
-    options: PollerOptions = field(default_factory=PollerOptions)
-    stop: threading.Event = field(default_factory=threading.Event)
-    stats: ProducerStats = field(default_factory=ProducerStats)
-    _iterators: dict[str, str | None] = field(default_factory=dict)
+    def __init__(
+        self,
+        source: Source,
+        consumer: str,
+        enqueuer: Enqueuer,
+        record_filter: RecordFilter,
+        options: PollerOptions | None = None,
+        client: redis.Redis | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.source, self.consumer, self.options = source, consumer, options or PollerOptions()
+        self.owner = owner or producer_id()
+        self.redis = client or connection()
+        self.stop = threading.Event()
+        self.stats = ProducerStats()
+        self.graph = ShardGraph()
+        self.checkpoints = Checkpoints(self.redis, consumer)
+        self.leases = LeaseTable(self.redis, consumer, self.owner, self.options.lease_seconds)
+        self._rediscover = threading.Event()
+        self._rebalance = threading.Event()  # wakes the lease keeper: shards became ready
+        self.reader = ShardReader(
+            source,
+            self.checkpoints,
+            enqueuer,
+            record_filter,
+            self.graph,
+            self.stats,
+            self.owner,
+            self.stop,
+            ReadOptions(self.options.start, self.options.positions, self.options.page_limit),
+            on_finished=self._finished,
+        )
+        self.scheduler = ReadScheduler(
+            self.options.readers, self.options.idle_sleep, self.reader.read, self.reader.forget
+        )
+        self.keeper = LeaseKeeper(
+            self.leases,
+            self._ready,
+            self.stats,
+            self.scheduler.idle,
+            self.scheduler.add,
+            self.options.lease_seconds,
+        )
 
     def run(self) -> ProducerStats:
-        graph = ShardGraph(self.checkpoints.load())
-        clock = {"discover": 0.0, "status": 0.0}
-        failures = 0
-        while not self.stop.is_set():
-            try:
-                busy = self._cycle(graph, clock)
-                failures = 0
-            except (TransientError, redis.RedisError) as exc:
-                # The endpoint or Redis is away: nothing was checkpointed past what was sent.
-                log.warning("producer cycle failed; retrying", error=str(exc), attempt=failures)
-                self.stop.wait(delay(failures, 0.5, 10.0))
-                failures += 1
-                continue
-            if not busy:
-                self.stop.wait(self.options.idle_sleep)
+        threads = [
+            threading.Thread(target=self._discovery_loop, name="discovery", daemon=True),
+            threading.Thread(target=self._lease_loop, name="leases", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        self.scheduler.run(self.stop)  # returns once stopped and the pages in hand are done
+        self._rediscover.set()
+        self._rebalance.set()
+        for thread in threads:
+            thread.join()
+        try:
+            self.keeper.release_all()
+        except (TransientError, redis.RedisError) as exc:
+            log.warning("could not release the leases; they expire by themselves", error=str(exc))
         log.info("producer stopped", stream=self.source.stream_id, **self.stats.summary())
         return self.stats
 
-    def _cycle(self, graph: ShardGraph, clock: dict[str, float]) -> bool:
-        """Discover when due, then read one page of every ready shard; True if any had records."""
-        now = time.monotonic()
-        if now >= clock["discover"]:
-            self._discover(graph)
-            clock["discover"] = now + self.options.discover_every
-        busy = False
-        for shard in graph.ready():
-            if self.stop.is_set():
-                break
-            busy |= self._poll(graph, shard)
-            if graph.finished(shard.shard_id):
-                clock["discover"] = 0.0  # its children may be listed now
-        if now >= clock["status"]:
-            log.info("producer status", stream=self.source.stream_id, **self.stats.summary())
-            clock["status"] = now + self.options.status_every
-        return busy
+    def _finished(self, _shard_id: str) -> None:
+        self._rediscover.set()  # its children may be listed now
+        self._rebalance.set()  # or listed already, and ready now
 
-    def _discover(self, graph: ShardGraph) -> None:
-        fresh, lost = graph.update(self.source.shards())
+    def _ready(self) -> list[str]:
+        self.graph.refresh(self.checkpoints.load())
+        return [shard.shard_id for shard in self.graph.ready()]
+
+    # -- discovery ----------------------------------------------------------------------------
+
+    def _discovery_loop(self) -> None:
+        attempt = 0
+        while not self.stop.is_set():
+            try:
+                self._discover()
+                self._rebalance.set()
+                attempt, wait = 0, self.options.discover_every * random.uniform(0.9, 1.1)
+            except (TransientError, redis.RedisError) as exc:
+                # Throttled (DescribeStream: 10 calls a second per account) or unreachable.
+                wait = delay(attempt, 1.0, 60.0)
+                attempt += 1
+                log.warning("shard discovery failed; retrying", error=str(exc), attempt=attempt)
+            self._rediscover.wait(wait)
+            self._rediscover.clear()
+
+    def _discover(self) -> None:
+        self.graph.refresh(self.checkpoints.load())
+        fresh, lost = self.graph.update(self.source.shards())
         for shard_id in lost:
-            self._gap(shard_id, "the shard was trimmed before it was read to its end")
-            graph.finish(shard_id)
-        self.checkpoints.forget(graph.retired())
+            if self.checkpoints.vanished(shard_id):
+                self.reader.gap(shard_id, "the shard was trimmed before it was read to its end")
+            self.graph.finish(shard_id)
+        retired = self.graph.retired()
+        self.checkpoints.forget(retired)
+        self.leases.drop(retired)
         for shard in fresh:
             log.info(
                 "shard discovered",
@@ -100,110 +178,33 @@ class Poller:
                 closed=shard.closed,
             )
 
-    def _gap(self, shard_id: str, why: str) -> None:
-        self.stats.gaps += 1
-        log.error(
-            "gap in the change stream: changes were lost to retention; run diff-tables "
-            "--repair to resynchronise",
-            shard=shard_id,
-            reason=why,
-        )
+    # -- leases, status -----------------------------------------------------------------------
 
-    def _start_position(self, graph: ShardGraph, shard: ShardInfo) -> Position:
-        checkpoint = graph.checkpoints.get(shard.shard_id)
-        if checkpoint and checkpoint != SHARD_END:
-            return Position("AFTER_SEQUENCE_NUMBER", sequence=checkpoint)
-        if any(graph.finished(p) for p in shard.parents):
-            return TRIM_HORIZON  # a child continues where its parent ended
-        start = self.options.start
-        if start.kind == "AT_TIMESTAMP" and not self.source.supports_timestamp:
-            return TRIM_HORIZON  # the filter drops records older than the start time
-        return start
-
-    def _acquire(self, graph: ShardGraph, shard: ShardInfo) -> str:
-        position = self._start_position(graph, shard)
-        try:
-            return self.source.iterator(shard.shard_id, position)
-        except TrimmedDataError:
-            self._gap(shard.shard_id, f"checkpoint {position.sequence} is older than retention")
-            return self.source.iterator(shard.shard_id, TRIM_HORIZON)
-
-    def _poll(self, graph: ShardGraph, shard: ShardInfo) -> bool:
-        """Read one page of a shard; True when more records are waiting right away."""
-        shard_id = shard.shard_id
-        try:
-            iterator = self._iterators.get(shard_id) or self._acquire(graph, shard)
-            page = self.source.read(iterator, self.options.page_limit)
-        except ExpiredIteratorError:
-            log.info("shard iterator expired; re-acquiring from the checkpoint", shard=shard_id)
-            self._iterators[shard_id] = None
-            return True
-        except TrimmedDataError:
-            self._gap(shard_id, "records behind the iterator were trimmed")
-            self._iterators[shard_id] = self.source.iterator(shard_id, TRIM_HORIZON)
-            return True
-        records = self._parse(page.records)
-        self.stats.records_read += len(page.records)
-        if not self._deliver(records):
-            return False
-        self._advance(graph, shard, page)
-        self._track_lag(shard_id, page, records)
-        # At the tip a shard is read again after the poll interval, which also lets a burst of
-        # changes to one key gather into one page (and one primary read).
-        return len(page.records) >= self.options.page_limit or (page.behind_ms or 0) > 0
-
-    def _deliver(self, records: Sequence[ChangeRecord]) -> bool:
-        """Filter and enqueue; retries sending until it works or we are told to stop."""
-        kept = [r for r in records if self.record_filter.keep(r)]
-        self.stats.records_filtered += len(records) - len(kept)
-        attempt = 0
-        while True:
+    def _lease_loop(self) -> None:
+        next_status = 0.0
+        while not self.stop.is_set():
             try:
-                before = self.enqueuer.sent_keys, self.enqueuer.coalesced_keys
-                self.enqueuer.enqueue(kept)
-                self.stats.keys_enqueued += self.enqueuer.sent_keys - before[0]
-                self.stats.keys_coalesced += self.enqueuer.coalesced_keys - before[1]
-                return True
-            except Exception as exc:
-                log.warning("enqueue failed; retrying", error=str(exc), attempt=attempt)
-                if self.stop.wait(delay(attempt, 0.5, 10.0)) or attempt > 1000:
-                    return False
-                attempt += 1
+                self.keeper.tick()
+                status.publish(self.redis, self.consumer, self.owner, self.stats.shards)
+            except (TransientError, redis.RedisError) as exc:
+                log.warning("lease renewal failed; retrying", error=str(exc))
+            now = time.monotonic()
+            if now >= next_status:
+                self._log_status()
+                next_status = now + self.options.status_every
+            self._rebalance.wait(self.keeper.tick_seconds)
+            self._rebalance.clear()
 
-    def _parse(self, raws: Sequence[Mapping[str, Any]]) -> list[ChangeRecord]:
-        records = []
-        for raw in raws:
-            try:
-                records.append(self.source.parse(raw))
-            except MalformedRecordError as exc:
-                self.stats.records_malformed += 1
-                log.error("malformed stream record skipped", error=str(exc))
-        return records
+    def _log_status(self) -> None:
+        stream, retention = self.source.stream_id, self.source.retention_seconds
+        log.info("producer status", stream=stream, leases=len(self.held()), **self.stats.summary())
+        for shard, state in sorted(self.stats.shards.items()):
+            if status.retention_used(state.iterator_age, retention) >= status.RETENTION_WARNING:
+                log.warning(
+                    "the oldest unread record nears the stream's retention",
+                    shard=shard,
+                    detail=status.retention_warning(stream, shard, state.iterator_age, retention),
+                )
 
-    def _advance(self, graph: ShardGraph, shard: ShardInfo, page: Page) -> None:
-        shard_id = shard.shard_id
-        if page.last_sequence:
-            self.checkpoints.save(shard_id, page.last_sequence)
-            graph.checkpoint(shard_id, page.last_sequence)
-        self._iterators[shard_id] = page.next_iterator
-        checkpoint = graph.checkpoints.get(shard_id) or "0"
-        drained = page.next_iterator is None or (
-            shard.closed
-            and not page.records
-            and sequence_at_least(checkpoint, shard.ending_sequence or "0")
-        )
-        if drained:
-            self.checkpoints.finish(shard_id)
-            graph.finish(shard_id)
-            self._iterators.pop(shard_id, None)
-            self.stats.lag_seconds.pop(shard_id, None)
-            self.stats.shards_finished += 1
-            log.info("shard finished", shard=shard_id)
-
-    def _track_lag(self, shard_id: str, page: Page, records: Sequence[ChangeRecord]) -> None:
-        """Seconds from the newest change read to now (0 at the shard's tip)."""
-        if shard_id not in self._iterators:  # finished and retired
-            return
-        newest = max((r.created for r in records), default=0.0)
-        lag = max(0.0, time.time() - newest) if newest else (page.behind_ms or 0) / 1000
-        self.stats.lag_seconds[shard_id] = lag
+    def held(self) -> list[Held]:
+        return self.keeper.held()

@@ -46,6 +46,7 @@ class Page:
 class Source(Protocol):
     stream_id: str
     supports_timestamp: bool
+    retention_seconds: float  # how long the service keeps a record
 
     def shards(self) -> list[ShardInfo]: ...
 

@@ -26,6 +26,7 @@ def stream_arn_of(table: Table) -> str:
 
 class DynamoDBStreamsSource:
     supports_timestamp = False
+    retention_seconds = 24 * 3600.0  # fixed by the service
 
     def __init__(self, table: Table, stream_arn: str | None = None, client: Any = None):
         self.stream_id = stream_arn or stream_arn_of(table)
@@ -33,7 +34,7 @@ class DynamoDBStreamsSource:
 
     def shards(self) -> list[ShardInfo]:
         found: list[ShardInfo] = []
-        args: dict[str, Any] = {"StreamArn": self.stream_id}
+        args: dict[str, Any] = {"StreamArn": self.stream_id, "Limit": 100}
         while True:
             with translated(f"DescribeStream {self.stream_id}"):
                 description = self._client.describe_stream(**args)["StreamDescription"]

@@ -16,6 +16,7 @@ from tasks.core.locations import Table
 
 class KinesisSource:
     supports_timestamp = True
+    retention_seconds = 24 * 3600.0  # the default; the stream's own is read at start
 
     def __init__(self, table: Table, stream: str, client: Any = None):
         self._client = client or clients.kinesis(table)
@@ -23,9 +24,12 @@ class KinesisSource:
         self.stream_id = stream
         try:
             with translated(f"Kinesis stream {stream}"):
-                self._client.describe_stream_summary(**self._ref)
+                summary = self._client.describe_stream_summary(**self._ref)
         except NotFoundError as exc:
             raise NotFoundError(f"Kinesis stream {stream} does not exist") from exc
+        hours = summary.get("StreamDescriptionSummary", {}).get("RetentionPeriodHours")
+        if hours:
+            self.retention_seconds = float(hours) * 3600
 
     def shards(self) -> list[ShardInfo]:
         found: list[ShardInfo] = []

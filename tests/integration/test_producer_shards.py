@@ -13,9 +13,11 @@ from producer.checkpoints import Checkpoints
 from producer.enqueue import Enqueuer, Target
 from producer.filters import RecordFilter
 from producer.poller import Poller, PollerOptions
-from producer.sources import SHARD_END
+from producer.reader import TRIM_HORIZON
+from producer.sources import SHARD_END, Position
 from producer.sources.dynamodb_streams import DynamoDBStreamsSource
 from tasks.coord.redis_conn import connection
+from tasks.core.config import settings
 from tests.support.fake_streams import FakeStreams, RecordingApp
 from tests.support.servers import wait_until
 from tests.support.tables import table
@@ -28,6 +30,7 @@ def make_poller(
     app: RecordingApp,
     consumer: str = "c",
     record_filter: RecordFilter | None = None,
+    start: Position = TRIM_HORIZON,
 ) -> Poller:
     source = DynamoDBStreamsSource(table(PRIMARY), stream_arn=fake.arn, client=fake)
     enqueuer = Enqueuer(
@@ -35,11 +38,16 @@ def make_poller(
     )
     return Poller(
         source,
-        Checkpoints(connection(), consumer),
+        consumer,
         enqueuer,
         record_filter or RecordFilter(),
-        PollerOptions(idle_sleep=0.01, discover_every=0.05, status_every=3600),
+        PollerOptions(start=start, idle_sleep=0.01, discover_every=0.05, status_every=3600),
     )
+
+
+def seed_checkpoint(consumer: str, shard_id: str, sequence: str) -> None:
+    """A checkpoint left by an earlier run."""
+    connection().hset(settings().key("checkpoint", consumer), shard_id, sequence)
 
 
 def run_until(poller: Poller, done: Callable[[], bool]) -> None:
@@ -124,7 +132,7 @@ def test_trimmed_checkpoint_is_reported_as_a_gap(env: dict[str, str], caplog: An
     fake.add_shard("s")
     for i in range(4):
         fake.put("s", f"k{i}")
-    Checkpoints(connection(), "c").save("s", "50")  # older than anything the shard still has
+    seed_checkpoint("c", "s", "50")  # older than anything the shard still has
     fake.shards["s"].trimmed_before = 101
     poller = make_poller(fake, app)
 
@@ -135,7 +143,7 @@ def test_trimmed_checkpoint_is_reported_as_a_gap(env: dict[str, str], caplog: An
 
 def test_vanished_unfinished_parent_is_a_gap(env: dict[str, str]) -> None:
     fake, app = FakeStreams(), RecordingApp()
-    Checkpoints(connection(), "c").save("gone", "42")
+    seed_checkpoint("c", "gone", "42")
     fake.add_shard("child", parent="gone")
     fake.put("child", "x")
     poller = make_poller(fake, app)
@@ -237,13 +245,10 @@ def test_a_burst_on_one_key_is_coalesced(env: dict[str, str]) -> None:
 
 
 def test_start_latest_skips_what_is_already_there(env: dict[str, str]) -> None:
-    from producer.sources import Position
-
     fake, app = FakeStreams(), RecordingApp()
     fake.add_shard("s")
     fake.put("s", "old")
-    poller = make_poller(fake, app)
-    poller.options.start = Position("LATEST")
+    poller = make_poller(fake, app, start=Position("LATEST"))
     thread = threading.Thread(target=poller.run, daemon=True)
     thread.start()
     wait_until(lambda: "s" in fake.reads, 10, "first read")
@@ -256,8 +261,6 @@ def test_start_latest_skips_what_is_already_there(env: dict[str, str]) -> None:
 
 def test_start_time_on_dynamodb_streams_filters_older_records(env: dict[str, str]) -> None:
     from datetime import UTC, datetime
-
-    from producer.sources import Position
 
     fake, app = FakeStreams(), RecordingApp()
     fake.add_shard("s")
@@ -274,8 +277,12 @@ def test_start_time_on_dynamodb_streams_filters_older_records(env: dict[str, str
             },
         )
     start = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
-    poller = make_poller(fake, app, record_filter=RecordFilter(not_before=start))
-    poller.options.start = Position("AT_TIMESTAMP", timestamp=start)
+    poller = make_poller(
+        fake,
+        app,
+        record_filter=RecordFilter(not_before=start),
+        start=Position("AT_TIMESTAMP", timestamp=start),
+    )
 
     run_until(poller, lambda: poller.stats.records_read == 2)
 
@@ -288,7 +295,6 @@ def test_endpoint_errors_do_not_stop_the_producer(env: dict[str, str]) -> None:
     for i in range(4):
         fake.put("s", f"k{i}")
     poller = make_poller(fake, app)
-    poller.options.idle_sleep = 0.01
 
     run_until(poller, lambda: len(app.sent_keys()) == 4)
 
