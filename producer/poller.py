@@ -181,7 +181,7 @@ class Poller:
     # -- leases, status -----------------------------------------------------------------------
 
     def _lease_loop(self) -> None:
-        next_status = 0.0
+        next_status = time.monotonic() + self.options.status_every
         while not self.stop.is_set():
             try:
                 self.keeper.tick()

@@ -19,14 +19,18 @@ API:
 - `proxy.counts(operation, table=None) -> Counts`: requests forwarded and faults applied.
 - `proxy.keys_count(operation, table) -> int`: items/keys of batch requests that reached upstream.
 - `proxy.reset_counts()`.
+- `proxy.calls(operation=None) -> list[CallRecord]`: every request answered so far, with the
+  caller's application id (botocore's `AWS_SDK_UA_APP_ID`, the `app/NAME` of its User-Agent),
+  its JSON document, its status, and when the proxy received it and finished answering it.
 - `Rule(operation, action="throttle", table=None, probability=None, first=None, every=None,
-  delay=0.0, seed=None, hold_timeout=30.0)`; `rule.seen`, `rule.fired`;
-  for holds `rule.wait_held(k, timeout)` and `rule.release()`.
+  delay=0.0, seed=None, hold_timeout=30.0, app=None)`; `rule.seen`, `rule.fired`;
+  for holds `rule.wait_held(k, timeout)`, `rule.held_calls` and `rule.release()`.
 
 Selection. A rule's `operation` matches the `X-Amz-Target` header exactly
 (`"DynamoDB_20120810.GetRecords"`) or by the part after the dot (`"GetRecords"`); requests
 without that header (S3) are named by their HTTP method (`"PUT"`). `table` restricts the rule to
-DynamoDB JSON requests naming that table (`TableName`, `RequestItems` or `TransactItems`). Of the
+DynamoDB JSON requests naming that table (`TableName`, `RequestItems` or `TransactItems`), and
+`app` to the requests of one application id. Of the
 matching requests a rule fires on the `first` N, on `every` Nth, with `probability` p (seeded by
 `seed` for repeatable runs), or, given none of these, on all.
 
@@ -50,6 +54,7 @@ import contextlib
 import http.client
 import json
 import random
+import re
 import socket
 import threading
 import time
@@ -141,6 +146,12 @@ class _Call:
     def batch(self) -> _Batch | None:
         return BATCHES.get(_short(self.operation)) if self.document else None
 
+    @property
+    def app(self) -> str | None:
+        agent = next((v for k, v in self.headers if k.lower() == "user-agent"), "")
+        found = re.search(r"\bapp/(\S+)", agent)
+        return found.group(1) if found else None
+
     def with_document(self, document: dict[str, Any]) -> _Call:
         return replace(self, document=document, body=json.dumps(document).encode())
 
@@ -177,7 +188,9 @@ class Rule:
     delay: float = 0.0
     seed: int | None = None
     hold_timeout: float = 30.0
+    app: str | None = None
     seen: int = field(default=0, init=False)
+    held_calls: list[dict[str, Any]] = field(default_factory=list, init=False, repr=False)
     fired: int = field(default=0, init=False)
     _rng: random.Random = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -198,6 +211,8 @@ class Rule:
     def matches(self, call: _Call) -> bool:
         if not _operation_matches(self.operation, call.operation):
             return False
+        if self.app is not None and call.app != self.app:
+            return False
         return self.table is None or self.table in call.tables
 
     def fires(self) -> bool:
@@ -215,9 +230,10 @@ class Rule:
             self.fired += hit
             return hit
 
-    def hold(self) -> None:
+    def hold(self, document: dict[str, Any] | None = None) -> None:
         """Block the calling request until `release()` (or `hold_timeout`)."""
         with self._changed:
+            self.held_calls.append(document or {})
             self._held += 1
             self._changed.notify_all()
         try:
@@ -242,6 +258,18 @@ class Rule:
     def release(self) -> None:
         """Let every held request (and every later one) through."""
         self._gate.set()
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One request the proxy answered."""
+
+    operation: str
+    app: str | None
+    document: dict[str, Any] | None
+    status: int
+    started: float  # time.time() when the proxy had read the request
+    ended: float  # time.time() when the proxy had sent the answer
 
 
 @dataclass(frozen=True)
@@ -388,6 +416,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         call = _parse_call(self.command, self.path, self.headers, self._read_body())
+        started = time.time()
+        status = self._answer(call)
+        self.server.proxy.record(
+            CallRecord(
+                _short(call.operation), call.app, call.document, status, started, time.time()
+            )
+        )
+
+    def _answer(self, call: _Call) -> int:
         proxy = self.server.proxy
         split_rule = None
         for rule in proxy.rules():
@@ -399,7 +436,7 @@ class _Handler(BaseHTTPRequestHandler):
             if rule.action == "delay":
                 time.sleep(rule.delay)
             elif rule.action == "hold":
-                rule.hold()
+                rule.hold(call.document)
             elif rule.action == "unprocessed":
                 split_rule = rule
             else:
@@ -479,7 +516,7 @@ class _Handler(BaseHTTPRequestHandler):
             return status, headers, body
         return _json_reply(status, headers, _merge(json.loads(body), batch, held))
 
-    def _reply(self, status: int, headers: Headers, body: bytes) -> None:
+    def _reply(self, status: int, headers: Headers, body: bytes) -> int:
         self.send_response_only(status)
         lengthless = self.command == "HEAD" or status in (204, 304)
         for name, value in headers:
@@ -491,6 +528,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not lengthless:
             self.wfile.write(body)
         self.wfile.flush()
+        return status
 
 
 class FaultProxy:
@@ -506,6 +544,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._calls: list[CallRecord] = []
 
     @property
     def url(self) -> str:
@@ -571,3 +610,12 @@ class FaultProxy:
 
     def reset_counts(self) -> None:
         self.tally.reset()
+
+    def record(self, call: CallRecord) -> None:
+        with self._lock:
+            self._calls.append(call)
+
+    def calls(self, operation: str | None = None) -> list[CallRecord]:
+        """The requests answered so far (of `operation`, if given), in the order they ended."""
+        with self._lock:
+            return [c for c in self._calls if operation is None or c.operation == operation]
