@@ -146,8 +146,8 @@ class LeaseRecord:
 
     def free_for(self, me: str, now_ms: int) -> bool:
         """True when ``me`` may take it now: free, expired, or promised to ``me``."""
-        if self.owner and self.owner != me:
-            return self.expires <= now_ms
+        if self.owner:
+            return self.owner != me and self.expires <= now_ms
         return not self.reserved or self.reserved == me or self.expires <= now_ms
 
 
