@@ -12,10 +12,12 @@ import click
 from commands.exits import handle_errors
 from commands.flower import flower
 from commands.options import common_options, setup
+from producer import status as producer_status
 from tasks import names
 from tasks.coord import deadletters, stats
 from tasks.coord.redis_conn import check, connection
 from tasks.core.iters import batched
+from tasks.core.times import age_text
 
 TASK_FOR_KIND = {"replicate": names.REPLICATE, "backup": names.BACKUP_RECORD}
 
@@ -31,18 +33,6 @@ main.add_command(flower)
 @main.group("dead-letters")
 def dead_letters() -> None:
     """Keys that still failed after retries: list, replay or purge them."""
-
-
-def _age(seconds: float) -> str:
-    """3s, 4m05s, 2h07m, 3d04h."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def _selected(target: str | None) -> list[tuple[bytes | str, deadletters.DeadLetter]]:
@@ -76,7 +66,7 @@ def list_(as_json: bool, target: str | None, **params: Any) -> None:
             key = json.dumps(entry.key, separators=(",", ":"), sort_keys=True)
             click.echo(
                 f"[{entry.kind}] {entry.source} -> {entry.target} {key} "
-                f"attempts={entry.attempts} age={_age(now - entry.at)} "
+                f"attempts={entry.attempts} age={age_text(now - entry.at)} "
                 f"reason={entry.reason}"
             )
     if not as_json:
@@ -137,7 +127,12 @@ def purge(target: str | None, yes: bool, **params: Any) -> None:
 @click.argument("replica")
 @handle_errors
 def status(replica: str, **params: Any) -> None:
-    """Counters and apply lag (p50/p99, ms) for a replica or backup target."""
+    """Counters and apply lag (p50/p99, ms) for a replica or backup target, and the producers
+    that feed it: leases per producer, each shard's iterator age, lag and stalled time.
+
+    Warnings (a stream nearing its retention, a checkpoint not advancing, no producer running)
+    go to stderr, one line each.
+    """
     cfg = setup(params)
     check()
     target = replica if replica.startswith("s3://") else str(cfg.location(replica))
@@ -147,4 +142,9 @@ def status(replica: str, **params: Any) -> None:
     if lags:
         summary["lag_ms_p50"] = stats.quantile(lags, 0.5)
         summary["lag_ms_p99"] = stats.quantile(lags, 0.99)
+    streams = producer_status.read(connection(), target)
+    summary["streams"] = [s.as_json() for s in streams]
     click.echo(json.dumps(summary, sort_keys=True))
+    for stream in streams:
+        for warning in stream.warnings:
+            click.echo(f"warning: {warning}", err=True)

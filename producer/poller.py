@@ -41,7 +41,7 @@ from producer.reader import TRIM_HORIZON, ReadOptions, ShardReader
 from producer.schedule import ReadScheduler
 from producer.shards import ShardGraph
 from producer.sources import Position, Source
-from producer.stats import ProducerStats
+from producer.stats import ProducerStats, ShardStatus
 from tasks.coord.redis_conn import connection
 from tasks.core import logs
 from tasks.core.backoff import delay
@@ -112,7 +112,7 @@ class Poller:
             self._ready,
             self.stats,
             self.scheduler.idle,
-            self.scheduler.add,
+            self._taken,
             self.options.lease_seconds,
         )
 
@@ -134,6 +134,10 @@ class Poller:
             log.warning("could not release the leases; they expire by themselves", error=str(exc))
         log.info("producer stopped", stream=self.source.stream_id, **self.stats.summary())
         return self.stats
+
+    def _taken(self, held: Held) -> None:
+        self.stats.shards[held.shard_id] = ShardStatus()  # progress is measured from now
+        self.scheduler.add(held)
 
     def _finished(self, _shard_id: str) -> None:
         self._rediscover.set()  # its children may be listed now

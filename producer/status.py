@@ -20,6 +20,7 @@ from producer.leases import LeaseTable
 from producer.stats import ShardStatus
 from tasks.coord.redis_conn import text
 from tasks.core.config import settings
+from tasks.core.times import age_text
 
 # Warn when the oldest unread record of a shard is this far into the stream's retention: past
 # the retention its changes are gone, and only diff-tables --repair brings the replica back.
@@ -75,18 +76,6 @@ def publish(
 
 def retention_used(iterator_age: float, retention: float) -> float:
     return iterator_age / retention if retention > 0 else 0.0
-
-
-def age_text(seconds: float) -> str:
-    """3s, 4m05s, 2h07m, 3d04h."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def retention_warning(stream: str, shard: str, iterator_age: float, retention: float) -> str:

@@ -1,4 +1,4 @@
-"""Points in time given by users: ISO 8601 or epoch milliseconds."""
+"""Points in time given by users (ISO 8601 or epoch milliseconds), and ages shown to them."""
 
 from __future__ import annotations
 
@@ -25,3 +25,15 @@ def parse_moment(text: str) -> datetime:
 def parse_time(text: str) -> float:
     """Epoch seconds of ``parse_moment(text)``."""
     return parse_moment(text).timestamp()
+
+
+def age_text(seconds: float) -> str:
+    """A duration as people read it: 3s, 4m05s, 2h07m, 3d04h."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"

@@ -114,7 +114,13 @@ def test_compose_structure(tmp_path: Path) -> None:
     assert worker["command"] == ["worker"]
     assert worker["environment"]["WORKER_QUEUES"] == "replication,bulk"
     assert worker["environment"]["REPLICATOR_METRICS_PORT"] == "9100"
-    assert services["producer"]["environment"]["REPLICATOR_METRICS_PORT"] == "9101"
+    producer = services["producer"]
+    # --scale producer=N works: no fixed name or host port; the replicas share the stream's
+    # shards by lease (same default checkpoint name), and SIGTERM has time to release them.
+    assert "container_name" not in producer and "ports" not in producer
+    assert producer["command"] == ["producer"] and "--name" not in producer["command"]
+    assert producer["environment"]["REPLICATOR_METRICS_PORT"] == "9101"
+    assert producer["stop_grace_period"] in ("1m0s", "60s", "1m")
     assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "operator:change-me"
     assert services["flower"]["ports"][0]["target"] == 5555
 

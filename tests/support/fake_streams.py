@@ -34,6 +34,7 @@ class FakeStreams:
     next_sequence: int = 100
     expire_next_reads: int = 0
     fail_next_calls: int = 0  # answer the next calls with a 500
+    failing_shards: set[str] = field(default_factory=set)  # GetRecords on these answers 500
     lock: threading.Lock = field(default_factory=threading.Lock)
     reads: list[str] = field(default_factory=list)  # shard of every GetRecords
 
@@ -108,10 +109,10 @@ class FakeStreams:
             )
         return {"ShardIterator": f"{ShardId}|{position}"}
 
-    def _maybe_fail(self) -> None:
+    def _maybe_fail(self, shard_id: str = "") -> None:
         with self.lock:
-            if self.fail_next_calls:
-                self.fail_next_calls -= 1
+            if self.fail_next_calls or shard_id in self.failing_shards:
+                self.fail_next_calls = max(0, self.fail_next_calls - 1)
                 raise ClientError(
                     {
                         "Error": {"Code": "InternalServerError", "Message": "x"},
@@ -121,7 +122,7 @@ class FakeStreams:
                 )
 
     def get_records(self, ShardIterator: str, Limit: int = 1000) -> dict[str, Any]:
-        self._maybe_fail()
+        self._maybe_fail(ShardIterator.split("|", maxsplit=1)[0])
         with self.lock:
             if self.expire_next_reads:
                 self.expire_next_reads -= 1
