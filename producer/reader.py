@@ -40,7 +40,7 @@ class ReadOptions:
 class Outcome:
     """What a page read says about when to read the shard again."""
 
-    more: bool = False  # records are waiting: read again as soon as the rate allows
+    more: bool = False  # records came or are waiting: read again as soon as the rate allows
     over: bool = False  # finished, lost or stopping: do not read it again
 
 
@@ -167,8 +167,7 @@ class ShardReader:
                 self.on_finished(shard_id)
             return Outcome(over=True)
         self._track(status, page, records)
-        full = len(page.records) >= self.options.page_limit
-        return Outcome(more=full or (page.behind_ms or 0) > 0)
+        return Outcome(more=bool(page.records) or (page.behind_ms or 0) > 0)
 
     def _drained(self, held: Held, page: Page) -> bool:
         shard: ShardInfo | None = self.graph.info(held.shard_id)

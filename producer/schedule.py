@@ -2,10 +2,11 @@
 
 * At most ``readers`` shards are read at once (a thread pool).
 * A shard is read by one thread at a time, and at most ``max_rate`` times a second: the next
-  read of a shard starts no earlier than ``1 / max_rate`` after the previous one started
-  (GetRecords allows 5 a second per shard on both services).
-* A shard whose last page was full (or that Kinesis says is behind) is read again as soon as
-  that allows; one at its tip waits ``idle_wait`` seconds first.
+  read of a shard starts no earlier than ``1.1 / max_rate`` after the previous one started
+  (GetRecords allows 5 a second per shard on both services; the tenth to spare absorbs the
+  jitter between our clock and the service's count).
+* A shard whose last page had records (or that Kinesis says is behind) is read again as soon as
+  that allows; one at its tip waits ``idle_wait`` seconds after its last read ended.
 * A shard whose lease deadline has passed (a renewal is late) waits; one whose lease is lost,
   handed over or finished is dropped.
 """
@@ -39,7 +40,7 @@ class ReadScheduler:
     ) -> None:
         self._pool = ThreadPoolExecutor(readers, thread_name_prefix="shard-reader")
         self._read, self._forget = read, forget
-        self._gap = 1.0 / max_rate + 0.01  # a little above the limit: clocks and proxies jitter
+        self._gap = 1.1 / max_rate
         self._idle_wait = max(idle_wait, self._gap)
         self._due: list[tuple[float, int, Held]] = []
         self._order = itertools.count()
@@ -81,10 +82,11 @@ class ReadScheduler:
                 heapq.heappush(self._due, (now + 0.1, next(self._order), held))
             else:
                 self._running.add(held.shard_id)
-                self._pool.submit(self._job, held, now)
+                self._pool.submit(self._job, held)
         return self._due[0][0] - now if self._due else 1.0
 
-    def _job(self, held: Held, started: float) -> None:
+    def _job(self, held: Held) -> None:
+        started = time.monotonic()
         try:
             outcome = self._read(held)
             self._failures.pop(held.shard_id, None)

@@ -113,11 +113,18 @@ def test_producer_and_worker_metrics_move_during_a_run(
     assert value(worker_now, "replicator_dead_letters") == 0
     assert {
         "replicator_producer_lag_seconds",
+        "replicator_producer_iterator_age_seconds",
+        "replicator_producer_checkpoint_stalled_seconds",
+        "replicator_producer_retention_used_ratio",
         "replicator_producer_checkpoint_age_seconds",
         "replicator_producer_gaps_total",
+        "replicator_producer_leases",
+        "replicator_producer_leases_lost_total",
+        "replicator_producer_checkpoints_refused_total",
     } <= names(producer_now)
     assert value(producer_now, "replicator_producer_active_shards") >= 1
     assert value(producer_now, "replicator_producer_gaps_total") == 0
+    assert sum(v for (n, _), v in producer_now.items() if n == "replicator_producer_leases") >= 1
     assert producer.terminate() == 0, producer.output()
 
 
