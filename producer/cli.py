@@ -216,5 +216,6 @@ def _serve_metrics(poller: Poller, params: dict[str, Any]) -> None:
         stats=lambda: poller.stats,
         checkpoint_ages=poller.checkpoints.ages,
         leases=lambda: poller.keeper.last_snapshot,
+        ready_shards=lambda: len(poller.graph.ready()),
     )
     serve(params["metrics_port"], ProducerCollector(view), params["metrics_address"])

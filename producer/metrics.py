@@ -23,6 +23,7 @@ class ProducerView:
     stats: Callable[[], ProducerStats]
     checkpoint_ages: Callable[[], Mapping[str, float]]
     leases: Callable[[], Mapping[str, int]]  # leases per live producer, as last seen in Redis
+    ready_shards: Callable[[], int]  # shards ready to read (their parents finished)
 
 
 class ProducerCollector(Collector):
@@ -57,6 +58,13 @@ class ProducerCollector(Collector):
             "Shards this producer reads.",
             view.stream,
             len(current.shards),
+        )
+        yield _stream_gauge(
+            "replicator_producer_ready_shards",
+            "Shards of the stream ready to read (their parents finished), as this producer sees "
+            "them: all the producers together should read as many.",
+            view.stream,
+            view.ready_shards(),
         )
         leases = GaugeMetricFamily(
             "replicator_producer_leases",

@@ -119,6 +119,7 @@ def test_producer_and_worker_metrics_move_during_a_run(
         "replicator_producer_checkpoint_age_seconds",
         "replicator_producer_gaps_total",
         "replicator_producer_leases",
+        "replicator_producer_ready_shards",
         "replicator_producer_leases_lost_total",
         "replicator_producer_checkpoints_refused_total",
     } <= names(producer_now)

@@ -222,6 +222,7 @@ def test_status_and_metrics_show_leases_ages_stalls_and_the_retention_warning(
             lambda: poller.stats,
             poller.checkpoints.ages,
             lambda: poller.keeper.last_snapshot,
+            lambda: len(poller.graph.ready()),
         )
     )
     metrics = {
@@ -241,6 +242,8 @@ def test_status_and_metrics_show_leases_ages_stalls_and_the_retention_warning(
     stop(poller, thread)
 
     assert metrics["replicator_producer_leases", poller.owner] == 3
+    assert metrics["replicator_producer_ready_shards", None] == 3
+    assert metrics["replicator_producer_active_shards", None] == 3
     assert metrics["replicator_producer_iterator_age_seconds", "behind"] >= 13 * 3600
     assert 0.5 < metrics["replicator_producer_retention_used_ratio", "behind"] < 0.6
     assert metrics["replicator_producer_iterator_age_seconds", "fresh"] < 60
