@@ -52,6 +52,7 @@ log = logs.get("producer")
 DEFAULT_LEASE_SECONDS = 10.0
 DEFAULT_READERS = 32
 DEFAULT_IDLE_WAIT = 0.5
+JOIN_SECONDS = 10.0
 
 
 @dataclass
@@ -127,7 +128,7 @@ class Poller:
         self._rediscover.set()
         self._rebalance.set()
         for thread in threads:
-            thread.join()
+            thread.join(JOIN_SECONDS)  # discovery may be in botocore's retries: not waited for
         try:
             self.keeper.release_all()
         except (TransientError, redis.RedisError) as exc:
@@ -165,8 +166,9 @@ class Poller:
             self._rediscover.clear()
 
     def _discover(self) -> None:
-        self.graph.refresh(self.checkpoints.load())
-        fresh, lost = self.graph.update(self.source.shards())
+        checkpoints = self.checkpoints.load()  # before listing: see ShardGraph.update
+        self.graph.refresh(checkpoints)
+        fresh, lost = self.graph.update(self.source.shards(), checkpoints)
         for shard_id in lost:
             if self.checkpoints.vanished(shard_id):
                 self.reader.gap(shard_id, "the shard was trimmed before it was read to its end")
@@ -174,6 +176,7 @@ class Poller:
         retired = self.graph.retired()
         self.checkpoints.forget(retired)
         self.leases.drop(retired)
+        status.forget(self.redis, self.consumer, retired)
         for shard in fresh:
             log.info(
                 "shard discovered",

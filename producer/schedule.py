@@ -66,7 +66,7 @@ class ReadScheduler:
                 self._cond.wait(min(wait, 0.1))
         with self._cond:
             self._cond.notify_all()
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)  # reads in flight finish their page
 
     def wake(self) -> None:
         with self._cond:

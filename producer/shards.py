@@ -27,14 +27,20 @@ class ShardGraph:
         with self._lock:
             self.checkpoints = dict(checkpoints)
 
-    def update(self, listed: list[ShardInfo]) -> tuple[list[ShardInfo], list[str]]:
-        """Take the stream's current listing; returns (new shards, shards lost unfinished)."""
+    def update(
+        self, listed: list[ShardInfo], checkpoints: dict[str, str] | None = None
+    ) -> tuple[list[ShardInfo], list[str]]:
+        """Take the stream's current listing; returns (new shards, shards lost unfinished).
+
+        ``checkpoints`` must have been read *before* the stream was listed: a shard created
+        while it was being listed may have a checkpoint by now, and is not lost."""
         with self._lock:
+            before = self.checkpoints if checkpoints is None else checkpoints
             fresh = [s for s in listed if s.shard_id not in self.shards]
             listed_ids = {s.shard_id for s in listed}
             lost = [
                 shard_id
-                for shard_id, seq in self.checkpoints.items()
+                for shard_id, seq in before.items()
                 if shard_id not in listed_ids and seq != SHARD_END
             ]
             self.shards = {s.shard_id: s for s in listed}

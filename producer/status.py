@@ -74,6 +74,12 @@ def publish(
         client.hset(_state_key(consumer), mapping=rows)  # type: ignore[arg-type]
 
 
+def forget(client: redis.Redis, consumer: str, shard_ids: list[str]) -> None:
+    """Drop the state of shards the stream no longer lists."""
+    if shard_ids:
+        client.hdel(_state_key(consumer), *shard_ids)
+
+
 def retention_used(iterator_age: float, retention: float) -> float:
     return iterator_age / retention if retention > 0 else 0.0
 

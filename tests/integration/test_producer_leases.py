@@ -18,7 +18,7 @@ from producer.filters import RecordFilter
 from producer.leases import LeaseTable
 from producer.metrics import ProducerCollector, ProducerView
 from producer.poller import Poller, PollerOptions
-from producer.sources import SHARD_END
+from producer.sources import SHARD_END, Position
 from producer.sources.dynamodb_streams import DynamoDBStreamsSource
 from tasks.coord.redis_conn import connection
 from tests.support.fake_streams import FakeStreams, RecordingApp
@@ -259,3 +259,31 @@ def test_status_and_metrics_show_leases_ages_stalls_and_the_retention_warning(
     )
     assert "diff-tables --repair" in result.stderr
     assert "shard fresh" not in result.stderr
+
+
+def test_a_poller_starts_from_explicit_positions_and_stops_cleanly(env: dict[str, str]) -> None:
+    """What another command (a migration) needs: its own start per shard, a clean stop."""
+    fake, app = FakeStreams(), RecordingApp()
+    fake.add_shard("s")
+    fake.add_shard("t")
+    captured = [fake.put("s", f"s{i}") for i in range(5)][2]  # a position taken earlier
+    for i in range(3):
+        fake.put("t", f"t{i}")
+    source = DynamoDBStreamsSource(table(PRIMARY), stream_arn=fake.arn, client=fake)
+    enqueuer = Enqueuer(app, connection(), PRIMARY, [Target("replicate", REPLICA, REPLICA)])
+    options = PollerOptions(
+        positions={"s": Position("AFTER_SEQUENCE_NUMBER", sequence=captured)},
+        start=Position("LATEST"),
+        idle_sleep=0.05,
+        discover_every=0.2,
+    )
+    poller = Poller(source, "migration", enqueuer, RecordFilter(), options)
+    thread = start(poller)
+    wait_until(lambda: sorted(app.sent_keys()) == ["s3", "s4"], 30, "the records after it")
+    fake.put("t", "t3")
+    wait_until(lambda: "t3" in app.sent_keys(), 30, "a new record of t")
+    stop(poller, thread)
+
+    assert sorted(app.sent_keys()) == ["s3", "s4", "t3"]  # t started at LATEST
+    events = LeaseTable(connection(), "migration", "", 10).history()
+    assert sorted(e["shard"] for e in events if e["event"] == "release") == ["s", "t"]
