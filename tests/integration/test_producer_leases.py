@@ -287,3 +287,19 @@ def test_a_poller_starts_from_explicit_positions_and_stops_cleanly(env: dict[str
     assert sorted(app.sent_keys()) == ["s3", "s4", "t3"]  # t started at LATEST
     events = LeaseTable(connection(), "migration", "", 10).history()
     assert sorted(e["shard"] for e in events if e["event"] == "release") == ["s", "t"]
+
+
+def test_discovery_pages_through_the_shards_and_backs_off_when_throttled(
+    env: dict[str, str],
+) -> None:
+    fake, app = FakeStreams(throttle_next_describes=2), RecordingApp()
+    for i in range(5):  # the fake lists 2 shards a page: 3 pages
+        fake.add_shard(f"s{i}")
+        fake.put(f"s{i}", f"k{i}")
+    poller = make_poller(fake, app)
+    thread = start(poller)
+    wait_until(lambda: len(app.sent_keys()) == 5, 30, "every shard read")
+    stop(poller, thread)
+
+    assert sorted(app.sent_keys()) == [f"k{i}" for i in range(5)]
+    assert fake.throttle_next_describes == 0 and fake.describes >= 2 + 3

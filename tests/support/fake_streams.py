@@ -35,6 +35,8 @@ class FakeStreams:
     expire_next_reads: int = 0
     fail_next_calls: int = 0  # answer the next calls with a 500
     failing_shards: set[str] = field(default_factory=set)  # GetRecords on these answers 500
+    throttle_next_describes: int = 0  # answer the next DescribeStream calls LimitExceeded
+    describes: int = 0  # DescribeStream calls answered (throttled or not)
     lock: threading.Lock = field(default_factory=threading.Lock)
     reads: list[str] = field(default_factory=list)  # shard of every GetRecords
 
@@ -67,6 +69,13 @@ class FakeStreams:
         self, StreamArn: str, ExclusiveStartShardId: str | None = None, **_: Any
     ) -> dict[str, Any]:
         with self.lock:
+            self.describes += 1
+            if self.throttle_next_describes:
+                self.throttle_next_describes -= 1
+                raise ClientError(
+                    {"Error": {"Code": "LimitExceededException", "Message": "slow down"}},
+                    "DescribeStream",
+                )
             ids = sorted(self.shards)
             if ExclusiveStartShardId:
                 ids = [i for i in ids if i > ExclusiveStartShardId]
