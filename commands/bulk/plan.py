@@ -24,10 +24,13 @@ class Plan:
     mode: str
     segments: int
     segment: int | None = None
+    only: tuple[int, ...] = ()  # a sample of the segments (migrate's verify), when not empty
 
     @property
     def wanted(self) -> list[int]:
-        return [self.segment] if self.segment is not None else list(range(self.segments))
+        if self.segment is not None:
+            return [self.segment]
+        return list(self.only) if self.only else list(range(self.segments))
 
 
 def plan(segment: int | None, segments: int | None) -> Plan:

@@ -1,0 +1,215 @@
+"""`replicator migrate` as a user runs it: the real command, real workers, moto over HTTP."""
+
+from __future__ import annotations
+
+import json
+import sys
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import servers
+from tests.support.tables import client, create_table, normalized_table
+
+
+REPLICATOR = str(Path(sys.executable).parent / "replicator")
+
+
+def migrate(env: dict[str, str], tmp_path: Path, *args: str) -> servers.Command:
+    return servers.start_command([REPLICATOR, "migrate", *args], env, tmp_path, "migrate")
+
+
+def churn(moto_url: str, table: str, ops: int, n_keys: int, seed: int) -> None:
+    """Puts (50 %), updates (30 %) and deletes (20 %) of keys k00000..k{n_keys}."""
+    ddb, rng = client(moto_url), random.Random(seed)
+    for i in range(ops):
+        key = {"id": {"S": f"k{rng.randrange(n_keys):05d}"}}
+        roll = rng.random()
+        if roll < 0.5:
+            ddb.put_item(TableName=table, Item={**key, "v": {"N": str(i)}, "w": {"S": "x" * 20}})
+        elif roll < 0.8:
+            ddb.update_item(
+                TableName=table,
+                Key=key,
+                UpdateExpression="SET v = :v ADD hits :one",
+                ExpressionAttributeValues={":v": {"N": str(-i)}, ":one": {"N": "1"}},
+            )
+        else:
+            ddb.delete_item(TableName=table, Key=key)
+
+
+def ready_line(output: str) -> dict[str, Any]:
+    for line in output.splitlines():
+        if line.startswith("{") and '"phase": "ready"' in line:
+            return dict(json.loads(line))
+    raise AssertionError(f"no ready line in:\n{output}")
+
+
+def load(moto_url: str, table: str, n: int) -> None:
+    ddb = client(moto_url)
+    for base in range(0, n, 25):
+        requests = [
+            {"PutRequest": {"Item": {"id": {"S": f"k{i:05d}"}, "v": {"N": str(i)}}}}
+            for i in range(base, min(n, base + 25))
+        ]
+        ddb.batch_write_item(RequestItems={table: requests})
+
+
+def source_with_indexes(moto_url: str) -> None:
+    ddb = client(moto_url)
+    ddb.create_table(
+        TableName="source",
+        KeySchema=[
+            {"AttributeName": "id", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "id", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+            {"AttributeName": "email", "AttributeType": "S"},
+            {"AttributeName": "when", "AttributeType": "N"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-email",
+                "KeySchema": [{"AttributeName": "email", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+                "ProvisionedThroughput": {"ReadCapacityUnits": 50, "WriteCapacityUnits": 40},
+            }
+        ],
+        LocalSecondaryIndexes=[
+            {
+                "IndexName": "by-when",
+                "KeySchema": [
+                    {"AttributeName": "id", "KeyType": "HASH"},
+                    {"AttributeName": "when", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["email"]},
+            }
+        ],
+        BillingMode="PROVISIONED",
+        ProvisionedThroughput={"ReadCapacityUnits": 100, "WriteCapacityUnits": 80},
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"},
+        Tags=[{"Key": "team", "Value": "data"}],
+    )
+    ddb.update_time_to_live(
+        TableName="source",
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"},
+    )
+    for i in range(120):
+        ddb.put_item(
+            TableName="source",
+            Item={
+                "id": {"S": f"u{i % 30}"},
+                "sk": {"N": str(i)},
+                "email": {"S": f"u{i}@example.com"},
+                "when": {"N": str(1000 + i)},
+            },
+        )
+
+
+def test_create_copies_the_definition_and_every_item(
+    env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    source_with_indexes(moto_url)
+    start_worker(concurrency=2)
+
+    command = migrate(
+        env,
+        tmp_path,
+        f"{moto_url}/source",
+        f"{moto_url}/target",
+        "--create",
+        "--with-stream",
+        "--segments",
+        "3",
+        "--exit-when-ready",
+        "--name",
+        "copy",
+    )
+
+    assert command.process.wait(180) == 0, command.output()
+    report = ready_line(command.output())
+    assert report["items_copied"] == 120
+    assert report["discrepancies_found"] == report["discrepancies_repaired"] == 0
+    assert report["verified_segments"] == 100
+    assert set(report["seconds"]) >= {"preflight", "create", "capture", "backfill", "verify"}
+    assert normalized_table(moto_url, "target") == normalized_table(moto_url, "source")
+    ddb = client(moto_url)
+    target = ddb.describe_table(TableName="target")["Table"]
+    assert target["ProvisionedThroughput"]["ReadCapacityUnits"] == 100
+    assert target["ProvisionedThroughput"]["WriteCapacityUnits"] == 80
+    (gsi,) = target["GlobalSecondaryIndexes"]
+    assert gsi["IndexName"] == "by-email"
+    assert gsi["Projection"]["ProjectionType"] == "KEYS_ONLY"
+    assert gsi["ProvisionedThroughput"]["ReadCapacityUnits"] == 50
+    (lsi,) = target["LocalSecondaryIndexes"]
+    assert (lsi["IndexName"], lsi["Projection"]["NonKeyAttributes"]) == ("by-when", ["email"])
+    assert target["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}
+    ttl = ddb.describe_time_to_live(TableName="target")["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires"}
+    tags = ddb.list_tags_of_resource(ResourceArn=target["TableArn"])["Tags"]
+    assert tags == [{"Key": "team", "Value": "data"}]
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        ("schema", [], "key schemas differ"),
+        ("no-stream", [], "has no stream"),
+        ("retention", ["--rate", "0.001"], "more than 12.0 h"),
+        ("absent", [], "does not exist: create it, or pass --create"),
+    ],
+)
+def test_preflight_refuses_with_one_line_and_creates_nothing(
+    env: dict[str, str], moto_url: str, tmp_path: Path, setup: str, args: list[str], message: str
+) -> None:
+    create_table(moto_url, "source", stream=None if setup == "no-stream" else "KEYS_ONLY")
+    load(moto_url, "source", 60)
+    if setup == "schema":
+        create_table(moto_url, "target", ("pk", "N"))
+    extra = ["--create"] if setup in ("no-stream", "retention") else []
+
+    command = migrate(
+        env, tmp_path, f"{moto_url}/source", f"{moto_url}/target", *extra, *args, "--name", "x"
+    )
+
+    assert command.process.wait(60) == 2, command.output()
+    output = command.output()
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in output, output
+    tables = client(moto_url).list_tables()["TableNames"]
+    assert sorted(tables) == (["source", "target"] if setup == "schema" else ["source"])
+
+
+def test_status_and_stop_end_a_following_migration(
+    env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    create_table(moto_url, "source", stream="KEYS_ONLY")
+    load(moto_url, "source", 50)
+    start_worker(concurrency=2)
+    command = migrate(
+        env, tmp_path, f"{moto_url}/source", f"{moto_url}/target", "--create", "--name", "live"
+    )
+    servers.wait_until(lambda: '"phase": "ready"' in command.output(), 120, "ready")
+
+    # Writes after ready keep flowing to TARGET while the command follows the stream.
+    churn(moto_url, "source", ops=200, n_keys=80, seed=3)
+    servers.wait_until(
+        lambda: normalized_table(moto_url, "target") == normalized_table(moto_url, "source"),
+        60,
+        "target to follow source after ready",
+    )
+    status = servers.start_command(
+        [REPLICATOR, "migrate", "status", "live", "--json"], env, tmp_path, "status"
+    )
+    assert status.process.wait(30) == 0
+    record = json.loads(status.output().strip().splitlines()[-1])
+    assert (record["phase"], record["state"]) == ("ready", "ready")
+    assert record["counts"]["copied"] == 50
+
+    stop = servers.start_command([REPLICATOR, "migrate", "stop", "live"], env, tmp_path, "stop")
+    assert stop.process.wait(30) == 0, stop.output()
+    assert command.process.wait(30) == 0, command.output()
