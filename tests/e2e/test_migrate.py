@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,6 @@ import pytest
 
 from tests.support import servers
 from tests.support.tables import client, create_table, normalized_table
-
 
 REPLICATOR = str(Path(sys.executable).parent / "replicator")
 
