@@ -5,7 +5,7 @@ create     (--create) TARGET with SOURCE's definition, indexes ACTIVE, TTL set
 capture    the moment the tail starts from, recorded *before* the backfill scans anything
 backfill   every SOURCE item copied by the workers (a fanned-out ``diff-tables --backfill``)
 catch-up   the tail (running since capture) reads at the stream's tip, the workers drained it
-verify     ``diff-tables --repair`` over all segments or a sample, again until one finds none
+verify     ``diff-tables --repair`` over all segments or a sample; every key found re-read equal
 ready      one JSON line on stdout; the tail goes on until SIGTERM/SIGINT or ``migrate stop``
 
 A phase marked done in the record is skipped on a rerun; the tail restarts from its
@@ -30,17 +30,20 @@ from commands.migrate.preflight import Preflight, Rate, check
 from commands.migrate.record import Migration, MigrationStore
 from commands.migrate.tail import Tail
 from producer.enqueue import Target
-from tasks.aws import definitions
+from tasks.aws import definitions, dynamo
 from tasks.coord import deadletters
 from tasks.coord.redis_conn import connection
 from tasks.core.errors import ReplicatorError, TransientError
+from tasks.core.keys import Key
 from tasks.core.locations import S3Location, Table
+from tasks.core.typed_json import items_equal
 from tasks.diff.match import KINDS
 from tasks.diff.segment import DiffOptions
 from tasks.jobs.model import Job
 
-VERIFY_ROUNDS = 3
-"""Verify passes at most: a pass that repaired something is followed by another."""
+RECHECK_SECONDS = 60.0
+"""How long a repaired key may keep differing (its replication in flight under live writes)
+before the verify gives up on it."""
 CATCH_UP_POLL_SECONDS = 1.0
 
 
@@ -192,7 +195,13 @@ class Migrator:
             self.preflight = check(self.source, self.target, self.options.rate, create=False)
         return self.preflight.items_per_second
 
-    def _bulk(self, options: DiffOptions, plan: Plan, resume: str | None = None) -> Outcome:
+    def _bulk(
+        self,
+        options: DiffOptions,
+        plan: Plan,
+        resume: str | None = None,
+        on_record: Callable[[str], None] = lambda _: None,
+    ) -> Outcome:
         def remember(job: Job) -> None:
             if options.backfill:
                 self.record.backfill_job = job.id
@@ -201,6 +210,7 @@ class Migrator:
         spec = BulkSpec(
             kind="diff",
             params=options.to_params(),
+            on_record=on_record,
             label={"migration": self.record.name, "phase": self.record.phase},
         )
         if resume and not _resumable(resume):
@@ -233,27 +243,36 @@ class Migrator:
             time.sleep(CATCH_UP_POLL_SECONDS)
 
     def _verify(self) -> None:
+        """Diff with repair over all segments (or a sample), then re-verify every key it
+        found: each must read equal on both sides (strongly consistent) within
+        ``RECHECK_SECONDS``, the time for a change still in flight to be replicated."""
         total = self.options.verify_segments
         sample = self.options.verify.segments(total, random.Random())
         plan = Plan("fanout", total, only=sample)
         options = DiffOptions(self.source.location.spec, self.target.location.spec, repair=True)
-        found = repaired = 0
-        for _ in range(VERIFY_ROUNDS):
-            totals = self._bulk(options, plan).totals
-            now_found = sum(totals.get(kind, 0) for kind in KINDS)
-            found += now_found
-            repaired += sum(totals.get(f"repaired_{kind}", 0) for kind in KINDS)
-            if now_found == 0:
-                break
+        found: list[Key] = []
+
+        def collect(line: str) -> None:
+            entry = json.loads(line)
+            if entry["kind"] in KINDS:
+                found.append(Key.from_wire(entry["key"]))
+
+        totals = self._bulk(options, plan, on_record=collect).totals
+        repaired = sum(totals.get(f"repaired_{kind}", 0) for kind in KINDS)
         self.record.counts.update(
             {
-                "discrepancies_found": found,
+                "discrepancies_found": len(found),
                 "discrepancies_repaired": repaired,
                 "verified_segments": len(plan.wanted),
             }
         )
-        if found != repaired:
-            raise MigrationFailed(f"verify: {found - repaired} discrepancies could not be repaired")
+        unequal = recheck(self.source, self.target, found, RECHECK_SECONDS)
+        if unequal or repaired != len(found):
+            raise MigrationFailed(
+                f"verify: {len(found)} discrepancies found, {repaired} repaired, {len(unequal)} "
+                f"still differ after {RECHECK_SECONDS:.0f} s (e.g. {unequal[:1]}); check the "
+                "workers and the dead letters, then rerun"
+            )
 
     def _ready(self) -> None:
         self.record.state = "ready"
@@ -297,6 +316,26 @@ class Migrator:
             self.record.lag_seconds = round(self.tail.lag_seconds, 3)
             self.store.save(self.record)
             time.sleep(CATCH_UP_POLL_SECONDS)
+
+
+def recheck(source: Table, target: Table, keys: list[Key], within: float) -> list[str]:
+    """The keys (canonical JSON) that still differ after ``within`` seconds of re-reading."""
+    waiting = list(dict.fromkeys(keys))
+    deadline = time.monotonic() + within
+    while waiting:
+        left = dynamo.batch_get(source, waiting)
+        right = dynamo.batch_get(target, waiting)
+        waiting = [
+            k
+            for k in waiting
+            if k.canonical in left.failed
+            or k.canonical in right.failed
+            or not items_equal(left.found.get(k.canonical), right.found.get(k.canonical))
+        ]
+        if not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    return [k.canonical for k in waiting]
 
 
 def _resumable(job_id: str) -> bool:
