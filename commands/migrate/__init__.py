@@ -27,6 +27,7 @@ from commands.options import common_options, setup
 from tasks.coord.redis_conn import check, connection
 from tasks.core.errors import InvalidInputError
 from tasks.core.locations import REPLICA, parse_s3, shown
+from tasks.core.times import parse_time
 
 DEFAULT_SEGMENTS = 8
 VERIFY_SEGMENTS = 100
@@ -100,6 +101,12 @@ def default_name(source: str, target: str) -> str:
     show_default=True,
     help="Catch-up ends when the tail reads within this many seconds of the stream's tip.",
 )
+@click.option(
+    "--turnover-at",
+    metavar="TIME",
+    help="Forward only SOURCE changes made before TIME (ISO 8601 or epoch ms): the cut-over "
+    "time of a rollback producer replicating TARGET back with --turnover-role after.",
+)
 @click.option("--exit-when-ready", is_flag=True, help="Exit 0 at ready instead of tailing.")
 @click.option(
     "--pickup-timeout",
@@ -131,6 +138,7 @@ def run(
     backup: str | None,
     name: str | None,
     lag_threshold: float,
+    turnover_at: str | None,
     exit_when_ready: bool,
     pickup_timeout: float,
     progress_interval: float,
@@ -154,6 +162,7 @@ def run(
         with_stream=with_stream,
         exit_when_ready=exit_when_ready,
         lag_threshold=lag_threshold,
+        turnover_at=parse_time(turnover_at) if turnover_at else None,
         pickup_timeout=pickup_timeout,
         progress_interval=progress_interval,
     )

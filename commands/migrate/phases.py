@@ -88,6 +88,7 @@ class Options:
     with_stream: bool
     exit_when_ready: bool
     lag_threshold: float
+    turnover_at: float | None
     pickup_timeout: float
     progress_interval: float
 
@@ -169,7 +170,13 @@ class Migrator:
         targets = [Target.replica(self.target.location)]
         if self.options.backup is not None:
             targets.append(Target.backup(self.options.backup))
-        self.tail = Tail(self.source, tuple(targets), self.record.name, self.record.captured_at)
+        self.tail = Tail(
+            self.source,
+            tuple(targets),
+            self.record.name,
+            self.record.captured_at,
+            self.options.turnover_at,
+        )
         self.tail.start()
 
     def _backfill(self) -> None:

@@ -36,6 +36,7 @@ class Tail:
     targets: tuple[Target, ...]
     migration: str
     captured_at: float
+    turnover_at: float | None = None  # forward only changes made before it (rollback window)
     _poller: Poller | None = None
     _thread: threading.Thread | None = None
     _error: list[BaseException] = field(default_factory=list)
@@ -51,7 +52,11 @@ class Tail:
             source=DynamoDBStreamsSource(self.source, None),
             checkpoints=Checkpoints(connection(), consumer_name(self.migration)),
             enqueuer=enqueuer,
-            record_filter=RecordFilter(not_before=since),
+            record_filter=RecordFilter(
+                turnover_role="before" if self.turnover_at is not None else None,
+                turnover_at=self.turnover_at,
+                not_before=since,
+            ),
             options=PollerOptions(start=Position("AT_TIMESTAMP", timestamp=since)),
         )
         self._thread = threading.Thread(target=self._run, name="tail", daemon=True)

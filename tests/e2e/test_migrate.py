@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support import servers
-from tests.support.tables import client, create_table, normalized_table
+from tests.support.tables import client, create_table, normalized_table, scan_all
 
 REPLICATOR = str(Path(sys.executable).parent / "replicator")
 
@@ -315,3 +315,38 @@ def test_migration_survives_a_killed_worker_and_a_killed_command(
         assert report["items_copied"] == static
         assert report["discrepancies_found"] == 3
     assert report["dead_letters"] == 0
+
+
+def test_turnover_at_forwards_only_changes_made_before_it(
+    env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    import time
+
+    create_table(moto_url, "source", stream="KEYS_ONLY")
+    load(moto_url, "source", 20)
+    start_worker(concurrency=2)
+    turnover = time.time() + 20
+    command = migrate(
+        env,
+        tmp_path,
+        f"{moto_url}/source",
+        f"{moto_url}/target",
+        "--create",
+        "--turnover-at",
+        str(int(turnover * 1000)),
+        "--name",
+        "turn",
+    )
+    servers.wait_until(lambda: '"phase": "ready"' in command.output(), 120, "ready")
+    ddb = client(moto_url)
+    ddb.put_item(TableName="source", Item={"id": {"S": "before"}})
+    servers.wait_until(lambda: "before" in str(normalized_table(moto_url, "target")), 30, "before")
+    time.sleep(max(0.0, turnover - time.time()) + 1)
+    ddb.put_item(TableName="source", Item={"id": {"S": "after"}})
+    ddb.put_item(TableName="source", Item={"id": {"S": "k00003"}, "v": {"N": "-1"}})
+    time.sleep(10)  # the tail reads a page every 0.1 s: ample time to (wrongly) forward them
+
+    target = normalized_table(moto_url, "target")
+    assert '{"id":{"S":"after"}}' not in target
+    assert scan_all(moto_url, "target")['{"id":{"S":"k00003"}}']["v"] == {"N": "3"}
+    assert command.terminate() == 0, command.output()
