@@ -202,7 +202,7 @@ def _drive(migrator: Migrator, exit_when_ready: bool) -> int:
         migrator.run()
         click.echo(migrator.report())
         if not exit_when_ready:
-            migrator.follow(lambda: False)
+            migrator.follow()
     except Stopped:
         stopped = True
     except MigrationFailed as exc:

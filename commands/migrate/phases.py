@@ -239,15 +239,25 @@ class Migrator:
 
     def _catch_up(self) -> None:
         assert self.tail is not None
+        said = time.monotonic()
         while True:
-            self.tail.check()
-            lag, waiting = self.tail.lag_seconds, self.tail.pending_keys()
-            self.record.lag_seconds = round(lag, 3)
+            lag, waiting = self._observe()
             if self.tail.read_once and lag <= self.options.lag_threshold and waiting == 0:
-                self.store.save(self.record)
                 return
-            self.store.save(self.record)
+            if time.monotonic() - said >= self.options.progress_interval:
+                self.say(f"[progress] catch-up: lag {lag:.1f} s, {waiting} keys waiting")
+                said = time.monotonic()
             time.sleep(CATCH_UP_POLL_SECONDS)
+
+    def _observe(self) -> tuple[float, int]:
+        """The tail's lag and the keys it enqueued that no worker started; kept in the record."""
+        assert self.tail is not None
+        self.tail.check()
+        lag, waiting = self.tail.lag_seconds, self.tail.pending_keys()
+        self.record.lag_seconds = round(lag, 3)
+        self.record.counts["keys_waiting"] = waiting
+        self.store.save(self.record)
+        return lag, waiting
 
     def _verify(self) -> None:
         """Diff with repair over all segments (or a sample), then re-verify every key it
@@ -315,13 +325,14 @@ class Migrator:
             sort_keys=True,
         )
 
-    def follow(self, stopping: Callable[[], bool]) -> None:
-        """Keep tailing, the record's lag kept fresh, until ``stopping()`` or a stop request."""
-        assert self.tail is not None
-        while not stopping() and not self.store.stop_requested(self.record.name):
-            self.tail.check()
-            self.record.lag_seconds = round(self.tail.lag_seconds, 3)
-            self.store.save(self.record)
+    def follow(self) -> None:
+        """Keep tailing, the record's lag kept fresh, until ``replicator migrate stop``."""
+        said = time.monotonic()
+        while not self.store.stop_requested(self.record.name):
+            lag, waiting = self._observe()
+            if time.monotonic() - said >= self.options.progress_interval:
+                self.say(f"[progress] following: lag {lag:.1f} s, {waiting} keys waiting")
+                said = time.monotonic()
             time.sleep(CATCH_UP_POLL_SECONDS)
 
 
