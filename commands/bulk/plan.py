@@ -52,7 +52,7 @@ def plan(segment: int | None, segments: int | None) -> Plan:
 
 
 def segment_options(func: Any) -> Any:
-    """--segment, --segments, --pickup-timeout and --progress-interval."""
+    """--segment, --segments, and the ``waiting_options``."""
     options = [
         click.option("--segment", type=int, help="Run only this segment (0-based) here."),
         click.option(
@@ -60,6 +60,15 @@ def segment_options(func: Any) -> Any:
             type=int,
             help="Total segments; alone, fan them out as Celery tasks on the bulk queue.",
         ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return waiting_options(func)
+
+
+def waiting_options(func: Any) -> Any:
+    """--pickup-timeout and --progress-interval: how a command waits for its segments."""
+    options = [
         click.option(
             "--pickup-timeout",
             type=click.FloatRange(min=0.5),

@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from commands.bulk.plan import plan as segment_plan
+from commands.bulk.plan import waiting_options
 from commands.exits import FAILURE, OK, handle_errors
 from commands.migrate.phases import MigrationFailed, Migrator, Options, Verify
 from commands.migrate.preflight import Rate
@@ -108,22 +109,7 @@ def default_name(source: str, target: str) -> str:
     "time of a rollback producer replicating TARGET back with --turnover-role after.",
 )
 @click.option("--exit-when-ready", is_flag=True, help="Exit 0 at ready instead of tailing.")
-@click.option(
-    "--pickup-timeout",
-    type=click.FloatRange(min=0.5),
-    default=5.0,
-    envvar="REPLICATOR_PICKUP_TIMEOUT",
-    show_default=True,
-    help="Seconds to wait for a worker to take a segment before giving up.",
-)
-@click.option(
-    "--progress-interval",
-    type=click.FloatRange(min=0.1),
-    default=10.0,
-    envvar="REPLICATOR_PROGRESS_INTERVAL",
-    show_default=True,
-    help="Seconds between [progress] lines when not on a terminal.",
-)
+@waiting_options
 @common_options
 @handle_errors
 def run(
