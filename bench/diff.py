@@ -291,15 +291,7 @@ def main() -> None:
 
     dynalite, redis = start_dynalite(), servers.start_redis()
     redis_url = f"redis://127.0.0.1:{redis.port}/0"
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_REGION": "us-east-1",
-        "CELERY_BROKER_URL": redis_url,
-        "CELERY_RESULT_BACKEND": redis_url,
-        "REPLICATOR_REDIS_URL": redis_url,
-    }
+    env = servers.process_env(redis_url)
     try:
         planted = fill(dynalite.url, options.items, options.differences)
         rows = [

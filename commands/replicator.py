@@ -11,6 +11,7 @@ import click
 
 from commands.exits import handle_errors
 from commands.flower import flower
+from commands.migrate import migrate
 from commands.options import common_options, setup
 from producer import status as producer_status
 from tasks import names
@@ -28,6 +29,7 @@ def main() -> None:
 
 
 main.add_command(flower)
+main.add_command(migrate)
 
 
 @main.group("dead-letters")

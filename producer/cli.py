@@ -67,11 +67,9 @@ def _plan(params: dict[str, Any]) -> Plan:
     primary = cfg.table(params["primary"])
     targets = []
     if params["replica"]:
-        replica = cfg.location(params["replica"])
-        targets.append(Target(names.REPLICATE, replica.spec, str(replica)))
+        targets.append(Target.replica(cfg.location(params["replica"])))
     if params["backup"]:
-        backup = str(parse_s3(params["backup"]))
-        targets.append(Target(names.BACKUP_RECORD, backup, backup))
+        targets.append(Target.backup(parse_s3(params["backup"])))
     start, not_before = _start_position(params["start"])
     turnover_at = parse_time(params["turnover_at"]) if params["turnover_at"] else None
     record_filter = RecordFilter(

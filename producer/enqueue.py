@@ -19,9 +19,11 @@ from typing import Any
 import redis
 
 from producer.records import ChangeRecord
+from tasks import names
 from tasks.coord import pending
 from tasks.core.iters import batched
 from tasks.core.keys import Key
+from tasks.core.locations import S3Location, TableLocation
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,14 @@ class Target:
     task: str  # tasks.names.REPLICATE or tasks.names.BACKUP_RECORD
     arg: str  # the replica location (its spec) or the S3 URL, as the task receives it
     name: str  # the target's identity in Redis (pending marks), as the task's sink names it
+
+    @classmethod
+    def replica(cls, location: TableLocation) -> Target:
+        return cls(names.REPLICATE, location.spec, str(location))
+
+    @classmethod
+    def backup(cls, location: S3Location) -> Target:
+        return cls(names.BACKUP_RECORD, str(location), str(location))
 
 
 @dataclass

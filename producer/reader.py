@@ -195,6 +195,7 @@ class ShardReader:
     def _track(self, status: ShardStatus, page: Page, records: Sequence[ChangeRecord]) -> None:
         """Lag (newest change read), iterator age, and progress when the shard is at its tip."""
         now = time.time()
+        status.pages += 1
         newest = max((r.created for r in records), default=0.0)
         status.lag = max(0.0, now - newest) if newest else (page.behind_ms or 0) / 1000
         if page.behind_ms is not None:

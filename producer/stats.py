@@ -32,6 +32,7 @@ class ShardStatus:
     lag: float = 0.0  # seconds from the newest change read to now (0 at the tip)
     iterator_age: float = 0.0  # MillisBehindLatest (Kinesis) or the record age (DynamoDB Streams)
     progress_at: float = field(default_factory=time.time)  # checkpoint advanced, or at the tip
+    pages: int = 0  # pages read since this producer took the shard
 
     def stalled(self, now: float | None = None) -> float:
         """Seconds since the shard last made progress (checkpoint moved, or at its tip)."""

@@ -24,10 +24,13 @@ class Plan:
     mode: str
     segments: int
     segment: int | None = None
+    only: tuple[int, ...] = ()  # a sample of the segments (migrate's verify), when not empty
 
     @property
     def wanted(self) -> list[int]:
-        return [self.segment] if self.segment is not None else list(range(self.segments))
+        if self.segment is not None:
+            return [self.segment]
+        return list(self.only) if self.only else list(range(self.segments))
 
 
 def plan(segment: int | None, segments: int | None) -> Plan:
@@ -49,7 +52,7 @@ def plan(segment: int | None, segments: int | None) -> Plan:
 
 
 def segment_options(func: Any) -> Any:
-    """--segment, --segments, --pickup-timeout and --progress-interval."""
+    """--segment, --segments, and the ``waiting_options``."""
     options = [
         click.option("--segment", type=int, help="Run only this segment (0-based) here."),
         click.option(
@@ -57,6 +60,15 @@ def segment_options(func: Any) -> Any:
             type=int,
             help="Total segments; alone, fan them out as Celery tasks on the bulk queue.",
         ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return waiting_options(func)
+
+
+def waiting_options(func: Any) -> Any:
+    """--pickup-timeout and --progress-interval: how a command waits for its segments."""
+    options = [
         click.option(
             "--pickup-timeout",
             type=click.FloatRange(min=0.5),

@@ -39,14 +39,25 @@ POLL_SECONDS = 0.2  # at most; a young job is looked at sooner (``poll_interval`
 
 
 def execute(
-    chosen: Plan, spec: BulkSpec, pickup_timeout: float = 5.0, progress_interval: float = 10.0
+    chosen: Plan,
+    spec: BulkSpec,
+    pickup_timeout: float = 5.0,
+    progress_interval: float = 10.0,
+    *,
+    on_job: Callable[[Job], None] = lambda _: None,
+    resume: str | None = None,
 ) -> Outcome:
-    """Run the spec's segments as planned; returns totals and failed segments."""
+    """Run the spec's segments as planned; returns totals and failed segments.
+
+    A fanned-out job is handed to ``on_job`` as soon as its segments are sent (to be
+    remembered); ``resume`` names such a job to wait for again instead of starting one.
+    """
     started = time.monotonic()
     reporter = Reporter(spec, chosen.wanted, progress_interval)
     try:
         if chosen.mode == "fanout":
-            store, job = _fan_out(chosen, spec)
+            store, job = _resumed(resume) if resume else _fan_out(chosen, spec)
+            on_job(job)
             snapshot = _watch(
                 store,
                 job,
@@ -88,6 +99,13 @@ def _run_here(
         return _watch(store, job, wanted, spec, reporter)
 
 
+def _resumed(job_id: str) -> tuple[JobStore, Job]:
+    """A fanned-out job sent by an earlier run: its segments are on the queue or running."""
+    check()
+    store = RedisJobStore(connection())
+    return store, store.load(job_id)
+
+
 def _fan_out(chosen: Plan, spec: BulkSpec) -> tuple[JobStore, Job]:
     try:
         check()
@@ -98,7 +116,7 @@ def _fan_out(chosen: Plan, spec: BulkSpec) -> tuple[JobStore, Job]:
         ) from exc
     store = RedisJobStore(connection())
     job = store.create(spec.kind, chosen.segments, spec.params)
-    shown = display(job)
+    shown = {**display(job), **spec.label}
     for segment in chosen.wanted:
         app.send_task(
             spec.registered.task,

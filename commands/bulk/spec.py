@@ -20,7 +20,8 @@ class BulkSpec:
 
     ``on_record`` receives each record a segment appended (a line to print or report);
     ``describe`` turns the running totals into the text of a progress line; ``estimate`` is the
-    expected total of the kind's rate counter (the progress bar's length), when known.
+    expected total of the kind's rate counter (the progress bar's length), when known;
+    ``label`` is shown beside the job's segments in monitors (Flower), e.g. a migration's phase.
     """
 
     kind: str
@@ -28,6 +29,7 @@ class BulkSpec:
     on_record: Callable[[str], None] = lambda _: None
     describe: Callable[[Mapping[str, int]], str] = _all_counts
     estimate: int | None = None
+    label: Mapping[str, str] = field(default_factory=dict)  # more to show in monitors
 
     @property
     def registered(self) -> Kind:

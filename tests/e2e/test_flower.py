@@ -238,3 +238,54 @@ def test_flower_refuses_to_start_without_credentials(env: dict[str, str], tmp_pa
         assert "FLOWER_BASIC_AUTH" in out
         assert "Traceback" not in out
         assert not _answers(port)
+
+
+def test_flower_shows_a_migrations_phase_beside_its_segments(
+    env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    from tests.support.tables import client, create_table
+
+    create_table(moto_url, "source", stream="KEYS_ONLY")
+    for i in range(40):
+        client(moto_url).put_item(TableName="source", Item={"id": {"S": f"k{i}"}})
+    start_worker(concurrency=2)
+    port = free_port()
+    flower = start_flower(env, tmp_path, port, FLOWER_BASIC_AUTH=f"{USER}:{PASSWORD}")
+    try:
+        wait_until(lambda: _answers(port), 60, f"Flower\n{flower.output()}", interval=0.3)
+        wait_until(lambda: bool(api(port, "/api/workers?refresh=1")), 30, "workers", interval=0.5)
+        migrate = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "replicator"),
+                "migrate",
+                f"{moto_url}/source",
+                f"{moto_url}/target",
+                "--create",
+                "--segments",
+                "2",
+                "--verify",
+                "sample:3",
+                "--exit-when-ready",
+                "--name",
+                "shown",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert migrate.returncode == 0, migrate.stderr
+
+        def phases() -> dict[str, int]:
+            seen: dict[str, int] = {}
+            for task in api(port, "/api/tasks?taskname=diff-segment").values():
+                shown = ast.literal_eval(task.get("kwargs") or "{}")
+                if shown.get("migration") == "shown":
+                    seen[shown["phase"]] = seen.get(shown["phase"], 0) + 1
+            return seen
+
+        wait_until(lambda: phases() == {"backfill": 2, "verify": 3}, 30, "Flower to list them")
+    finally:
+        flower.terminate()

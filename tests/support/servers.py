@@ -238,3 +238,17 @@ def start_command(args: list[str], env: Mapping[str, str], log_dir: Path, name: 
             args, cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT
         )
     return Command(process, log)
+
+
+def process_env(redis_url: str) -> dict[str, str]:
+    """The environment for the project's processes in a benchmark: this one's, with placeholder
+    AWS credentials, us-east-1 and every Redis role on ``redis_url``."""
+    return {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_REGION": "us-east-1",
+        "CELERY_BROKER_URL": redis_url,
+        "CELERY_RESULT_BACKEND": redis_url,
+        "REPLICATOR_REDIS_URL": redis_url,
+    }

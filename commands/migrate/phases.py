@@ -1,0 +1,367 @@
+"""The phases of a migration, in order; each one resumable from the record in Redis.
+
+preflight  both tables reachable, schemas equal, stream on, backfill estimate within retention
+create     (--create) TARGET with SOURCE's definition, indexes ACTIVE, TTL set
+capture    the moment the tail starts from, recorded *before* the backfill scans anything
+backfill   every SOURCE item copied by the workers (a fanned-out ``diff-tables --backfill``)
+catch-up   the tail (running since capture) reads at the stream's tip, the workers drained it
+verify     ``diff-tables --repair`` over all segments or a sample; every key found re-read equal
+ready      one JSON line on stdout; the tail goes on until SIGTERM/SIGINT or ``migrate stop``
+
+A phase marked done in the record is skipped on a rerun; the tail restarts from its
+checkpoints; a backfill whose segments are still on the workers is waited for again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import click
+
+from commands.bulk.plan import Plan
+from commands.bulk.run import execute
+from commands.bulk.spec import BulkSpec, Outcome
+from commands.migrate.preflight import Preflight, Rate, check
+from commands.migrate.record import Migration, MigrationStore
+from commands.migrate.tail import Tail
+from producer.enqueue import Target
+from tasks.aws import definitions, dynamo
+from tasks.coord import deadletters
+from tasks.coord.redis_conn import connection
+from tasks.core.errors import ReplicatorError, TransientError
+from tasks.core.keys import Key
+from tasks.core.locations import S3Location, Table
+from tasks.core.typed_json import items_equal
+from tasks.diff.match import KINDS
+from tasks.diff.segment import DiffOptions
+from tasks.jobs.model import Job
+
+RECHECK_SECONDS = 60.0
+"""How long a repaired key may keep differing (its replication in flight under live writes)
+before the verify gives up on it."""
+CATCH_UP_POLL_SECONDS = 1.0
+
+
+class MigrationFailed(ReplicatorError):
+    """A phase that cannot complete (a backfill or verify segment failed): exit 3."""
+
+
+@dataclass(frozen=True)
+class Verify:
+    """``--verify full`` or ``--verify sample:P`` (P per cent of the scan segments)."""
+
+    share: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str) -> Verify:
+        if text == "full":
+            return cls()
+        kind, _, value = text.partition(":")
+        try:
+            share = float(value) / 100
+        except ValueError:
+            share = -1.0
+        if kind != "sample" or not 0 < share <= 1:
+            raise click.BadParameter(f"expected full or sample:P with 0 < P <= 100, got {text!r}")
+        return cls(share)
+
+    def segments(self, total: int, rng: random.Random) -> tuple[int, ...]:
+        if self.share >= 1:
+            return ()
+        count = max(1, math.ceil(total * self.share))
+        return tuple(sorted(rng.sample(range(total), count)))
+
+
+@dataclass(frozen=True)
+class Options:
+    create: bool
+    segments: int
+    rate: Rate
+    verify: Verify
+    verify_segments: int
+    backup: S3Location | None
+    with_stream: bool
+    exit_when_ready: bool
+    lag_threshold: float
+    turnover_at: float | None
+    pickup_timeout: float
+    progress_interval: float
+
+
+@dataclass
+class Migrator:
+    store: MigrationStore
+    record: Migration
+    source: Table
+    target: Table
+    options: Options
+    tail: Tail | None = None
+    preflight: Preflight | None = None
+    say: Callable[[str], None] = field(default=lambda line: click.echo(line, err=True))
+
+    # -- running the phases -----------------------------------------------------------------
+
+    def run(self) -> Migration:
+        """Every phase not done yet, then ready; returns when ready (``--exit-when-ready``) or
+        when told to stop; the caller stops the tail."""
+        steps: Mapping[str, Callable[[], None]] = {
+            "preflight": self._preflight,
+            "create": self._create,
+            "capture": self._capture,
+            "backfill": self._backfill,
+            "catch-up": self._catch_up,
+            "verify": self._verify,
+            "ready": self._ready,
+        }
+        if "capture" in self.record.done:
+            self._start_tail()
+        for phase, step in steps.items():
+            if phase in self.record.done:
+                continue
+            self._begin(phase)
+            step()
+            self._end(phase)
+        return self.record
+
+    def _begin(self, phase: str) -> None:
+        self.record.phase = phase
+        self.record.started.setdefault(phase, time.time())
+        self.record.state = "running"
+        self.store.save(self.record)
+        self.say(f"[migrate] {phase}")
+
+    def _end(self, phase: str) -> None:
+        self.record.done.append(phase)
+        self.record.seconds[phase] = round(time.time() - self.record.started[phase], 3)
+        self.store.save(self.record)
+
+    # -- the phases -------------------------------------------------------------------------
+
+    def _preflight(self) -> None:
+        self.preflight = check(
+            self.source, self.target, self.options.rate, create=self.options.create
+        )
+        self.record.counts["source_items"] = self.preflight.source.item_count
+        self.say(
+            f"[migrate] backfill of about {self.preflight.source.item_count} items at "
+            f"{self.preflight.items_per_second:.0f} items/s: about "
+            f"{self.preflight.estimate_seconds:.0f} s"
+        )
+
+    def _create(self) -> None:
+        if not self.options.create or definitions.exists(self.target):
+            return
+        source = self.preflight.source if self.preflight else definitions.describe(self.source)
+        definitions.create_like(self.target, source, with_stream=self.options.with_stream)
+        self.say(f"[migrate] created {self.target} like {self.source}")
+
+    def _capture(self) -> None:
+        self.record.captured_at = time.time()
+        self.store.save(self.record)
+        self._start_tail()
+
+    def _start_tail(self) -> None:
+        assert self.record.captured_at is not None
+        targets = [Target.replica(self.target.location)]
+        if self.options.backup is not None:
+            targets.append(Target.backup(self.options.backup))
+        self.tail = Tail(
+            self.source,
+            tuple(targets),
+            self.record.name,
+            self.record.captured_at,
+            self.options.turnover_at,
+        )
+        self.tail.start()
+
+    def _backfill(self) -> None:
+        options = DiffOptions(
+            self.source.location.spec,
+            self.target.location.spec,
+            backfill=True,
+            rate=self._items_per_second(),
+        )
+        outcome = self._bulk(
+            options, Plan("fanout", self.options.segments), resume=self.record.backfill_job
+        )
+        self.record.counts["copied"] = outcome.totals.get("backfilled", 0)
+        self.record.counts["copy_failed"] = outcome.totals.get("backfill_failed", 0)
+        if self.record.counts["copy_failed"]:
+            raise MigrationFailed(
+                f"{self.record.counts['copy_failed']} items could not be copied (see the dead "
+                "letters); rerun the same command to try the backfill again"
+            )
+
+    def _items_per_second(self) -> float:
+        if self.preflight is None:
+            self.preflight = check(self.source, self.target, self.options.rate, create=False)
+        return self.preflight.items_per_second
+
+    def _bulk(
+        self,
+        options: DiffOptions,
+        plan: Plan,
+        resume: str | None = None,
+        on_record: Callable[[str], None] = lambda _: None,
+    ) -> Outcome:
+        def remember(job: Job) -> None:
+            if options.backfill:
+                self.record.backfill_job = job.id
+                self.store.save(self.record)
+
+        spec = BulkSpec(
+            kind="diff",
+            params=options.to_params(),
+            on_record=on_record,
+            label={"migration": self.record.name, "phase": self.record.phase},
+        )
+        if resume and not _resumable(resume):
+            resume = None
+        outcome = execute(
+            plan,
+            spec,
+            self.options.pickup_timeout,
+            self.options.progress_interval,
+            on_job=remember,
+            resume=resume,
+        )
+        if outcome.failures:
+            failed = ", ".join(f"{k}: {v}" for k, v in sorted(outcome.failures.items()))
+            if options.backfill:
+                self.record.backfill_job = None
+            raise MigrationFailed(f"{self.record.phase} segments failed ({failed})")
+        return outcome
+
+    def _catch_up(self) -> None:
+        assert self.tail is not None
+        said = time.monotonic()
+        while True:
+            lag, waiting = self._observe()
+            if self.tail.read_once and lag <= self.options.lag_threshold and waiting == 0:
+                return
+            if time.monotonic() - said >= self.options.progress_interval:
+                self.say(f"[progress] catch-up: lag {lag:.1f} s, {waiting} keys waiting")
+                said = time.monotonic()
+            time.sleep(CATCH_UP_POLL_SECONDS)
+
+    def _observe(self) -> tuple[float, int]:
+        """The tail's lag and the keys it enqueued that no worker started; kept in the record."""
+        assert self.tail is not None
+        self.tail.check()
+        lag, waiting = self.tail.lag_seconds, self.tail.pending_keys()
+        self.record.lag_seconds = round(lag, 3)
+        self.record.counts["keys_waiting"] = waiting
+        self.store.save(self.record)
+        return lag, waiting
+
+    def _verify(self) -> None:
+        """Diff with repair over all segments (or a sample), then re-verify every key it
+        found: each must read equal on both sides (strongly consistent) within
+        ``RECHECK_SECONDS``, the time for a change still in flight to be replicated."""
+        total = self.options.verify_segments
+        sample = self.options.verify.segments(total, random.Random())
+        plan = Plan("fanout", total, only=sample)
+        options = DiffOptions(self.source.location.spec, self.target.location.spec, repair=True)
+        found: list[Key] = []
+
+        def collect(line: str) -> None:
+            entry = json.loads(line)
+            if entry["kind"] in KINDS:
+                found.append(Key.from_wire(entry["key"]))
+
+        totals = self._bulk(options, plan, on_record=collect).totals
+        repaired = sum(totals.get(f"repaired_{kind}", 0) for kind in KINDS)
+        self.record.counts.update(
+            {
+                "discrepancies_found": len(found),
+                "discrepancies_repaired": repaired,
+                "verified_segments": len(plan.wanted),
+            }
+        )
+        unequal = recheck(self.source, self.target, found, RECHECK_SECONDS)
+        if unequal or repaired != len(found):
+            raise MigrationFailed(
+                f"verify: {len(found)} discrepancies found, {repaired} repaired, {len(unequal)} "
+                f"still differ after {RECHECK_SECONDS:.0f} s (e.g. {unequal[:1]}); check the "
+                "workers and the dead letters, then rerun"
+            )
+
+    def _ready(self) -> None:
+        self.record.state = "ready"
+        self.record.lag_seconds = round(self.tail.lag_seconds, 3) if self.tail else None
+        self.record.counts["dead_letters"] = self._dead_letters()
+        self.store.save(self.record)
+
+    def _dead_letters(self) -> int:
+        target = str(self.target.location)
+        return sum(1 for _, entry in deadletters.entries(connection()) if entry.target == target)
+
+    # -- after ready --------------------------------------------------------------------------
+
+    def report(self) -> str:
+        """The one ``"phase": "ready"`` line."""
+        record = self.record
+        seconds = dict(record.seconds)
+        seconds.setdefault("ready", 0.0)
+        return json.dumps(
+            {
+                "phase": "ready",
+                "name": record.name,
+                "source": record.source,
+                "target": record.target,
+                "items_copied": record.counts.get("copied", 0),
+                "lag_seconds": record.lag_seconds,
+                "discrepancies_found": record.counts.get("discrepancies_found", 0),
+                "discrepancies_repaired": record.counts.get("discrepancies_repaired", 0),
+                "verified_segments": record.counts.get("verified_segments", 0),
+                "dead_letters": record.counts.get("dead_letters", 0),
+                "seconds": seconds,
+            },
+            sort_keys=True,
+        )
+
+    def follow(self) -> None:
+        """Keep tailing, the record's lag kept fresh, until ``replicator migrate stop``."""
+        said = time.monotonic()
+        while not self.store.stop_requested(self.record.name):
+            lag, waiting = self._observe()
+            if time.monotonic() - said >= self.options.progress_interval:
+                self.say(f"[progress] following: lag {lag:.1f} s, {waiting} keys waiting")
+                said = time.monotonic()
+            time.sleep(CATCH_UP_POLL_SECONDS)
+
+
+def recheck(source: Table, target: Table, keys: list[Key], within: float) -> list[str]:
+    """The keys (canonical JSON) that still differ after ``within`` seconds of re-reading."""
+    waiting = list(dict.fromkeys(keys))
+    deadline = time.monotonic() + within
+    while waiting:
+        left = dynamo.batch_get(source, waiting)
+        right = dynamo.batch_get(target, waiting)
+        waiting = [
+            k
+            for k in waiting
+            if k.canonical in left.failed
+            or k.canonical in right.failed
+            or not items_equal(left.found.get(k.canonical), right.found.get(k.canonical))
+        ]
+        if not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    return [k.canonical for k in waiting]
+
+
+def _resumable(job_id: str) -> bool:
+    """A backfill job of an earlier run that can be waited for again (it still exists)."""
+    from tasks.jobs.redis_store import RedisJobStore
+
+    try:
+        snapshot = RedisJobStore(connection()).snapshot(job_id)
+    except (ReplicatorError, TransientError):
+        return False
+    return not any(s.error for s in snapshot.segments)

@@ -1,0 +1,134 @@
+"""Before a migration touches anything: can it work, and will the backfill finish in time?
+
+Every refusal is an ``InvalidInputError`` or ``NotFoundError`` (one line, exit 2) and nothing
+has been created when it is raised.
+
+The backfill rate is items per second, or a share of the tables' capacity (``50%``): for a
+provisioned table, the share of what its capacity allows for this table's average item size (a
+scanned and then strongly-consistently re-read item costs 1.5 read units per 4 KB on SOURCE, a
+written one 1 write unit per KB on TARGET; the smaller bound wins); for an on-demand table, the
+share of ``ON_DEMAND_ITEMS_PER_SECOND``. The backfill must be estimated to take at most
+``RETENTION_SHARE`` of the stream's retention: changes older than the retention are gone, and
+only a new full diff could find what they changed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tasks.aws import definitions
+from tasks.aws.definitions import Definition
+from tasks.core.errors import InvalidInputError, NotFoundError, SchemaMismatchError
+from tasks.core.locations import Table
+
+ON_DEMAND_ITEMS_PER_SECOND = 4000.0
+"""What ``N%`` is a share of for an on-demand table: a new on-demand table's initial peak
+(4,000 write units per second) for items of up to 1 KB."""
+STREAM_RETENTION_SECONDS = 24 * 3600.0
+"""DynamoDB Streams keeps change records for 24 hours."""
+RETENTION_SHARE = 0.5
+"""The backfill must be estimated to end within this share of the stream's retention."""
+SCAN_AND_READ_UNITS = 1.5
+"""Read units per 4 KB per backfilled item: an eventually consistent scan (0.5) and the
+strongly consistent re-read before the write (1)."""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``--rate``: items/s (``400``) or a share of capacity (``50%``)."""
+
+    value: float
+    share: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        raw = text.strip()
+        share = raw.endswith("%")
+        try:
+            value = float(raw[:-1] if share else raw)
+        except ValueError:
+            raise InvalidInputError(
+                f"--rate must be items per second (400) or a share of capacity (50%), got {text!r}"
+            ) from None
+        if not value > 0 or (share and value > 100):
+            raise InvalidInputError(f"--rate must be above 0 (and at most 100%), got {text!r}")
+        return cls(value / 100 if share else value, share)
+
+    def items_per_second(self, source: Definition, target: Definition | None) -> float:
+        if not self.share:
+            return self.value
+        bounds = [_capacity_items(source, read=True)]
+        if target is not None:
+            bounds.append(_capacity_items(target, read=False))
+        return self.value * min(bounds)
+
+
+def _capacity_items(table: Definition, *, read: bool) -> float:
+    if table.capacity is None:
+        return ON_DEMAND_ITEMS_PER_SECOND
+    size = max(table.average_item_bytes, 1.0)
+    if read:
+        return table.capacity.read / (SCAN_AND_READ_UNITS * math.ceil(size / 4096))
+    return table.capacity.write / math.ceil(size / 1024)
+
+
+@dataclass(frozen=True)
+class Preflight:
+    source: Definition
+    target: Definition | None  # None: TARGET does not exist yet (created with --create)
+    items_per_second: float
+    estimate_seconds: float
+
+
+def check(source: Table, target: Table, rate: Rate, *, create: bool) -> Preflight:
+    """Both tables reachable, schemas equal (or TARGET absent with --create), SOURCE's stream
+    on, and a backfill estimated to end well inside the stream's retention."""
+    src = definitions.describe(source)
+    if src.stream_view_type is None:
+        raise InvalidInputError(
+            f"table {source} has no stream: enable DynamoDB Streams on it (any view type, "
+            "KEYS_ONLY is enough) before migrating"
+        )
+    dst = _target(source, target, src, create=create)
+    per_second = rate.items_per_second(src, dst)
+    estimate = src.item_count / per_second
+    allowed = STREAM_RETENTION_SECONDS * RETENTION_SHARE
+    if estimate > allowed:
+        raise InvalidInputError(
+            f"the backfill of {src.item_count} items at {per_second:.0f} items/s would take "
+            f"about {_hours(estimate)}, more than {_hours(allowed)} ({RETENTION_SHARE:.0%} of "
+            "the stream's 24 h retention): raise --rate"
+        )
+    return Preflight(src, dst, per_second, estimate)
+
+
+def _target(source: Table, target: Table, src: Definition, *, create: bool) -> Definition | None:
+    try:
+        dst = definitions.describe(target)
+    except NotFoundError:
+        if create:
+            return None
+        raise NotFoundError(
+            f"table {target} does not exist: create it, or pass --create to copy SOURCE's "
+            "definition"
+        ) from None
+    if _key_schema(dst) != _key_schema(src):
+        raise SchemaMismatchError(
+            f"key schemas differ: {source} has {_describe_keys(src)}, "
+            f"{target} has {_describe_keys(dst)}"
+        )
+    return dst
+
+
+def _key_schema(table: Definition) -> list[tuple[str, str, str]]:
+    types = {a["AttributeName"]: a["AttributeType"] for a in table.attributes}
+    return [(k["KeyType"], k["AttributeName"], types[k["AttributeName"]]) for k in table.key_schema]
+
+
+def _describe_keys(table: Definition) -> str:
+    return ", ".join(f"{name} ({kind})" for _, name, kind in _key_schema(table))
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h"

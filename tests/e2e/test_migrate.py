@@ -1,0 +1,352 @@
+"""`replicator migrate` as a user runs it: the real command, real workers, moto over HTTP."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import servers
+from tests.support.tables import client, create_table, normalized_table, scan_all
+
+REPLICATOR = str(Path(sys.executable).parent / "replicator")
+
+
+def migrate(env: dict[str, str], tmp_path: Path, *args: str) -> servers.Command:
+    return servers.start_command([REPLICATOR, "migrate", *args], env, tmp_path, "migrate")
+
+
+def churn(moto_url: str, table: str, ops: int, n_keys: int, seed: int) -> None:
+    """Puts (50 %), updates (30 %) and deletes (20 %) of keys k00000..k{n_keys}."""
+    ddb, rng = client(moto_url), random.Random(seed)
+    for i in range(ops):
+        key = {"id": {"S": f"k{rng.randrange(n_keys):05d}"}}
+        roll = rng.random()
+        if roll < 0.5:
+            ddb.put_item(TableName=table, Item={**key, "v": {"N": str(i)}, "w": {"S": "x" * 20}})
+        elif roll < 0.8:
+            ddb.update_item(
+                TableName=table,
+                Key=key,
+                UpdateExpression="SET v = :v ADD hits :one",
+                ExpressionAttributeValues={":v": {"N": str(-i)}, ":one": {"N": "1"}},
+            )
+        else:
+            ddb.delete_item(TableName=table, Key=key)
+
+
+def ready_line(output: str) -> dict[str, Any]:
+    for line in output.splitlines():
+        if line.startswith("{") and '"phase": "ready"' in line:
+            return dict(json.loads(line))
+    raise AssertionError(f"no ready line in:\n{output}")
+
+
+def load(moto_url: str, table: str, n: int) -> None:
+    ddb = client(moto_url)
+    for base in range(0, n, 25):
+        requests = [
+            {"PutRequest": {"Item": {"id": {"S": f"k{i:05d}"}, "v": {"N": str(i)}}}}
+            for i in range(base, min(n, base + 25))
+        ]
+        ddb.batch_write_item(RequestItems={table: requests})
+
+
+def source_with_indexes(moto_url: str) -> None:
+    ddb = client(moto_url)
+    ddb.create_table(
+        TableName="source",
+        KeySchema=[
+            {"AttributeName": "id", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        AttributeDefinitions=[
+            {"AttributeName": "id", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+            {"AttributeName": "email", "AttributeType": "S"},
+            {"AttributeName": "when", "AttributeType": "N"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-email",
+                "KeySchema": [{"AttributeName": "email", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+                "ProvisionedThroughput": {"ReadCapacityUnits": 50, "WriteCapacityUnits": 40},
+            }
+        ],
+        LocalSecondaryIndexes=[
+            {
+                "IndexName": "by-when",
+                "KeySchema": [
+                    {"AttributeName": "id", "KeyType": "HASH"},
+                    {"AttributeName": "when", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["email"]},
+            }
+        ],
+        BillingMode="PROVISIONED",
+        ProvisionedThroughput={"ReadCapacityUnits": 100, "WriteCapacityUnits": 80},
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"},
+        Tags=[{"Key": "team", "Value": "data"}],
+    )
+    ddb.update_time_to_live(
+        TableName="source",
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"},
+    )
+    for i in range(120):
+        ddb.put_item(
+            TableName="source",
+            Item={
+                "id": {"S": f"u{i % 30}"},
+                "sk": {"N": str(i)},
+                "email": {"S": f"u{i}@example.com"},
+                "when": {"N": str(1000 + i)},
+            },
+        )
+
+
+def test_create_copies_the_definition_and_every_item(
+    env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    source_with_indexes(moto_url)
+    start_worker(concurrency=2)
+
+    command = migrate(
+        env,
+        tmp_path,
+        f"{moto_url}/source",
+        f"{moto_url}/target",
+        "--create",
+        "--with-stream",
+        "--segments",
+        "3",
+        "--exit-when-ready",
+        "--name",
+        "copy",
+    )
+
+    assert command.process.wait(180) == 0, command.output()
+    report = ready_line(command.output())
+    assert report["items_copied"] == 120
+    assert report["discrepancies_found"] == report["discrepancies_repaired"] == 0
+    assert report["verified_segments"] == 100
+    assert set(report["seconds"]) >= {"preflight", "create", "capture", "backfill", "verify"}
+    assert normalized_table(moto_url, "target") == normalized_table(moto_url, "source")
+    ddb = client(moto_url)
+    target = ddb.describe_table(TableName="target")["Table"]
+    assert target["ProvisionedThroughput"]["ReadCapacityUnits"] == 100
+    assert target["ProvisionedThroughput"]["WriteCapacityUnits"] == 80
+    (gsi,) = target["GlobalSecondaryIndexes"]
+    assert gsi["IndexName"] == "by-email"
+    assert gsi["Projection"]["ProjectionType"] == "KEYS_ONLY"
+    assert gsi["ProvisionedThroughput"]["ReadCapacityUnits"] == 50
+    (lsi,) = target["LocalSecondaryIndexes"]
+    assert (lsi["IndexName"], lsi["Projection"]["NonKeyAttributes"]) == ("by-when", ["email"])
+    assert target["StreamSpecification"] == {"StreamEnabled": True, "StreamViewType": "KEYS_ONLY"}
+    ttl = ddb.describe_time_to_live(TableName="target")["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires"}
+    tags = ddb.list_tags_of_resource(ResourceArn=target["TableArn"])["Tags"]
+    assert tags == [{"Key": "team", "Value": "data"}]
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        ("schema", [], "key schemas differ"),
+        ("no-stream", [], "has no stream"),
+        ("retention", ["--rate", "0.001"], "more than 12.0 h"),
+        ("absent", [], "does not exist: create it, or pass --create"),
+    ],
+)
+def test_preflight_refuses_with_one_line_and_creates_nothing(
+    env: dict[str, str], moto_url: str, tmp_path: Path, setup: str, args: list[str], message: str
+) -> None:
+    create_table(moto_url, "source", stream=None if setup == "no-stream" else "KEYS_ONLY")
+    load(moto_url, "source", 60)
+    if setup == "schema":
+        create_table(moto_url, "target", ("pk", "N"))
+    extra = ["--create"] if setup in ("no-stream", "retention") else []
+
+    command = migrate(
+        env, tmp_path, f"{moto_url}/source", f"{moto_url}/target", *extra, *args, "--name", "x"
+    )
+
+    assert command.process.wait(60) == 2, command.output()
+    output = command.output()
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in output, output
+    tables = client(moto_url).list_tables()["TableNames"]
+    assert sorted(tables) == (["source", "target"] if setup == "schema" else ["source"])
+
+
+def test_status_and_stop_end_a_following_migration(
+    env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    create_table(moto_url, "source", stream="KEYS_ONLY")
+    load(moto_url, "source", 50)
+    start_worker(concurrency=2)
+    command = migrate(
+        env, tmp_path, f"{moto_url}/source", f"{moto_url}/target", "--create", "--name", "live"
+    )
+    servers.wait_until(lambda: '"phase": "ready"' in command.output(), 120, "ready")
+
+    # Writes after ready keep flowing to TARGET while the command follows the stream.
+    churn(moto_url, "source", ops=200, n_keys=80, seed=3)
+    servers.wait_until(
+        lambda: normalized_table(moto_url, "target") == normalized_table(moto_url, "source"),
+        60,
+        "target to follow source after ready",
+    )
+    status = servers.start_command(
+        [REPLICATOR, "migrate", "status", "live", "--json"], env, tmp_path, "status"
+    )
+    assert status.process.wait(30) == 0
+    record = json.loads(status.output().strip().splitlines()[-1])
+    assert (record["phase"], record["state"]) == ("ready", "ready")
+    assert record["counts"]["copied"] == 50
+
+    stop = servers.start_command([REPLICATOR, "migrate", "stop", "live"], env, tmp_path, "stop")
+    assert stop.process.wait(30) == 0, stop.output()
+    assert command.process.wait(30) == 0, command.output()
+
+
+def migration_record(name: str) -> dict[str, Any]:
+    from tasks.coord.redis_conn import connection
+    from tasks.core.config import settings
+
+    raw = connection().get(settings().key("migration", name))
+    return dict(json.loads(raw)) if raw else {}
+
+
+def backfilled_so_far(name: str) -> int:
+    from tasks.coord.redis_conn import connection
+    from tasks.jobs.redis_store import RedisJobStore
+
+    job = migration_record(name).get("backfill_job")
+    if not job:
+        return 0
+    return RedisJobStore(connection()).snapshot(job).totals.get("backfilled", 0)
+
+
+class Writers:
+    """Two threads doing puts, updates and deletes on their own keys until stopped."""
+
+    def __init__(self, moto_url: str) -> None:
+        self.stop = threading.Event()
+        self.ops = 0
+        self.threads = [
+            threading.Thread(target=self._run, args=(moto_url, seed), daemon=True)
+            for seed in (1, 2)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _run(self, moto_url: str, seed: int) -> None:
+        while not self.stop.is_set():
+            churn(moto_url, "source", ops=20, n_keys=400, seed=seed + self.ops)
+            self.ops += 20
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+
+@pytest.mark.parametrize("writers", [True, False], ids=["with-writers", "quiet"])
+def test_migration_survives_a_killed_worker_and_a_killed_command(
+    env: dict[str, str],
+    moto_url: str,
+    start_worker: Any,
+    tmp_path: Path,
+    writers: bool,
+) -> None:
+    create_table(moto_url, "source", stream="KEYS_ONLY")
+    create_table(moto_url, "target")
+    static = 3000
+    ddb = client(moto_url)
+    for base in range(0, static, 25):
+        ddb.batch_write_item(
+            RequestItems={
+                "source": [
+                    {"PutRequest": {"Item": {"id": {"S": f"s{i:05d}"}, "v": {"N": str(i)}}}}
+                    for i in range(base, base + 25)
+                ]
+            }
+        )
+    for i in range(3):  # only on TARGET: the verify must find and delete exactly these
+        ddb.put_item(TableName="target", Item={"id": {"S": f"planted-{i}"}})
+    doomed = start_worker(concurrency=2)
+    start_worker(concurrency=2, queues="bulk")
+    start_worker(concurrency=1, queues="replication")  # as docs/migration.md advises
+    running = Writers(moto_url) if writers else None
+    args = [f"{moto_url}/source", f"{moto_url}/target", "--segments", "6", "--rate", "300"]
+    args += ["--name", "chaos"]
+
+    first = migrate(env, tmp_path, *args)
+    servers.wait_until(lambda: backfilled_so_far("chaos") >= 300, 120, "backfill progress")
+    doomed.kill()  # SIGKILL, main process and pool, in the middle of its segments
+    servers.wait_until(lambda: backfilled_so_far("chaos") >= 900, 120, "more backfill progress")
+    first.process.kill()  # the command itself, mid-backfill
+    first.process.wait(10)
+    assert migration_record("chaos")["phase"] == "backfill"
+
+    second = migrate(env, tmp_path, *args)
+    servers.wait_until(lambda: '"phase": "ready"' in second.output(), 300, "ready")
+    report = ready_line(second.output())
+    if running is not None:
+        running.finish()
+        assert running.ops > 0
+    servers.wait_until(  # the command still follows the stream after ready
+        lambda: normalized_table(moto_url, "target") == normalized_table(moto_url, "source"),
+        90,
+        "target to equal source",
+    )
+    assert second.terminate() == 0, second.output()
+    assert report["discrepancies_found"] == report["discrepancies_repaired"]
+    if writers:
+        assert report["items_copied"] >= static
+        assert report["discrepancies_found"] >= 3
+    else:  # nothing else changes: every count is exact, across the two runs
+        assert report["items_copied"] == static
+        assert report["discrepancies_found"] == 3
+    assert report["dead_letters"] == 0
+
+
+def test_turnover_at_forwards_only_changes_made_before_it(
+    env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    import time
+
+    create_table(moto_url, "source", stream="KEYS_ONLY")
+    load(moto_url, "source", 20)
+    start_worker(concurrency=2)
+    turnover = time.time() + 20
+    command = migrate(
+        env,
+        tmp_path,
+        f"{moto_url}/source",
+        f"{moto_url}/target",
+        "--create",
+        "--turnover-at",
+        str(int(turnover * 1000)),
+        "--name",
+        "turn",
+    )
+    servers.wait_until(lambda: '"phase": "ready"' in command.output(), 120, "ready")
+    ddb = client(moto_url)
+    ddb.put_item(TableName="source", Item={"id": {"S": "before"}})
+    servers.wait_until(lambda: "before" in str(normalized_table(moto_url, "target")), 30, "before")
+    time.sleep(max(0.0, turnover - time.time()) + 1)
+    ddb.put_item(TableName="source", Item={"id": {"S": "after"}})
+    ddb.put_item(TableName="source", Item={"id": {"S": "k00003"}, "v": {"N": "-1"}})
+    time.sleep(10)  # the tail reads a page every 0.1 s: ample time to (wrongly) forward them
+
+    target = normalized_table(moto_url, "target")
+    assert '{"id":{"S":"after"}}' not in target
+    assert scan_all(moto_url, "target")['{"id":{"S":"k00003"}}']["v"] == {"N": "3"}
+    assert command.terminate() == 0, command.output()
