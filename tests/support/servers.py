@@ -153,11 +153,19 @@ class Worker:
 
     def kill(self) -> None:
         """SIGKILL the whole worker (main process and pool)."""
+        self._signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole worker: its connections stay open and nothing answers on them, as
+        when its machine vanishes. ``kill`` ends it later."""
+        self._signal(signal.SIGSTOP)
+
+    def _signal(self, sig: signal.Signals) -> None:
         pids = self.pool_pids()
         for pid in [self.process.pid, *pids]:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.process.wait(10)
+                os.kill(pid, sig)
 
     def stop(self) -> None:
         if self.process.poll() is None:
