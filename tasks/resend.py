@@ -41,8 +41,9 @@ def send_again(
 
     Returns the countdown, or None, sending nothing, when ``deadline`` (wall-clock time) has
     passed; a countdown that would end after it is cut short, so the last attempt starts at the
-    deadline (or ``MIN_COUNTDOWN`` after now, whichever is later). Raises ``Reject(requeue=True)`` when the task cannot be published. ``options`` go
-    to ``send_task`` (``kwargsrepr``, say).
+    deadline (or ``MIN_COUNTDOWN`` after now, whichever is later). Raises
+    ``Reject(requeue=True)`` when the task cannot be published. ``options`` go to ``send_task``
+    (``kwargsrepr``, say).
     """
     countdown = policy().countdown(attempt)
     if deadline is not None:
