@@ -15,9 +15,10 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -216,6 +217,23 @@ def start_worker(
     if process.poll() is not None:
         raise RuntimeError(f"worker exited:\n{worker.output()}")
     return worker
+
+
+@contextlib.contextmanager
+def celery_client(env: Mapping[str, str]) -> Iterator[Any]:
+    """A Celery app set up from ``env`` as the project's processes set theirs up (to send tasks
+    from the test process, whichever broker the test runs on)."""
+    from celery import Celery
+
+    from tasks.core.config import from_env
+    from worker.settings import celery_config
+
+    app = Celery("tests", set_as_current=False)
+    app.conf.update(celery_config(from_env(env)))
+    try:
+        yield app
+    finally:
+        app.close()
 
 
 @dataclass
