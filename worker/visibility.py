@@ -49,7 +49,9 @@ def renew(channel: Any, now: float | None = None) -> int:
         return 0
     stamp = time.time() if now is None else now
     with channel.conn_or_acquire() as client:
-        return int(client.zadd(channel.unacked_index_key, dict.fromkeys(tags, stamp), xx=True))
+        return int(
+            client.zadd(channel.unacked_index_key, dict.fromkeys(tags, stamp), xx=True, ch=True)
+        )
 
 
 class RenewVisibility(bootsteps.StartStopStep):  # type: ignore[misc]

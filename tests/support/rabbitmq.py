@@ -94,6 +94,7 @@ class Node:
         shutil.chown(self.base, "rabbitmq", "rabbitmq")  # the server runs as rabbitmq
         os.chmod(self.base, 0o755)
         self.log = self.base / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -113,7 +114,7 @@ class Node:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            subprocess.Popen(
+            self.process = subprocess.Popen(
                 ["rabbitmq-server"], env=self._env(), stdout=out, stderr=subprocess.STDOUT
             )
         wait_until(lambda: _port_open(self.port), 120, f"RabbitMQ node {self.name}", 0.2)
@@ -122,8 +123,12 @@ class Node:
             raise RuntimeError(f"RabbitMQ node {self.name} did not start: {done.stderr}")
 
     def stop(self) -> None:
+        """Stop the node (``rabbitmqctl stop``): its connections close, its data stays."""
         ctl("stop", node=self.name)
         wait_until(lambda: not _port_open(self.port), 60, f"{self.name} to stop", 0.2)
+        if self.process is not None:
+            self.process.wait(60)
+            self.process = None
 
     def restart(self, down_seconds: float = 0.0) -> None:
         self.stop()
