@@ -274,6 +274,9 @@ def main() -> int:
     parser.add_argument("--long-factor", type=int, default=10)
     args = parser.parse_args()
     brokers = list(dict.fromkeys(args.broker or ["redis", "amqp"]))
+    if not args.broker and rabbitmq.unavailable():
+        print(f"RabbitMQ left out: {rabbitmq.unavailable()}", file=sys.stderr)
+        brokers.remove("amqp")
     log_dir = ROOT / ".tmp" / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
     moto, store_server = servers.start_moto(), servers.start_redis(workdir=log_dir)
