@@ -26,6 +26,12 @@ from kombu import Exchange, Queue  # type: ignore[attr-defined]
 from tasks.core.config import Settings, settings
 from tasks.names import QUEUES, REPLICATION_QUEUE, ROUTES
 
+# Redis as broker: one worker at a time sweeps, under a lock in Redis. A worker killed or frozen
+# while it sweeps keeps that lock until it expires (kombu's default: 300 s, every sweep
+# skipped meanwhile); a sweep takes milliseconds, and two overlapping ones are harmless (each
+# message is put back in a transaction), so the lock expires after 15 s.
+SWEEP_LOCK_SECONDS = 15
+
 
 def celery_config(cfg: Settings) -> dict[str, Any]:
     common = {
@@ -62,6 +68,7 @@ def redis_config(cfg: Settings) -> dict[str, Any]:
             "visibility_timeout": cfg.visibility_timeout,
             "unacked_restore_interval": cfg.restore_interval,
             "unacked_restore_throttle": 1,
+            "unacked_mutex_expire": SWEEP_LOCK_SECONDS,
         },
     }
 

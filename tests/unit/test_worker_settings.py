@@ -29,6 +29,7 @@ def test_redis_gets_a_short_visibility_swept_often() -> None:
         "visibility_timeout": 30,
         "unacked_restore_interval": 5,
         "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": 15,  # a sweeper that dies holding the lock blocks 15 s at most
     }
     assert all(not q.queue_arguments for q in conf["task_queues"])
     assert "broker_heartbeat" not in conf and conf["result_backend"] == "redis://r:6379/0"
