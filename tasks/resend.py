@@ -3,9 +3,9 @@
 A task that failed for a transient reason is published again as a new message, with
 ``attempt + 1`` and a countdown from the retry policy (``tasks.core.retry``), of at least
 ``MIN_COUNTDOWN`` (RabbitMQ's delayed delivery counts whole seconds; Celery refuses a shorter
-countdown on quorum queues): per-key tasks
-send only their failed keys (``tasks.replication.batches``), segment tasks their segment, which
-resumes from its checkpoint (``tasks.segments``). Celery's ``retry`` and ``autoretry_for`` are not
+countdown on quorum queues): per-key tasks send only their failed keys
+(``tasks.replication.batches``), segment tasks their segment, which resumes from its checkpoint
+(``tasks.segments``). Celery's ``retry`` and ``autoretry_for`` are not
 used: when the new message cannot be published (Redis down), ``retry`` drops the current one,
 whereas this puts the current message back on the queue (``Reject(requeue=True)``), so that
 nothing is lost. Every re-send is counted per task name (``replicator_task_retries_total``).

@@ -2,9 +2,8 @@
 
 With ``REPLICATOR_METRICS_PORT`` set, the worker's main process serves ``tasks.metrics.cluster``'s
 ``RedisCollector`` (cluster-wide counters held in Redis, queue depths from the broker) from
-``worker_init``. In
-the pool processes, every task's end moves the throttling it saw to Redis (task re-sends are
-counted where they are sent, ``tasks.resend``).
+``worker_init``. In the pool processes, every task's end moves the throttling it saw to Redis
+(task re-sends are counted where they are sent, ``tasks.resend``).
 """
 
 from __future__ import annotations

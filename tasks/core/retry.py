@@ -28,7 +28,8 @@ from tasks.core.config import Settings, settings
 # retry i + 1 of a request; scale is 1 s for throttling, less for other errors
 # (botocore.retries.standard.ExponentialBackoff). ``aws_max_attempts`` is its number of retries.
 BOTOCORE_MAX_BACKOFF = 20.0
-# The shortest countdown a task is sent again with (tasks.resend.MIN_COUNTDOWN)
+# The shortest countdown a task is sent again with (tasks.resend): RabbitMQ's delayed delivery
+# counts whole seconds, and Celery refuses a countdown between 0 and 1 s on quorum queues
 MIN_COUNTDOWN = 1.0
 
 

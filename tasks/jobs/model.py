@@ -9,8 +9,8 @@ redelivered after its worker died therefore resumes from its last page and count
 Each delivery of a segment is numbered (``start``) and only the latest may advance or finish it:
 when the broker hands a segment out again while its first delivery still works (its worker was
 taken for dead: cut off from the broker for longer than Redis's visibility timeout or RabbitMQ's
-heartbeats), the new delivery takes over from the checkpoint and the old one
-stops at its next page, its uncommitted page uncounted.
+heartbeats), the new delivery takes over from the checkpoint and the old one stops at its next
+page, its uncommitted page uncounted.
 The command polls ``snapshot`` for progress and aggregation and drains ``records``.
 
 A transient failure (``TransientError``) does not end a segment run on a worker: ``run_segment``

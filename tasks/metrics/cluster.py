@@ -2,9 +2,9 @@
 
 The counters the workers keep (``tasks.coord.stats``), the dead-letter list, the bulk jobs
 (through their store, ``tasks.jobs.redis_store``) and the depth of every Celery queue (from the
-broker, Redis or RabbitMQ: ``tasks.metrics.queues``). Worker
-pool processes are forked, so nothing is counted in process memory: every worker's endpoint
-shows the same cluster-wide values, and any one of them can be scraped.
+broker, Redis or RabbitMQ: ``tasks.metrics.queues``). Worker pool processes are forked, so
+nothing is counted in process memory: every worker's endpoint shows the same cluster-wide
+values, and any one of them can be scraped.
 """
 
 from __future__ import annotations
