@@ -1,4 +1,5 @@
-"""Faults on the way: killed workers, a throttling endpoint, a Redis restart, dead letters.
+"""Faults on the way: killed and frozen workers, a throttling endpoint, a Redis restart, dead
+letters; on Redis and on RabbitMQ as broker, with the shipped redelivery settings.
 
 Producer and workers are real processes; they reach moto through a fault-injecting proxy.
 """
