@@ -1,23 +1,33 @@
-"""Replication benchmark on moto: throughput, lag and worker memory, against moto's own ceiling.
+"""Replication benchmark on moto: throughput, lag, worker CPU and memory per broker, against
+moto's own ceiling.
 
-    .venv/bin/python bench/replication.py [--changes 8000] [--steady-seconds 15] [--long-factor 10]
+    .venv/bin/python bench/replication.py [--broker redis|amqp]... [--changes 8000]
+        [--steady-seconds 15] [--long-factor 10]
 
-Prints one table. Every figure comes from this run:
+Prints one table, a column per broker (both by default, side by side). Every figure comes from
+this run:
 
 * ceiling: one client reads the stream and does the BatchGetItem (consistent) + BatchWriteItem
   for the same keys in a tight loop: the most the endpoint can do for this work;
 * throughput: producer + N worker processes replicating the same number of changes, measured
   from the producer's first read until the workers have applied every key;
+* CPU per key: user + system CPU seconds of the worker processes (main and pool) during the
+  throughput run, divided by the keys replicated;
 * lag: the workers' own samples (change creation -> replica write) at a steady 100 writes/s;
 * memory: the worker processes' RSS after a steady run and after one `--long-factor` times longer.
+
+Brokers: ``redis`` (the run's own Redis, which holds the coordination state for both) and
+``amqp`` (a vhost of the run's own on the machine's RabbitMQ, 127.0.0.1:5672).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +38,7 @@ import redis  # noqa: E402
 
 from tasks.coord import stats  # noqa: E402
 from tasks.core.iters import batched  # noqa: E402
-from tests.support import servers  # noqa: E402
+from tests.support import rabbitmq, servers  # noqa: E402
 from tests.support.tables import client, create_table  # noqa: E402
 
 
@@ -41,6 +51,29 @@ def rss_mb(pid: int) -> float:
 
 def worker_rss(worker: servers.Worker) -> float:
     return sum(rss_mb(p) for p in [worker.process.pid, *worker.pool_pids()])
+
+
+def worker_cpu(workers: list[servers.Worker]) -> float:
+    """User + system CPU seconds the workers' processes (main and pool) have used so far."""
+    ticks = 0
+    for pid in (p for w in workers for p in [w.process.pid, *w.pool_pids()]):
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def broker_env(broker: str, env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """``env`` pointing every process at ``broker``: the run's Redis, or a RabbitMQ vhost."""
+    if broker == "redis":
+        yield env
+        return
+    reason = rabbitmq.unavailable()
+    if reason:
+        raise SystemExit(f"--broker amqp: {reason}")
+    with rabbitmq.vhost() as url:
+        yield {**env, "CELERY_BROKER_URL": url}
 
 
 def load(moto_url: str, table: str, n: int, start: int = 0) -> None:
@@ -102,9 +135,16 @@ def pipeline(
 
 
 def throughput(
-    moto_url: str, env: dict[str, str], store: redis.Redis, workers: int, n: int, log_dir: Path
-) -> float:
-    tag = f"tp{workers}"
+    moto_url: str,
+    env: dict[str, str],
+    store: redis.Redis,
+    workers: int,
+    n: int,
+    log_dir: Path,
+    broker: str = "redis",
+) -> tuple[float, float]:
+    """Changes per second, and worker CPU seconds per key."""
+    tag = f"tp{workers}-{broker}"
     primary, replica, started, _ = pipeline(moto_url, env, tag, workers, log_dir)
     load(moto_url, f"{tag}-primary", n)
     producer = servers.start_command(
@@ -116,9 +156,9 @@ def throughput(
     try:
         # The clock starts when the producer begins reading (its start-up is not replication).
         servers.wait_until(lambda: "shard discovered" in producer.output(), 60, "producer", 0.005)
-        began = time.monotonic()
+        began, cpu = time.monotonic(), worker_cpu(started)
         servers.wait_until(lambda: applied(store, replica) >= n, 600, "replication", 0.02)
-        return n / (time.monotonic() - began)
+        return n / (time.monotonic() - began), (worker_cpu(started) - cpu) / n
     finally:
         producer.terminate()
         for worker in started:
@@ -132,24 +172,26 @@ def steady(
     seconds: float,
     factor: int,
     log_dir: Path,
+    broker: str = "redis",
 ) -> dict[str, float]:
-    primary, replica, started, _ = pipeline(moto_url, env, "steady", 2, log_dir)
+    tag = f"steady-{broker}"
+    primary, replica, started, _ = pipeline(moto_url, env, tag, 2, log_dir)
     producer = servers.start_command(
         [sys.executable, "-m", "producer", "--primary", primary, "--replica", replica],
         env,
         log_dir,
-        "steady",
+        tag,
     )
     result: dict[str, float] = {}
     try:
         servers.wait_until(lambda: "producer status" in producer.output(), 60, "the producer")
-        written = _write_at(moto_url, "steady-primary", 100, seconds, 0)
+        written = _write_at(moto_url, f"{tag}-primary", 100, seconds, 0)
         servers.wait_until(lambda: applied(store, replica) >= written, 120, "catch-up", 0.1)
         lags = sorted(stats.lag_samples(store, replica))
         result["lag_p50"] = stats.quantile(lags, 0.5)
         result["lag_p99"] = stats.quantile(lags, 0.99)
         result["rss_short"] = worker_rss(started[0])
-        more = _write_at(moto_url, "steady-primary", 100, seconds * factor, written)
+        more = _write_at(moto_url, f"{tag}-primary", 100, seconds * factor, written)
         servers.wait_until(lambda: applied(store, replica) >= written + more, 300, "catch-up", 0.1)
         result["rss_long"] = worker_rss(started[0])
         result["rate"] = (written + more) / (seconds * (factor + 1))
@@ -174,12 +216,67 @@ def _write_at(moto_url: str, table: str, rate: float, seconds: float, start: int
     return i
 
 
+def measure(
+    broker: str, moto_url: str, env: dict[str, str], store: redis.Redis, args: Any, log_dir: Path
+) -> dict[str, float]:
+    """Every figure of one broker's column."""
+    with broker_env(broker, env) as own:
+        one, cpu_one = throughput(moto_url, own, store, 1, args.changes, log_dir, broker)
+        two, cpu_two = throughput(moto_url, own, store, 2, args.changes, log_dir, broker)
+        calm = steady(moto_url, own, store, args.steady_seconds, args.long_factor, log_dir, broker)
+    return {"one": one, "two": two, "cpu_one": cpu_one, "cpu_two": cpu_two, **calm}
+
+
+def table(top: float, results: dict[str, dict[str, float]], args: Any) -> list[tuple[str, ...]]:
+    """Rows: a measure, then its value for each broker (with its share of the ceiling)."""
+    long_run = args.steady_seconds * (args.long_factor + 1)
+
+    def row(name: str, show: Any) -> tuple[str, ...]:
+        return (name, *(show(r) for r in results.values()))
+
+    return [
+        (
+            "moto ceiling (stream + BatchGet + BatchWrite, 1 client)",
+            *[f"{top:.0f}/s"] * len(results),
+        ),
+        row(
+            "replication, 1 worker process (changes/s)",
+            lambda r: f"{r['one']:.0f} ({r['one'] / top:.0%})",
+        ),
+        row(
+            "replication, 2 worker processes (changes/s)",
+            lambda r: f"{r['two']:.0f} ({r['two'] / top:.0%})",
+        ),
+        row("worker CPU per key, 1 process (ms)", lambda r: f"{r['cpu_one'] * 1000:.2f}"),
+        row("worker CPU per key, 2 processes (ms)", lambda r: f"{r['cpu_two'] * 1000:.2f}"),
+        row("lag p50 at 100 writes/s (ms; target <= 300)", lambda r: f"{r['lag_p50']:.0f}"),
+        row("lag p99 at 100 writes/s (ms; target <= 1000)", lambda r: f"{r['lag_p99']:.0f}"),
+        row(
+            f"worker RSS after {args.steady_seconds:.0f} s (MB)", lambda r: f"{r['rss_short']:.1f}"
+        ),
+        row(
+            f"worker RSS after {long_run:.0f} s (MB)",
+            lambda r: f"{r['rss_long']:.1f} ({r['rss_long'] / r['rss_short'] - 1:+.1%})",
+        ),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--broker",
+        action="append",
+        choices=("redis", "amqp"),
+        help="broker to measure (repeat for several; default: both, side by side)",
+    )
     parser.add_argument("--changes", type=int, default=8000)
     parser.add_argument("--steady-seconds", type=float, default=15)
     parser.add_argument("--long-factor", type=int, default=10)
     args = parser.parse_args()
+    brokers = list(dict.fromkeys(args.broker or ["redis", "amqp"]))
+    if not args.broker and rabbitmq.unavailable():
+        print(f"RabbitMQ left out: {rabbitmq.unavailable()}", file=sys.stderr)
+        brokers.remove("amqp")
     log_dir = ROOT / ".tmp" / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
     moto, store_server = servers.start_moto(), servers.start_redis(workdir=log_dir)
@@ -197,33 +294,18 @@ def main() -> int:
     store = redis.Redis.from_url(url)
     try:
         top = ceiling(moto.url, args.changes)
-        one = throughput(moto.url, env, store, 1, args.changes, log_dir)
-        two = throughput(moto.url, env, store, 2, args.changes, log_dir)
-        calm = steady(moto.url, env, store, args.steady_seconds, args.long_factor, log_dir)
+        results = {b: measure(b, moto.url, env, store, args, log_dir) for b in brokers}
     finally:
         moto.stop()
         store_server.stop()
-    rows = [
-        (
-            "moto ceiling (stream + BatchGet + BatchWrite, 1 client)",
-            f"{top:8.0f} changes/s",
-            "100 %",
-        ),
-        ("replication, 1 worker process", f"{one:8.0f} changes/s", f"{one / top:5.0%}"),
-        ("replication, 2 worker processes", f"{two:8.0f} changes/s", f"{two / top:5.0%}"),
-        ("lag p50 at 100 writes/s", f"{calm['lag_p50']:8.0f} ms", "target ≤ 300 ms"),
-        ("lag p99 at 100 writes/s", f"{calm['lag_p99']:8.0f} ms", "target ≤ 1000 ms"),
-        (f"worker RSS after {args.steady_seconds:.0f} s", f"{calm['rss_short']:8.1f} MB", ""),
-        (
-            f"worker RSS after {args.steady_seconds * (args.long_factor + 1):.0f} s",
-            f"{calm['rss_long']:8.1f} MB",
-            f"{calm['rss_long'] / calm['rss_short'] - 1:+5.1%}",
-        ),
-    ]
+    rows = table(top, results, args)
     width = max(len(r[0]) for r in rows)
-    print(f"\n{'measure':<{width}}  {'value':>18}  vs ceiling / target")
-    for name, value, note in rows:
-        print(f"{name:<{width}}  {value:>18}  {note}")
+    print(f"\n{'measure':<{width}}" + "".join(f"  {b:>14}" for b in brokers))
+    for name, *values in rows:
+        print(f"{name:<{width}}" + "".join(f"  {v:>14}" for v in values))
+    if len(brokers) == 2:
+        first, second = (results[b]["two"] for b in brokers)
+        print(f"\n{brokers[1]} vs {brokers[0]}, 2 worker processes: {second / first - 1:+.0%}")
     return 0
 
 

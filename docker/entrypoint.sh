@@ -20,7 +20,7 @@ role="${1:-worker}"
 
 case "$role" in
   worker)
-    need CELERY_BROKER_URL "set it to the Redis URL (e.g. redis://redis:6379/0) in .env"
+    need CELERY_BROKER_URL "set it to the broker's URL (amqp://... or redis://...) in .env"
     # -E: task events on, so Flower sees every task. Both queues unless WORKER_QUEUES says.
     exec celery -A worker worker -E --without-mingle \
       --queues "${WORKER_QUEUES:-replication,bulk}" \
@@ -28,7 +28,7 @@ case "$role" in
       --loglevel "${REPLICATOR_LOG_LEVEL:-info}" "$@"
     ;;
   producer)
-    need CELERY_BROKER_URL "set it to the Redis URL (e.g. redis://redis:6379/0) in .env"
+    need CELERY_BROKER_URL "set it to the broker's URL (amqp://... or redis://...) in .env"
     need PRIMARY_TABLE "set PRIMARY_TABLE=REGION/TABLE (or http://HOST:PORT/TABLE) in .env"
     if [ -z "${REPLICA_TABLE:-}" ] && [ -z "${BACKUP_URL:-}" ]; then
       fail "set REPLICA_TABLE=REGION/TABLE and/or BACKUP_URL=s3://BUCKET/PREFIX in .env"

@@ -30,16 +30,24 @@ if [ "${WITH_NODE:-1}" = 1 ] && command -v npm >/dev/null 2>&1 && [ -f package.j
   fi
 fi
 
-# Debian packages the service tests use: docker-compose (validates docker-compose.yml offline)
-# and chromium (Flower in a headless browser). Installed only when missing; when apt-get cannot
-# install them those tests skip, saying why.
+# Debian packages the service tests use: docker-compose (validates docker-compose.yml offline),
+# chromium (Flower in a headless browser) and rabbitmq-server (the RabbitMQ runs of the broker
+# suites). Installed only when missing; when apt-get cannot install them those tests skip,
+# saying why.
 if [ "${WITH_APT:-1}" = 1 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=""
   command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
   command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+  command -v rabbitmq-server >/dev/null 2>&1 || missing="$missing rabbitmq-server"
   if [ -n "$missing" ]; then
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing; } \
       >/dev/null 2>&1 \
-      || echo "apt-get install$missing failed: the compose and Flower browser tests will skip" >&2
+      || echo "apt-get install$missing failed: the compose, Flower browser or RabbitMQ tests will skip" >&2
   fi
+fi
+
+# RabbitMQ for the broker suites: the machine's node, started when it is not running (never
+# restarted), with the management plugin Flower reads the queues from. Tests make a vhost each.
+if [ "${WITH_RABBITMQ:-1}" = 1 ] && command -v rabbitmqctl >/dev/null 2>&1; then
+  bash scripts/rabbitmq.sh || echo "RabbitMQ could not be started: its tests will skip" >&2
 fi

@@ -1,9 +1,11 @@
 """Sending a task again: the one retry mechanism of every task.
 
 A task that failed for a transient reason is published again as a new message, with
-``attempt + 1`` and a countdown from the retry policy (``tasks.core.retry``): per-key tasks
-send only their failed keys (``tasks.replication.batches``), segment tasks their segment, which
-resumes from its checkpoint (``tasks.segments``). Celery's ``retry`` and ``autoretry_for`` are not
+``attempt + 1`` and a countdown from the retry policy (``tasks.core.retry``), of at least
+``MIN_COUNTDOWN`` (RabbitMQ's delayed delivery counts whole seconds; Celery refuses a shorter
+countdown on quorum queues): per-key tasks send only their failed keys
+(``tasks.replication.batches``), segment tasks their segment, which resumes from its checkpoint
+(``tasks.segments``). Celery's ``retry`` and ``autoretry_for`` are not
 used: when the new message cannot be published (Redis down), ``retry`` drops the current one,
 whereas this puts the current message back on the queue (``Reject(requeue=True)``), so that
 nothing is lost. Every re-send is counted per task name (``replicator_task_retries_total``).
@@ -21,7 +23,7 @@ from kombu.exceptions import OperationalError
 from tasks.coord import stats
 from tasks.coord.redis_conn import connection
 from tasks.core import logs
-from tasks.core.retry import policy
+from tasks.core.retry import MIN_COUNTDOWN, policy
 
 log = logs.get("tasks")
 NOT_PUBLISHED = (OperationalError, redis.RedisError)
@@ -39,8 +41,9 @@ def send_again(
 
     Returns the countdown, or None, sending nothing, when ``deadline`` (wall-clock time) has
     passed; a countdown that would end after it is cut short, so the last attempt starts at the
-    deadline. Raises ``Reject(requeue=True)`` when the task cannot be published. ``options`` go
-    to ``send_task`` (``kwargsrepr``, say).
+    deadline (or ``MIN_COUNTDOWN`` after now, whichever is later). Raises
+    ``Reject(requeue=True)`` when the task cannot be published. ``options`` go to ``send_task``
+    (``kwargsrepr``, say).
     """
     countdown = policy().countdown(attempt)
     if deadline is not None:
@@ -48,6 +51,7 @@ def send_again(
         if left <= 0:
             return None
         countdown = min(countdown, left)
+    countdown = max(countdown, MIN_COUNTDOWN)
     try:
         task.app.send_task(
             task.name,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from tests.support import servers
+from tests.support import rabbitmq, servers
 
 
 def _reset_process_caches() -> None:
@@ -47,6 +47,25 @@ def redis_client(redis_url: str) -> Iterator[redis_lib.Redis]:
 
 
 @pytest.fixture()
+def broker(request: pytest.FixtureRequest) -> str:
+    """The broker the test runs on: ``redis``, or what ``rabbitmq.BOTH_BROKERS`` gives."""
+    return str(getattr(request, "param", "redis"))
+
+
+@pytest.fixture()
+def broker_url(broker: str, redis_url: str) -> Iterator[str]:
+    """The test's Redis, or a RabbitMQ vhost of the test's own (skipped, saying why, without)."""
+    if broker == "redis":
+        yield redis_url
+        return
+    reason = rabbitmq.unavailable()
+    if reason:
+        pytest.skip(reason)
+    with rabbitmq.vhost() as url:
+        yield url
+
+
+@pytest.fixture()
 def moto_url(moto_server: servers.Server) -> str:
     servers.reset_moto(moto_server.url)
     return moto_server.url
@@ -55,6 +74,7 @@ def moto_url(moto_server: servers.Server) -> str:
 @pytest.fixture()
 def env(
     redis_url: str,
+    broker_url: str,
     moto_url: str,
     redis_client: redis_lib.Redis,
     monkeypatch: pytest.MonkeyPatch,
@@ -68,7 +88,7 @@ def env(
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL_S3": moto_url,
         "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-        "CELERY_BROKER_URL": redis_url,
+        "CELERY_BROKER_URL": broker_url,
         "CELERY_RESULT_BACKEND": redis_url,
         "REPLICATOR_REDIS_URL": redis_url,
         "REPLICATOR_BACKOFF_BASE": "0.01",

@@ -1,9 +1,9 @@
 """Metrics for worker processes, wired to Celery's signals.
 
 With ``REPLICATOR_METRICS_PORT`` set, the worker's main process serves ``tasks.metrics.cluster``'s
-``RedisCollector`` (cluster-wide counters held in Redis, queue depths) from ``worker_init``. In
-the pool processes, every task's end moves the throttling it saw to Redis (task re-sends are
-counted where they are sent, ``tasks.resend``).
+``RedisCollector`` (cluster-wide counters held in Redis, queue depths from the broker) from
+``worker_init``. In the pool processes, every task's end moves the throttling it saw to Redis
+(task re-sends are counted where they are sent, ``tasks.resend``).
 """
 
 from __future__ import annotations
@@ -19,15 +19,12 @@ from tasks.coord.redis_conn import connection
 from tasks.core import logs
 from tasks.core.config import settings
 from tasks.core.errors import ConfigurationError
+from tasks.metrics import queues
 from tasks.metrics.cluster import RedisCollector
 from tasks.metrics.serve import serve
 from tasks.names import QUEUES
 
 log = logs.get("worker.metrics")
-
-
-def _broker() -> redis.Redis:
-    return redis.Redis.from_url(settings().broker_url, socket_timeout=10)
 
 
 @worker_init.connect
@@ -37,8 +34,8 @@ def _serve(**_: Any) -> None:
         port, address = cfg.metrics_port, cfg.metrics_address
         if not port:
             return
-        broker = _broker()
-        serve(port, RedisCollector(connection, lambda: broker, QUEUES), address)
+        counts = queues.reader(cfg.broker_url, QUEUES)
+        serve(port, RedisCollector(connection, counts), address)
     except ConfigurationError as exc:
         log.error("metrics endpoint not started", error=str(exc))
         sys.stderr.write(f"error: {exc}\n")

@@ -1,9 +1,20 @@
 """Celery's settings, from the process's settings object (``tasks.core.config``).
 
-``CELERY_BROKER_URL`` and ``CELERY_RESULT_BACKEND`` point every process at Redis; both default
-to redis://127.0.0.1:6379/0. ``REPLICATOR_VISIBILITY_TIMEOUT`` (seconds) must stay above the
-longest task: a message not acknowledged within it is delivered again (workers look for such
-messages every ``REPLICATOR_RESTORE_INTERVAL`` seconds, 60 by default).
+``CELERY_BROKER_URL`` picks the broker: RabbitMQ (``amqp://``, recommended for production) or
+Redis (``redis://``, the default, redis://127.0.0.1:6379/0). Results and the coordination state
+are in Redis either way (``CELERY_RESULT_BACKEND``, ``REPLICATOR_REDIS_URL``).
+
+Both brokers give a dead worker's messages to another worker within seconds, and never take a
+message from a live worker, however long its task runs:
+
+* RabbitMQ: durable quorum queues, publisher confirms; the broker requeues a worker's
+  unacknowledged messages as soon as its connection drops, or after ``REPLICATOR_BROKER_HEARTBEAT``
+  seconds of silence (a frozen process, a machine gone). Countdowns (the retries of
+  ``tasks.resend``) use Celery's native delayed delivery, which needs topic exchanges.
+* Redis: a message not acknowledged within ``REPLICATOR_VISIBILITY_TIMEOUT`` seconds (30) is
+  delivered again; workers look for such messages every ``REPLICATOR_RESTORE_INTERVAL`` seconds
+  (5), and keep renewing the messages they hold (``worker.visibility``), so only the messages of
+  a dead worker run out.
 """
 
 from __future__ import annotations
@@ -15,22 +26,19 @@ from kombu import Exchange, Queue  # type: ignore[attr-defined]
 from tasks.core.config import Settings, settings
 from tasks.names import QUEUES, REPLICATION_QUEUE, ROUTES
 
+# Redis as broker: one worker at a time sweeps, under a lock in Redis. A worker killed or frozen
+# while it sweeps keeps that lock until it expires (kombu's default: 300 s, every sweep
+# skipped meanwhile); a sweep takes milliseconds, and two overlapping ones are harmless (each
+# message is put back in a transaction), so the lock expires after 15 s.
+SWEEP_LOCK_SECONDS = 15
+
 
 def celery_config(cfg: Settings) -> dict[str, Any]:
-    visibility = cfg.visibility_timeout
-    # How often a worker looks for messages of dead workers whose visibility timeout ran out.
-    restore_every = cfg.restore_interval
-    return {
+    common = {
         "broker_url": cfg.broker_url,
         "result_backend": cfg.result_backend,
-        "broker_transport_options": {
-            "visibility_timeout": visibility,
-            "unacked_restore_interval": restore_every,
-            "unacked_restore_throttle": 1,
-        },
-        "result_backend_transport_options": {"visibility_timeout": visibility},
+        "result_backend_transport_options": {"visibility_timeout": cfg.visibility_timeout},
         "broker_connection_retry_on_startup": True,
-        "task_queues": [Queue(q, Exchange(q), routing_key=q) for q in QUEUES],  # type: ignore[no-untyped-call]
         "task_default_queue": REPLICATION_QUEUE,
         "task_routes": ROUTES,
         "task_serializer": "json",
@@ -47,6 +55,53 @@ def celery_config(cfg: Settings) -> dict[str, Any]:
         "result_extended": True,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
+    }
+    broker = rabbitmq_config(cfg) if cfg.broker_kind == "amqp" else redis_config(cfg)
+    return {**common, **broker}
+
+
+def redis_config(cfg: Settings) -> dict[str, Any]:
+    """Redis as broker: short visibility, swept often (the holders renew theirs)."""
+    return {
+        "task_queues": [Queue(q, Exchange(q), routing_key=q) for q in QUEUES],  # type: ignore[no-untyped-call]
+        "broker_transport_options": {
+            "visibility_timeout": cfg.visibility_timeout,
+            "unacked_restore_interval": cfg.restore_interval,
+            "unacked_restore_throttle": 1,
+            "unacked_mutex_expire": SWEEP_LOCK_SECONDS,
+        },
+    }
+
+
+def rabbitmq_config(cfg: Settings) -> dict[str, Any]:
+    """RabbitMQ as broker: durable quorum queues, confirms, heartbeats, native delays."""
+    queues = [
+        Queue(  # type: ignore[no-untyped-call]
+            q,
+            Exchange(q, type="topic"),  # type: ignore[no-untyped-call]
+            routing_key=q,
+            durable=True,
+            queue_arguments={"x-queue-type": "quorum"},
+        )
+        for q in QUEUES
+    ]
+    return {
+        "task_queues": queues,
+        # The publish returns once the broker has the message (in the quorum queue's log).
+        "broker_transport_options": {"confirm_publish": True},
+        # A frozen worker (its machine gone, its connection still open) is noticed by the broker
+        # only through heartbeats: it drops a connection silent for two to three timeouts. The
+        # worker sends one when it has sent nothing for a quarter of the timeout.
+        "broker_heartbeat": cfg.broker_heartbeat,
+        "broker_heartbeat_checkrate": 4,
+        # Quorum queues have no global QoS: Celery must use a per-consumer prefetch ...
+        "worker_detect_quorum_queues": True,
+        # ... and cannot raise it for countdown tasks held by the worker: countdowns wait in the
+        # broker instead, in Celery's delayed-delivery queues (quorum queues too).
+        "broker_native_delayed_delivery_queue_type": "quorum",
+        # When the connection drops, the broker has already requeued the running tasks for
+        # another worker: stop them here rather than finishing them twice.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
     }
 
 

@@ -23,6 +23,8 @@ from tasks.core.errors import ConfigurationError
 from tasks.core.locations import PRIMARY, Table, TableLocation, parse_table
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
 SIDES = ("primary", "replica", "s3")
 UNSIGNED = frozenset({"metrics_port"})  # may be 0 (off); every other number must be positive
 
@@ -63,16 +65,27 @@ class Settings:
     keys_per_message: int = 100
     # seconds after which a key marked pending (waiting in the queue) may be enqueued again
     pending_ttl: float = 300.0
-    # Celery: the broker, results, and when an unacknowledged message is delivered again
+    # Celery: the broker (RabbitMQ or Redis) and the results (Redis)
     broker_url: str = DEFAULT_REDIS_URL
     result_backend: str = DEFAULT_REDIS_URL
-    visibility_timeout: int = 3600
-    restore_interval: int = 60
+    # Redis as broker: seconds after which a message no live worker holds is delivered again
+    # (workers renew the messages they hold: worker.visibility), and how often workers look
+    visibility_timeout: int = 30
+    restore_interval: int = 5
+    # RabbitMQ as broker: the AMQP heartbeat timeout of a worker's connection; the broker drops a
+    # silent connection (a frozen worker, a machine gone) and requeues its messages after two
+    # to three timeouts
+    broker_heartbeat: int = 2
     # the Prometheus endpoint of a worker (0: none)
     metrics_port: int = 0
     metrics_address: str = "0.0.0.0"
     # the environment the settings were read from (table locations, child processes)
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def broker_kind(self) -> str:
+        """``amqp`` (RabbitMQ) or ``redis``: what ``broker_url`` points at."""
+        return broker_kind(self.broker_url)
 
     def side(self, name: str) -> SideCredentials:
         return self.credentials.get(name, SideCredentials())
@@ -102,6 +115,7 @@ _INT_FIELDS = {
     "keys_per_message": "REPLICATOR_KEYS_PER_MESSAGE",
     "visibility_timeout": "REPLICATOR_VISIBILITY_TIMEOUT",
     "restore_interval": "REPLICATOR_RESTORE_INTERVAL",
+    "broker_heartbeat": "REPLICATOR_BROKER_HEARTBEAT",
     "metrics_port": "REPLICATOR_METRICS_PORT",
 }
 _FLOAT_FIELDS = {
@@ -116,15 +130,28 @@ _FLOAT_FIELDS = {
 }
 
 
+def broker_kind(url: str) -> str:
+    """``amqp`` for a RabbitMQ URL, ``redis`` for anything else (validation rejects the rest)."""
+    return "amqp" if url.startswith(AMQP_SCHEMES) else "redis"
+
+
 def from_env(env: Mapping[str, str]) -> Settings:
-    """Build settings from an environment mapping; raise one error listing every problem."""
+    """Build settings from an environment mapping; raise one error listing every problem.
+
+    Redis holds the coordination state and the results whatever the broker: with a Redis
+    broker both default to the broker's URL, with RabbitMQ to the default Redis URL.
+    """
     problems: list[str] = []
     broker = env.get("CELERY_BROKER_URL") or DEFAULT_REDIS_URL
+    redis_url = env.get("REPLICATOR_REDIS_URL") or (
+        broker if broker_kind(broker) == "redis" else DEFAULT_REDIS_URL
+    )
     values: dict[str, Any] = {
         "environ": dict(env),
-        "redis_url": env.get("REPLICATOR_REDIS_URL") or broker,
+        "redis_url": redis_url,
         "broker_url": broker,
-        "result_backend": env.get("CELERY_RESULT_BACKEND") or broker,
+        "result_backend": env.get("CELERY_RESULT_BACKEND")
+        or (broker if broker_kind(broker) == "redis" else redis_url),
         "metrics_address": env.get("REPLICATOR_METRICS_ADDRESS") or "0.0.0.0",
         "namespace": env.get("REPLICATOR_NAMESPACE", "replicator"),
         "default_region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
@@ -157,8 +184,13 @@ def _validated(settings: Settings) -> Settings:
     ]
     if not 0 <= settings.metrics_port <= 65535:
         problems.append(f"REPLICATOR_METRICS_PORT={settings.metrics_port} is not a port number")
-    if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+    if not settings.redis_url.startswith(REDIS_SCHEMES):
         problems.append(f"the Redis URL {settings.redis_url!r} must start with redis://")
+    if not settings.broker_url.startswith(REDIS_SCHEMES + AMQP_SCHEMES):
+        scheme = settings.broker_url.partition("://")[0] or settings.broker_url[:10]
+        problems.append(
+            f"CELERY_BROKER_URL must start with amqp:// (RabbitMQ) or redis://, not {scheme!r}"
+        )
     if not 1 <= settings.keys_per_message <= 100:
         problems.append("keys_per_message must be between 1 and 100")
     for base, cap in (("backoff_base", "backoff_cap"), ("task_backoff_base", "task_backoff_cap")):

@@ -28,6 +28,9 @@ from tasks.core.config import Settings, settings
 # retry i + 1 of a request; scale is 1 s for throttling, less for other errors
 # (botocore.retries.standard.ExponentialBackoff). ``aws_max_attempts`` is its number of retries.
 BOTOCORE_MAX_BACKOFF = 20.0
+# The shortest countdown a task is sent again with (tasks.resend): RabbitMQ's delayed delivery
+# counts whole seconds, and Celery refuses a countdown between 0 and 1 s on quorum queues
+MIN_COUNTDOWN = 1.0
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,10 @@ def segment_give_up_bound(cfg: Settings) -> float:
     """Seconds from a segment's start (or last progress) until it is marked failed, at most,
     when every request fails at once (an endpoint answering errors, not one that hangs).
 
-    Retries start within the window (the last one at its end at the latest); that attempt fails
-    after botocore's retries of its first request. An endpoint that hangs adds up to
+    Retries start within the window (the last one at its end at the latest, or the shortest
+    countdown after the failure before it); that attempt fails after botocore's retries of its
+    first request. An endpoint that hangs adds up to
     ``aws_max_attempts + 1`` times the connect and read timeouts; a retry waiting for a free
     worker adds its wait.
     """
-    return cfg.segment_retry_window + botocore_backoff_bound(cfg.aws_max_attempts)
+    return cfg.segment_retry_window + MIN_COUNTDOWN + botocore_backoff_bound(cfg.aws_max_attempts)

@@ -7,9 +7,10 @@ page, calls ``advance``, which in ONE atomic step adds the page's counts, stores
 checkpoint and appends the page's records (lines for the command to print or report). A segment
 redelivered after its worker died therefore resumes from its last page and counts nothing twice.
 Each delivery of a segment is numbered (``start``) and only the latest may advance or finish it:
-when the broker hands a segment out again while its first delivery still works (a task that
-outlived the visibility timeout), the new delivery takes over from the checkpoint and the old one
-stops at its next page, its uncommitted page uncounted.
+when the broker hands a segment out again while its first delivery still works (its worker was
+taken for dead: cut off from the broker for longer than Redis's visibility timeout or RabbitMQ's
+heartbeats), the new delivery takes over from the checkpoint and the old one stops at its next
+page, its uncommitted page uncounted.
 The command polls ``snapshot`` for progress and aggregation and drains ``records``.
 
 A transient failure (``TransientError``) does not end a segment run on a worker: ``run_segment``

@@ -1,15 +1,16 @@
 """Worker metrics: read at scrape time from where the numbers already live, in Redis.
 
 The counters the workers keep (``tasks.coord.stats``), the dead-letter list, the bulk jobs
-(through their store, ``tasks.jobs.redis_store``) and the depth of every Celery queue. Worker
-pool processes are forked, so nothing is counted in process memory: every worker's endpoint
-shows the same cluster-wide values, and any one of them can be scraped.
+(through their store, ``tasks.jobs.redis_store``) and the depth of every Celery queue (from the
+broker, Redis or RabbitMQ: ``tasks.metrics.queues``). Worker pool processes are forked, so
+nothing is counted in process memory: every worker's endpoint shows the same cluster-wide
+values, and any one of them can be scraped.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -18,6 +19,7 @@ from prometheus_client.registry import Collector
 from tasks.coord import deadletters, stats
 from tasks.jobs.model import STATUSES
 from tasks.jobs.redis_store import RedisJobStore
+from tasks.metrics.queues import QueueCounts
 
 # Counters the workers keep per target in Redis (tasks.coord.stats): field -> (metric, help).
 TARGET_COUNTERS = {
@@ -29,9 +31,6 @@ TARGET_COUNTERS = {
     "retried": ("replicator_key_retries", "Keys sent again after a failed attempt."),
     "dead_lettered": ("replicator_dead_lettered_keys", "Keys dead-lettered after retries."),
 }
-# Celery's Redis transport keeps priority levels as extra lists: NAME, NAME\x06\x16N.
-PRIORITY_SEP = "\x06\x16"
-PRIORITY_STEPS = (0, 3, 6, 9)
 LAG_QUANTILES = (0.5, 0.99, 1.0)
 
 
@@ -39,12 +38,9 @@ class RedisCollector(Collector):
     """Cluster-wide replication counters, dead letters, bulk jobs and queue depths."""
 
     def __init__(
-        self,
-        client: Callable[[], redis.Redis],
-        broker: Callable[[], redis.Redis],
-        queues: Sequence[str],
+        self, client: Callable[[], redis.Redis], queue_counts: Callable[[], QueueCounts]
     ) -> None:
-        self._client, self._broker, self._queues = client, broker, tuple(queues)
+        self._client, self._queue_counts = client, queue_counts
         self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
@@ -55,7 +51,7 @@ class RedisCollector(Collector):
             yield from _task_retry_metrics(client)
             yield from _dead_letter_metrics(client)
             yield from _job_metrics(client)
-            yield from _queue_metrics(self._broker(), self._queues)
+            yield from _queue_metrics(self._queue_counts())
 
 
 def _target_metrics(client: redis.Redis) -> Iterator[Metric]:
@@ -141,24 +137,16 @@ def _job_metrics(client: redis.Redis) -> Iterator[Metric]:
     yield counts
 
 
-def queue_depth(broker: redis.Redis, queue: str) -> int:
-    """Messages waiting in a Celery queue (every priority level's list)."""
-    names = [queue, *(f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS if step)]
-    pipe = broker.pipeline(transaction=False)
-    for name in names:
-        pipe.llen(name)
-    return sum(int(n) for n in pipe.execute())
-
-
-def _queue_metrics(broker: redis.Redis, queues: Sequence[str]) -> Iterator[Metric]:
+def _queue_metrics(counts: QueueCounts) -> Iterator[Metric]:
     depth = GaugeMetricFamily(
         "replicator_queue_depth", "Messages waiting in each Celery queue.", labels=["queue"]
     )
-    for queue in queues:
-        depth.add_metric([queue], queue_depth(broker, queue))
+    for queue, waiting in counts.waiting.items():
+        depth.add_metric([queue], waiting)
     yield depth
-    yield GaugeMetricFamily(
-        "replicator_unacked_messages",
-        "Messages delivered to workers and not yet acknowledged (running or prefetched).",
-        value=int(broker.hlen("unacked")),
-    )
+    if counts.unacked is not None:  # Redis only: AMQP does not tell
+        yield GaugeMetricFamily(
+            "replicator_unacked_messages",
+            "Messages delivered to workers and not yet acknowledged (running or prefetched).",
+            value=counts.unacked,
+        )

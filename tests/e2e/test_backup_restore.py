@@ -9,6 +9,7 @@ from typing import Any
 
 from tests.integration.test_backup_incremental import make_bucket, run, run_here
 from tests.integration.test_sync import EVERY_TYPE
+from tests.support.rabbitmq import BOTH_BROKERS
 from tests.support.tables import client, create_table, normalized_table
 
 
@@ -42,6 +43,7 @@ def assert_same(moto_url: str, env: dict[str, str], left: str, right: str) -> No
     assert "[discrepancies] 0" in diff.stdout + diff.stderr
 
 
+@BOTH_BROKERS
 def test_segmented_backup_over_workers_then_segmented_restore(
     env: dict[str, str], moto_url: str, start_worker: Any
 ) -> None:

@@ -25,6 +25,7 @@ from tasks.jobs.redis_store import RedisJobStore
 from tests.e2e.test_backup_restore import fill, lines_of
 from tests.integration.test_backup_incremental import BIN, make_bucket
 from tests.support.faultproxy import Rule
+from tests.support.rabbitmq import BOTH_BROKERS
 from tests.support.tables import create_table
 
 SHIPPED = Settings()
@@ -131,6 +132,7 @@ def test_diff_tables_whose_scans_all_fail_exits_3_within_the_bound(
     assert json.loads(done.stdout.splitlines()[-1])["failed_segments"].keys() == {"0", "1"}
 
 
+@BOTH_BROKERS  # the retry is a countdown: on RabbitMQ, Celery's native delayed delivery
 def test_a_fault_that_goes_away_is_retried_and_the_backup_succeeds(
     env: dict[str, str], moto_url: str, fault_proxy: Any, start_worker: Any, redis_client: Any
 ) -> None:

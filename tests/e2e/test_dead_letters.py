@@ -10,9 +10,11 @@ from typing import Any
 
 from tasks.coord import deadletters
 from tasks.coord.redis_conn import connection
-from tests.support.servers import ROOT, wait_until
+from tests.support.rabbitmq import BOTH_BROKERS
+from tests.support.servers import ROOT, celery_client, wait_until
 from tests.support.tables import client, create_table, scan_all
-from worker.app import app
+
+pytestmark = BOTH_BROKERS
 
 
 def replicator(env: dict[str, str], *args: str, stdin: str = "") -> Any:
@@ -46,7 +48,8 @@ def test_dead_letters_list_replay_and_purge(
 
     # The replica does not exist yet: a permanent failure, dead-lettered at once with its reason.
     keys = [{"id": {"S": f"k{i}"}} for i in range(3)]
-    app.send_task("replicate", args=(primary, replica, keys))
+    with celery_client(env) as app:
+        app.send_task("replicate", args=(primary, replica, keys))
     wait_until(lambda: len(listed(env)) == 3, 60, "three dead letters", interval=0.3)
     entries = listed(env)
     assert {e["key"]["id"]["S"] for e in entries} == {"k0", "k1", "k2"}

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from commands import diff_tables
 from tests.integration.test_diff_tables import fill, known_difference
+from tests.support.rabbitmq import BOTH_BROKERS
 from tests.support.servers import ROOT
 from tests.support.tables import create_table
 
@@ -104,6 +105,7 @@ def test_fan_out_without_a_reachable_broker_exits_3(env: dict[str, str], moto_ur
     assert "Traceback" not in done.stderr
 
 
+@BOTH_BROKERS
 def test_fan_out_with_no_worker_exits_3(env: dict[str, str], moto_url: str) -> None:
     create_table(moto_url, "primary")
     done = run(

@@ -3,7 +3,9 @@
 Flower (``replicator flower``, which runs ``celery -A worker flower`` with basic auth) is started
 before the job so that it sees every task event; the tasks page is then opened in Debian's
 ``chromium`` with the credentials, and every ``diff-segment`` task of the job must be listed as
-finished with its counts. The screenshot goes to the folder the test prints.
+finished with its counts. The screenshot goes to the folder the test prints. Both run on Redis
+and on RabbitMQ, and so does the broker page (the queues and their messages), which on RabbitMQ
+Flower reads from the management API (``FLOWER_BROKER_API``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import ast
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +27,16 @@ from typing import Any
 
 import pytest
 
-from tests.support.servers import ROOT, Command, free_port, start_command, wait_until
+from tests.support import rabbitmq
+from tests.support.rabbitmq import BOTH_BROKERS
+from tests.support.servers import (
+    ROOT,
+    Command,
+    celery_client,
+    free_port,
+    start_command,
+    wait_until,
+)
 from tests.support.tables import client, create_table
 
 USER, PASSWORD = "operator", "s3cret-flower-pw"
@@ -75,7 +87,20 @@ def api(port: int, path: str, auth: bool = True) -> Any:
 def start_flower(env: dict[str, str], tmp_path: Path, port: int, **extra: str) -> Command:
     replicator = str(Path(sys.executable).parent / "replicator")
     args = [replicator, "flower", "--port", str(port), "--address", "127.0.0.1"]
-    return start_command(args, {**env, **extra}, tmp_path, "flower")
+    return start_command(args, {**env, **broker_api(env), **extra}, tmp_path, "flower")
+
+
+def broker_api(env: dict[str, str]) -> dict[str, str]:
+    """On RabbitMQ, Flower reads the queues from the management API (skipped without it)."""
+    if not env["CELERY_BROKER_URL"].startswith("amqp://"):
+        return {}
+    api = rabbitmq.management_api()
+    if api is None:
+        pytest.skip(
+            "RabbitMQ's management API does not answer on 127.0.0.1:15672: "
+            "`rabbitmq-plugins enable rabbitmq_management` (scripts/setup.sh does)"
+        )
+    return {"FLOWER_BROKER_API": api}
 
 
 def plant_tables(moto_url: str) -> dict[str, int]:
@@ -108,7 +133,9 @@ def job_tasks(tasks: dict[str, Any], job: str) -> dict[int, dict[str, Any]]:
     return found
 
 
-def render(binary: str, url: str, folder: Path, tmp_path: Path) -> str:
+def render(
+    binary: str, url: str, folder: Path, tmp_path: Path, shot: str = "flower-tasks.png"
+) -> str:
     """The tasks page's DOM after its scripts ran, and a screenshot of it."""
     profile = tmp_path / "chromium-profile"
     common = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=8000"]
@@ -116,7 +143,7 @@ def render(binary: str, url: str, folder: Path, tmp_path: Path) -> str:
         [*common, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False
     )
     subprocess.run(
-        [*common, f"--screenshot={folder / 'flower-tasks.png'}", "--window-size=2200,800", url],
+        [*common, f"--screenshot={folder / shot}", "--window-size=2200,800", url],
         capture_output=True,
         timeout=120,
         check=False,
@@ -124,6 +151,7 @@ def render(binary: str, url: str, folder: Path, tmp_path: Path) -> str:
     return dom.stdout
 
 
+@BOTH_BROKERS
 def test_flower_lists_every_diff_segment_with_its_counts(
     env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
 ) -> None:
@@ -190,6 +218,7 @@ def test_flower_lists_every_diff_segment_with_its_counts(
         assert (
             f'replicator_bulk_segments{{job="{job}",kind="diff",status="done"}} {SEGMENTS}.0'
         ) in text
+        assert 'replicator_queue_depth{queue="bulk"} 0.0' in text  # from the broker, either one
 
         folder = artifacts_dir()
         print(f"\nFlower screenshots and DOM: {folder}")
@@ -202,6 +231,42 @@ def test_flower_lists_every_diff_segment_with_its_counts(
             assert f"{job}&#39;, {segment})" in dom or f"{job}', {segment})" in dom
         assert dom.count("SUCCESS") >= SEGMENTS
         assert "&#39;missing&#39;" in dom or "'missing'" in dom
+    finally:
+        flower.terminate()
+
+
+def queue_lengths(port: int) -> dict[str, int]:
+    queues = api(port, "/api/queues/length")["active_queues"]
+    return {q["name"]: q.get("messages") for q in queues}  # RabbitMQ: none until counted
+
+
+@BOTH_BROKERS
+def test_flower_shows_the_queues_and_the_messages_waiting(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    binary = chromium()
+    port = free_port()
+    flower = start_flower(env, tmp_path, port, FLOWER_BASIC_AUTH=f"{USER}:{PASSWORD}")
+    try:
+        wait_until(lambda: _answers(port), 60, f"Flower\n{flower.output()}", interval=0.3)
+        # No worker runs: the messages wait in their queues (never executed).
+        with celery_client(env) as app:
+            for i in range(7):
+                app.send_task("diff-segment", args=(f"nojob-{i}", 0))
+            for i in range(3):
+                app.send_task("replicate", args=("us-east-1/p", "us-east-1/r", [{"id": {"S": i}}]))
+        want = {"replication": 3, "bulk": 7}
+        # RabbitMQ's management API refreshes its counts every few seconds.
+        wait_until(lambda: queue_lengths(port) == want, 60, "Flower's queue lengths", 1.0)
+
+        folder = artifacts_dir()
+        print(f"\nFlower broker page: {folder}")
+        url = f"http://{USER}:{PASSWORD}@127.0.0.1:{port}/broker"
+        dom = render(binary, url, folder, tmp_path, "flower-broker.png")
+        (folder / "flower-broker.html").write_text(dom)
+        for queue, waiting in want.items():
+            row = re.search(rf"<td>{queue}</td>\s*<td[^>]*>{waiting}</td>", dom)
+            assert row, f"queue {queue} with {waiting} messages not on the broker page ({folder})"
     finally:
         flower.terminate()
 

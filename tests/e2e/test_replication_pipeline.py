@@ -13,9 +13,12 @@ import pytest
 
 from tasks.coord import stats
 from tasks.coord.redis_conn import connection
+from tests.support.rabbitmq import BOTH_BROKERS
 from tests.support.servers import wait_until
 from tests.support.tables import client, create_table, normalized_table, stream_record_count
 from tests.support.workload import apply_mixed
+
+pytestmark = BOTH_BROKERS
 
 SCHEMAS = {
     "composite": (("id", "S"), ("seq", "N")),

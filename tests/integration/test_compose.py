@@ -22,6 +22,13 @@ from tests.support.servers import ROOT
 
 SERVICES = {"redis", "worker", "producer", "flower"}
 LOCAL = {"moto", "demo-tables"}
+APP = ("worker", "producer", "flower")
+RABBITMQ_FILES = (
+    "-f",
+    str(ROOT / "docker-compose.yml"),
+    "-f",
+    str(ROOT / "docker-compose.rabbitmq.yml"),
+)
 
 
 def compose() -> str:
@@ -43,30 +50,38 @@ def example_env() -> dict[str, str]:
     return values
 
 
-def run_config(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def switched_to_rabbitmq() -> dict[str, str]:
+    """The example .env with the lines it says to uncomment for RabbitMQ uncommented."""
+    values = example_env()
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.startswith(("#COMPOSE_FILE=", "#RABBITMQ_PASSWORD=")):
+            name, _, value = line[1:].partition("=")
+            values[name] = value
+    return values
+
+
+def run_config(
+    tmp_path: Path,
+    env: dict[str, str],
+    *args: str,
+    files: tuple[str, ...] = ("-f", str(ROOT / "docker-compose.yml")),
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     env_file = tmp_path / "compose.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     return subprocess.run(
-        [
-            compose(),
-            "--env-file",
-            str(env_file),
-            "-f",
-            str(ROOT / "docker-compose.yml"),
-            *args,
-            "config",
-        ],
+        [compose(), "--env-file", str(env_file), *files, *args, "config"],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        cwd=tmp_path,
+        cwd=cwd or tmp_path,
         env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
     )
 
 
-def resolved(tmp_path: Path, *args: str) -> dict[str, Any]:
-    result = run_config(tmp_path, example_env(), *args)
+def resolved(tmp_path: Path, *args: str, env: dict[str, str] | None = None, **how: Any) -> Any:
+    result = run_config(tmp_path, env or example_env(), *args, **how)
     assert result.returncode == 0, result.stderr
     loaded: dict[str, Any] = yaml.safe_load(result.stdout)
     return loaded
@@ -134,6 +149,52 @@ def test_compose_structure(tmp_path: Path) -> None:
     assert services["demo-tables"]["depends_on"]["moto"]["condition"] == "service_healthy"
     for name in LOCAL:
         assert services[name]["profiles"] == ["local"]
+
+
+def test_redis_is_the_broker_unless_rabbitmq_is_added(tmp_path: Path) -> None:
+    services = resolved(tmp_path)["services"]
+    for name in APP:
+        environment = services[name]["environment"]
+        assert environment["CELERY_BROKER_URL"] == "redis://redis:6379/0", name
+        assert environment["REPLICATOR_VISIBILITY_TIMEOUT"] == "30", name
+        assert "rabbitmq" not in services[name]["depends_on"]
+
+
+def test_the_rabbitmq_file_makes_rabbitmq_the_broker_and_keeps_redis(tmp_path: Path) -> None:
+    env = {**example_env(), "RABBITMQ_PASSWORD": "s3cret"}
+    config = resolved(tmp_path, "--profile", "local", env=env, files=RABBITMQ_FILES)
+    services = config["services"]
+    assert set(services) == SERVICES | LOCAL | {"rabbitmq"}
+
+    rabbitmq = services["rabbitmq"]
+    assert not rabbitmq.get("profiles") and rabbitmq["restart"] == "unless-stopped"
+    assert rabbitmq["hostname"] == "rabbitmq"  # same node name, same data after a restart
+    assert rabbitmq["healthcheck"]["test"][:2] == ["CMD", "rabbitmq-diagnostics"]
+    assert "rabbitmq-data:/var/lib/rabbitmq:rw" in rabbitmq["volumes"]
+    assert "rabbitmq-data" in config["volumes"] and "redis-data" in config["volumes"]
+    mounted = [v for v in rabbitmq["volumes"] if v.endswith("/90-replicator.conf:ro")]
+    assert mounted and "consumer_timeout" in (ROOT / "docker" / "rabbitmq.conf").read_text()
+    assert rabbitmq["environment"]["RABBITMQ_DEFAULT_PASS"] == "s3cret"
+
+    for name in APP:
+        environment, needs = services[name]["environment"], services[name]["depends_on"]
+        assert environment["CELERY_BROKER_URL"] == "amqp://replicator:s3cret@rabbitmq:5672/"
+        assert environment["REPLICATOR_REDIS_URL"] == "redis://redis:6379/0"
+        assert environment["CELERY_RESULT_BACKEND"] == "redis://redis:6379/0"
+        assert needs["rabbitmq"]["condition"] == needs["redis"]["condition"] == "service_healthy"
+    flower = services["flower"]["environment"]
+    assert flower["FLOWER_BROKER_API"] == "http://replicator:s3cret@rabbitmq:15672/api/"
+    assert flower["FLOWER_BASIC_AUTH"] == "operator:change-me"  # the base file's, merged
+
+
+def test_the_example_env_says_how_to_switch_to_rabbitmq(tmp_path: Path) -> None:
+    # Uncommenting the two lines .env.example names is all it takes (COMPOSE_FILE picks files).
+    services = resolved(tmp_path, env=switched_to_rabbitmq(), files=(), cwd=ROOT)["services"]
+    assert "rabbitmq" in services
+    assert services["worker"]["environment"]["CELERY_BROKER_URL"].startswith("amqp://")
+    no_password = {k: v for k, v in switched_to_rabbitmq().items() if k != "RABBITMQ_PASSWORD"}
+    refused = run_config(tmp_path, no_password, cwd=ROOT, files=())
+    assert refused.returncode != 0 and "set RABBITMQ_PASSWORD" in refused.stderr
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,11 @@ from tasks.coord.redis_conn import connection
 from tasks.jobs.redis_store import RedisJobStore
 from tests.e2e.test_diff_tables_cli import DIFF_TABLES, run
 from tests.integration.test_diff_tables import fill, known_difference
+from tests.support.rabbitmq import BOTH_BROKERS
 from tests.support.servers import wait_until
 from tests.support.tables import create_table
+
+pytestmark = BOTH_BROKERS
 
 
 def planted(url: str) -> dict[str, int]:

@@ -267,6 +267,31 @@ def test_hold_blocks_a_call_from_another_thread_until_released(
     assert len(scan_all(moto_url, "t")) == 2
 
 
+def test_a_held_call_released_with_drop_never_reaches_upstream(
+    fault_proxy: FaultProxy, moto_url: str
+) -> None:
+    create_table(moto_url, "t")
+    rule = fault_proxy.add_rule(Rule("PutItem", action="hold", first=1))
+    ddb = _client(fault_proxy.url)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            ddb.put_item(TableName="t", Item=_item(1))
+        except Exception as exc:
+            failed.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    rule.wait_held(1, timeout=5)
+    rule.release(drop=True)
+    writer.join(10)
+
+    assert not writer.is_alive() and len(failed) == 1  # the connection closed, no answer
+    assert scan_all(moto_url, "t") == {}
+    assert fault_proxy.counts("PutItem", "t").forwarded == 0
+
+
 def test_wait_held_times_out_when_nothing_is_held(fault_proxy: FaultProxy) -> None:
     rule = fault_proxy.add_rule(Rule("PutItem", action="hold"))
     with pytest.raises(TimeoutError):

@@ -14,11 +14,14 @@ from tasks.coord.redis_conn import connection
 from tasks.jobs.model import Page
 from tasks.jobs.redis_store import RedisJobStore
 from tasks.metrics.cluster import RedisCollector
+from tasks.metrics.queues import from_redis
 
 
 def scraped(client: redis_lib.Redis) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RedisCollector(lambda: client, lambda: client, ("replication", "bulk")))
+    registry.register(
+        RedisCollector(lambda: client, lambda: from_redis(client, ("replication", "bulk")))
+    )
     text = generate_latest(registry).decode()
     return {
         (s.name, frozenset(s.labels.items())): s.value

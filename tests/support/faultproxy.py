@@ -24,7 +24,7 @@ API:
   its JSON document, its status, and when the proxy received it and finished answering it.
 - `Rule(operation, action="throttle", table=None, probability=None, first=None, every=None,
   delay=0.0, seed=None, hold_timeout=30.0, app=None)`; `rule.seen`, `rule.fired`;
-  for holds `rule.wait_held(k, timeout)`, `rule.held_calls` and `rule.release()`.
+  for holds `rule.wait_held(k, timeout)`, `rule.held_calls` and `rule.release(drop=False)`.
 
 Selection. A rule's `operation` matches the `X-Amz-Target` header exactly
 (`"DynamoDB_20120810.GetRecords"`) or by the part after the dot (`"GetRecords"`); requests
@@ -42,7 +42,9 @@ Actions:
   or keys (of `table` only, if given; at least one is held back) and answer the upstream's
   response with the rest added to `UnprocessedItems`/`UnprocessedKeys`.
 - `delay`: sleep `delay` seconds, then go on.
-- `hold`: block until `rule.release()` (or `hold_timeout`), then go on.
+- `hold`: block until `rule.release()` (or `hold_timeout`), then go on; after
+  `rule.release(drop=True)` the held requests are dropped instead: never forwarded, their
+  connections closed without an answer (a request lost with the machine that sent it).
 
 Rules are tried in the order they were added: delays and holds apply and the next rule is tried;
 the first throttle or error ends the request; at most one unprocessed rule applies.
@@ -196,6 +198,7 @@ class Rule:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _gate: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
     _held: int = field(default=0, init=False, repr=False)
+    _drop: bool = field(default=False, init=False, repr=False)
     _changed: threading.Condition = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -230,8 +233,8 @@ class Rule:
             self.fired += hit
             return hit
 
-    def hold(self, document: dict[str, Any] | None = None) -> None:
-        """Block the calling request until `release()` (or `hold_timeout`)."""
+    def hold(self, document: dict[str, Any] | None = None) -> bool:
+        """Block the calling request until `release()` (or `hold_timeout`); False: drop it."""
         with self._changed:
             self.held_calls.append(document or {})
             self._held += 1
@@ -242,6 +245,7 @@ class Rule:
             with self._changed:
                 self._held -= 1
                 self._changed.notify_all()
+        return not self._drop
 
     @property
     def held(self) -> int:
@@ -255,8 +259,9 @@ class Rule:
             if not self._changed.wait_for(lambda: self._held >= k, timeout):
                 raise TimeoutError(f"{self._held} of {k} requests held after {timeout}s")
 
-    def release(self) -> None:
-        """Let every held request (and every later one) through."""
+    def release(self, drop: bool = False) -> None:
+        """Let every held request (and every later one) through, or drop them all."""
+        self._drop = drop
         self._gate.set()
 
 
@@ -436,7 +441,9 @@ class _Handler(BaseHTTPRequestHandler):
             if rule.action == "delay":
                 time.sleep(rule.delay)
             elif rule.action == "hold":
-                rule.hold(call.document)
+                if not rule.hold(call.document):
+                    self.close_connection = True
+                    return None
             elif rule.action == "unprocessed":
                 split_rule = rule
             else:

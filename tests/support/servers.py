@@ -15,9 +15,10 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -153,11 +154,19 @@ class Worker:
 
     def kill(self) -> None:
         """SIGKILL the whole worker (main process and pool)."""
+        self._signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole worker: its connections stay open and nothing answers on them, as
+        when its machine vanishes. ``kill`` ends it later."""
+        self._signal(signal.SIGSTOP)
+
+    def _signal(self, sig: signal.Signals) -> None:
         pids = self.pool_pids()
         for pid in [self.process.pid, *pids]:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.process.wait(10)
+                os.kill(pid, sig)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -208,6 +217,23 @@ def start_worker(
     if process.poll() is not None:
         raise RuntimeError(f"worker exited:\n{worker.output()}")
     return worker
+
+
+@contextlib.contextmanager
+def celery_client(env: Mapping[str, str]) -> Iterator[Any]:
+    """A Celery app set up from ``env`` as the project's processes set theirs up (to send tasks
+    from the test process, whichever broker the test runs on)."""
+    from celery import Celery
+
+    from tasks.core.config import from_env
+    from worker.settings import celery_config
+
+    app = Celery("tests", set_as_current=False)
+    app.conf.update(celery_config(from_env(env)))
+    try:
+        yield app
+    finally:
+        app.close()
 
 
 @dataclass

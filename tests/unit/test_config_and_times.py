@@ -24,13 +24,26 @@ def test_settings_from_env_with_per_side_credentials() -> None:
     assert cfg.key("ticket", "x") == "replicator:ticket:x"
 
 
+def test_rabbitmq_as_broker_keeps_redis_for_coordination_and_results() -> None:
+    cfg = from_env({"CELERY_BROKER_URL": "amqp://u:p@mq:5672/prod"})
+    assert cfg.broker_kind == "amqp" and cfg.broker_url == "amqp://u:p@mq:5672/prod"
+    assert cfg.redis_url == cfg.result_backend == "redis://127.0.0.1:6379/0"
+    cfg = from_env({"CELERY_BROKER_URL": "amqp://mq//", "REPLICATOR_REDIS_URL": "redis://r/1"})
+    assert cfg.redis_url == cfg.result_backend == "redis://r/1"
+    cfg = from_env({"CELERY_BROKER_URL": "redis://b/0", "REPLICATOR_REDIS_URL": "redis://r/1"})
+    assert cfg.broker_kind == "redis" and cfg.result_backend == "redis://b/0"
+    assert (cfg.visibility_timeout, cfg.restore_interval, cfg.broker_heartbeat) == (30, 5, 2)
+
+
 def test_all_problems_are_reported_together() -> None:
     with pytest.raises(ConfigurationError) as error:
         from_env({"REPLICATOR_AWS_MAX_ATTEMPTS": "many", "REPLICATOR_BACKOFF_CAP": "soon"})
     assert "REPLICATOR_AWS_MAX_ATTEMPTS" in str(error.value)
     assert "REPLICATOR_BACKOFF_CAP" in str(error.value)
-    with pytest.raises(ConfigurationError, match="redis://"):
-        from_env({"CELERY_BROKER_URL": "amqp://x"})
+    with pytest.raises(
+        ConfigurationError, match=r"must start with amqp:// \(RabbitMQ\) or redis://"
+    ):
+        from_env({"CELERY_BROKER_URL": "sqs://x"})
     with pytest.raises(ConfigurationError, match="between 1 and 100"):
         from_env({"REPLICATOR_KEYS_PER_MESSAGE": "500"})
 

@@ -51,8 +51,9 @@ def test_countdowns_grow_capped_and_jittered_and_keys_run_out() -> None:
 def test_the_documented_bound_counts_botocores_retries() -> None:
     # 8 retries, throttled: 1 + 2 + 4 + 8 + 16 + 20 + 20 + 20 seconds at most
     assert botocore_backoff_bound(8) == 91.0
-    assert segment_give_up_bound(Settings()) == 60.0 + 91.0
-    assert segment_give_up_bound(Settings(aws_max_attempts=1, segment_retry_window=10)) == 11.0
+    # the window, the shortest countdown (the last retry may start that long after the window)
+    assert segment_give_up_bound(Settings()) == 60.0 + 1.0 + 91.0
+    assert segment_give_up_bound(Settings(aws_max_attempts=1, segment_retry_window=10)) == 12.0
 
 
 class FakeApp:
@@ -87,7 +88,7 @@ def test_send_again_sends_the_next_attempt_after_the_countdown(
     app = FakeApp()
     countdown = resend.send_again(FakeTask(app), ("j", 1), {"x": 1}, 2, kwargsrepr="shown")
 
-    assert countdown is not None and 0 <= countdown <= 2.0  # 0.5 * 2**2
+    assert countdown is not None and 1.0 <= countdown <= 2.0  # 0.5 * 2**2, at least 1 s
     assert app.sent == [
         {
             "name": "diff-segment",
@@ -106,9 +107,18 @@ def test_send_again_sends_nothing_past_the_deadline_and_the_last_one_at_it(
     app = FakeApp()
     assert resend.send_again(FakeTask(app), (), {}, 0, deadline=time.time() - 0.01) is None
     assert app.sent == [] and counted == []
-    last = resend.send_again(FakeTask(app), (), {}, 9, deadline=time.time() + 0.5)
-    assert last is not None and 0 < last <= 0.5  # the policy alone: up to 4 s
+    last = resend.send_again(FakeTask(app), (), {}, 9, deadline=time.time() + 1.5)
+    assert last is not None and 1.0 <= last <= 1.5  # the policy alone: up to 4 s
     assert [m["countdown"] for m in app.sent] == [last] and counted == ["diff-segment"]
+
+
+def test_countdowns_are_at_least_one_second(cfg: Settings, counted: list[str]) -> None:
+    """RabbitMQ's delayed delivery counts whole seconds: Celery refuses 0 < countdown < 1."""
+    app = FakeApp()
+    first = [resend.send_again(FakeTask(app), (), {}, 0) for _ in range(20)]  # policy: <= 0.5 s
+    assert first == [1.0] * 20
+    soon = resend.send_again(FakeTask(app), (), {}, 9, deadline=time.time() + 0.2)
+    assert soon == 1.0
 
 
 def test_a_re_send_that_cannot_be_published_requeues_the_message(
