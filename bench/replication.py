@@ -1,8 +1,11 @@
-"""Replication benchmark on moto: throughput, lag and worker memory, against moto's own ceiling.
+"""Replication benchmark: throughput, lag and worker memory, against the backend's own ceiling.
 
     .venv/bin/python bench/replication.py [--changes 8000] [--steady-seconds 15] [--long-factor 10]
+    .venv/bin/python bench/replication.py --backend dynalite [--changes 20000] [--repeat 3]
 
-Prints one table. Every figure comes from this run:
+``--backend dynalite`` (tables on dynalite, the stream on moto's Kinesis) is described in
+bench/replication_dynalite.py. The default, moto, prints one table; every figure comes from
+this run:
 
 * ceiling: one client reads the stream and does the BatchGetItem (consistent) + BatchWriteItem
   for the same keys in a tight loop: the most the endpoint can do for this work;
@@ -176,12 +179,23 @@ def _write_at(moto_url: str, table: str, rate: float, seconds: float, start: int
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--changes", type=int, default=8000)
-    parser.add_argument("--steady-seconds", type=float, default=15)
-    parser.add_argument("--long-factor", type=int, default=10)
+    parser.add_argument("--backend", choices=("moto", "dynalite"), default="moto")
+    parser.add_argument("--changes", type=int, default=None, help="8000 (moto), 20000 (dynalite)")
+    parser.add_argument("--steady-seconds", type=float, default=15, help="moto only")
+    parser.add_argument("--long-factor", type=int, default=10, help="moto only")
+    dynalite_options(parser)
     args = parser.parse_args()
     log_dir = ROOT / ".tmp" / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
+    if args.backend == "dynalite":
+        from bench.replication_dynalite import run
+
+        return run(args, log_dir)
+    args.changes = args.changes or 8000
+    return run_moto(args, log_dir)
+
+
+def run_moto(args: argparse.Namespace, log_dir: Path) -> int:
     moto, store_server = servers.start_moto(), servers.start_redis(workdir=log_dir)
     url = f"redis://127.0.0.1:{store_server.port}/0"
     env = {
@@ -225,6 +239,22 @@ def main() -> int:
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>18}  {note}")
     return 0
+
+
+def dynalite_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``--backend dynalite`` (bench/replication_dynalite.py)."""
+    parser.add_argument("--repeat", type=int, default=3, help="dynalite: runs per row, best kept")
+    parser.add_argument(
+        "--keys-per-message", type=int, default=None, help="dynalite: the producer's setting"
+    )
+    parser.add_argument(
+        "--long-rounds", type=int, default=10, help="dynalite: rounds of --changes for memory"
+    )
+    parser.add_argument(
+        "--rows",
+        default="ceiling,workers,guard,long",
+        help="dynalite: which parts to run (ceiling, workers, guard, long)",
+    )
 
 
 if __name__ == "__main__":
