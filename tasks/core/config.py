@@ -9,6 +9,12 @@ from the environment. What is built from the settings (AWS clients, the Redis co
 descriptions) registers with ``on_change`` and is dropped when other settings are installed.
 Table locations are parsed here too (``Settings.table``), with the process's environment, so
 that ``HOST:PORT/TABLE`` takes ``AWS_REGION`` and ``local/TABLE`` the DynamoDB endpoint.
+
+Endpoints are read the way boto3 reads them: ``AWS_ENDPOINT_URL_<SERVICE ID>`` for one service
+(``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_ENDPOINT_URL_DYNAMODB_STREAMS``, ``AWS_ENDPOINT_URL_KINESIS``,
+``AWS_ENDPOINT_URL_S3``, ...), then ``AWS_ENDPOINT_URL`` for every service, none of them when
+``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`` is true. ``tasks.aws.clients`` decides how they combine
+with a table location's own endpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +29,14 @@ from tasks.core.errors import ConfigurationError
 from tasks.core.locations import PRIMARY, Table, TableLocation, parse_table
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# boto3's client name -> the service id in its endpoint variable (AWS_ENDPOINT_URL_<ID>)
+ENDPOINT_SERVICES = {
+    "dynamodb": "DYNAMODB",
+    "dynamodbstreams": "DYNAMODB_STREAMS",
+    "kinesis": "KINESIS",
+    "s3": "S3",
+    "sts": "STS",
+}
 SIDES = ("primary", "replica", "s3")
 UNSIGNED = frozenset({"metrics_port"})  # may be 0 (off); every other number must be positive
 
@@ -42,6 +56,8 @@ class Settings:
     namespace: str = "replicator"
     default_region: str = "us-east-1"
     credentials: Mapping[str, SideCredentials] = field(default_factory=dict)
+    # endpoints configured per service (boto3's client names), and for all ("*")
+    endpoints: Mapping[str, str] = field(default_factory=dict)
     # botocore's own retries (standard mode) for throttling and 5xx, per request
     aws_max_attempts: int = 8
     aws_connect_timeout: float = 5.0
@@ -76,6 +92,14 @@ class Settings:
 
     def side(self, name: str) -> SideCredentials:
         return self.credentials.get(name, SideCredentials())
+
+    def service_endpoint(self, service: str) -> str | None:
+        """The endpoint configured for this one service (``AWS_ENDPOINT_URL_<SERVICE>``)."""
+        return self.endpoints.get(service)
+
+    def global_endpoint(self) -> str | None:
+        """The endpoint configured for every service (``AWS_ENDPOINT_URL``)."""
+        return self.endpoints.get("*")
 
     def key(self, *parts: str) -> str:
         """A Redis key in the project's namespace."""
@@ -128,6 +152,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
         "metrics_address": env.get("REPLICATOR_METRICS_ADDRESS") or "0.0.0.0",
         "namespace": env.get("REPLICATOR_NAMESPACE", "replicator"),
         "default_region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        "endpoints": _endpoints(env),
         "credentials": {
             side: SideCredentials(
                 profile=env.get(f"REPLICATOR_{side.upper()}_PROFILE") or None,
@@ -147,6 +172,15 @@ def from_env(env: Mapping[str, str]) -> Settings:
     if problems:
         raise ConfigurationError("; ".join(problems))
     return _validated(Settings(**values))
+
+
+def _endpoints(env: Mapping[str, str]) -> dict[str, str]:
+    if env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").strip().lower() == "true":
+        return {}
+    found = {"*": env.get("AWS_ENDPOINT_URL", "").strip()}
+    for service, name in ENDPOINT_SERVICES.items():
+        found[service] = env.get(f"AWS_ENDPOINT_URL_{name}", "").strip()
+    return {service: url for service, url in found.items() if url}
 
 
 def _validated(settings: Settings) -> Settings:
