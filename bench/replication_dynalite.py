@@ -51,7 +51,7 @@ from tests.support.workload import kinesis_record  # noqa: E402
 
 STREAM = "changes"
 SHARDS = 2
-PRIMARY = "primary"
+PRIMARY, REPLICA = "primary", "replica"
 COMPONENTS = ("pool", "main", "producer", "redis", "dynalite", "moto")
 
 
@@ -231,6 +231,7 @@ def ceiling_run(run: Stack, processes: int, tag: str) -> Run:
     for worker in workers:
         worker.join(30)
     assert count(run.dynalite.url, replica) == run.changes, "the ceiling missed keys"
+    client(run.dynalite.url).delete_table(TableName=replica)
     cpu = {name: after[name] - before[name] for name in after}
     return Run(run.changes, seconds, {**cpu, "pool": used})
 
@@ -270,13 +271,23 @@ class Pipeline:
 
 
 def start_pipeline(run: Stack, tag: str, workers: int, concurrency: int, app: str) -> Pipeline:
-    replica = f"{tag}-replica"
-    fresh_table(run.dynalite.url, replica)
+    """Workers (ready for the tables, when the code warms pool processes up) and a producer
+    reading the stream from its start (a checkpoint name of its own), into an empty replica
+    (the same table name every run, its counters reset)."""
+    fresh_table(run.dynalite.url, REPLICA)
+    spec = f"us-east-1/{REPLICA}"
+    stats.reset(run.store, spec)
     started = [
         servers.start_worker(run.env, concurrency, log_dir=run.log_dir, name=f"{tag}-{i}", app=app)
         for i in range(workers)
     ]
-    spec = f"us-east-1/{replica}"
+    if (ROOT / "tasks" / "replication" / "warmup.py").exists():
+        for worker in started:
+            servers.wait_until(
+                lambda w=worker: w.output().count("worker process ready") >= concurrency,
+                60,
+                "pool processes ready",
+            )
     command = [sys.executable, "-m", "producer", "--primary", f"us-east-1/{PRIMARY}"]
     command += ["--replica", spec, "--kinesis-stream", STREAM, "--name", tag]
     producer = servers.start_command(command, run.env, run.log_dir, tag)
@@ -298,9 +309,8 @@ def pipeline_run(run: Stack, tag: str, workers: int, concurrency: int, app: str)
         seconds, after = time.monotonic() - began, run.cpu(pipeline.pids())
     finally:
         pipeline.stop()
-    found = count(run.dynalite.url, f"{tag}-replica")
+    found = count(run.dynalite.url, REPLICA)
     assert found == run.changes, f"{found} of {run.changes} keys in the replica"
-    client(run.dynalite.url).delete_table(TableName=f"{tag}-replica")
     return Run(run.changes, seconds, {name: after[name] - before[name] for name in after})
 
 

@@ -39,7 +39,7 @@ from botocore.credentials import (
 from tasks.core import config
 from tasks.core.config import Settings, SideCredentials, settings
 from tasks.core.errors import ConfigurationError
-from tasks.core.locations import S3, Table
+from tasks.core.locations import PRIMARY, REPLICA, S3, Table
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 
 _lock = threading.Lock()
 _clients: dict[tuple[Any, ...], Any] = {}
+# Sessions hold no connections, only credentials and the service models they loaded (most of
+# the cost of a first client): kept across forks, so that pool processes inherit them warm.
+_sessions: dict[tuple[SideCredentials, str], boto3.Session] = {}
 
 
 def _forget_clients() -> None:
@@ -56,8 +59,21 @@ def _forget_clients() -> None:
     _clients.clear()
 
 
+def _forget_all() -> None:
+    _clients.clear()
+    _sessions.clear()
+
+
 os.register_at_fork(after_in_child=_forget_clients)
-config.on_change(_forget_clients)
+config.on_change(_forget_all)
+
+
+def preload() -> None:
+    """Load both sides' sessions and DynamoDB's model now: a worker's main process does this
+    before it starts its pool processes (clients are built, no request is made)."""
+    cfg = settings()
+    for side in (PRIMARY, REPLICA):
+        _client("dynamodb", side, cfg.default_region, endpoint("dynamodb"))
 
 
 def botocore_config(cfg: Settings) -> Config:
@@ -71,6 +87,14 @@ def botocore_config(cfg: Settings) -> Config:
 
 
 def _session(creds: SideCredentials, region: str) -> boto3.Session:
+    """One session per side's credentials and region, created once per process and settings."""
+    found = _sessions.get((creds, region))
+    if found is None:
+        found = _sessions[(creds, region)] = _new_session(creds, region)
+    return found
+
+
+def _new_session(creds: SideCredentials, region: str) -> boto3.Session:
     try:
         base = boto3.Session(profile_name=creds.profile, region_name=region)
     except Exception as exc:  # botocore raises ProfileNotFound and friends

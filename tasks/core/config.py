@@ -38,6 +38,9 @@ ENDPOINT_SERVICES = {
     "sts": "STS",
 }
 SIDES = ("primary", "replica", "s3")
+# A message's keys go to Redis in one script call per step (tasks.coord.guard), which unpacks up
+# to two values per key onto Lua's stack (8,000 slots); 1,000 keys also take ~0.3 s to replicate.
+MAX_KEYS_PER_MESSAGE = 1000
 UNSIGNED = frozenset({"metrics_port"})  # may be 0 (off); every other number must be positive
 
 
@@ -75,7 +78,7 @@ class Settings:
     segment_retry_window: float = 60.0
     # how many read-write rounds a key gets when another task touched it meanwhile
     guard_max_rounds: int = 5
-    # keys per replicate message (BatchGetItem takes 100)
+    # keys per replicate message (the task reads them 100 and writes them 25 at a time)
     keys_per_message: int = 100
     # seconds after which a key marked pending (waiting in the queue) may be enqueued again
     pending_ttl: float = 300.0
@@ -193,8 +196,8 @@ def _validated(settings: Settings) -> Settings:
         problems.append(f"REPLICATOR_METRICS_PORT={settings.metrics_port} is not a port number")
     if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         problems.append(f"the Redis URL {settings.redis_url!r} must start with redis://")
-    if not 1 <= settings.keys_per_message <= 100:
-        problems.append("keys_per_message must be between 1 and 100")
+    if not 1 <= settings.keys_per_message <= MAX_KEYS_PER_MESSAGE:
+        problems.append(f"keys_per_message must be between 1 and {MAX_KEYS_PER_MESSAGE}")
     for base, cap in (("backoff_base", "backoff_cap"), ("task_backoff_base", "task_backoff_cap")):
         if getattr(settings, base) > getattr(settings, cap):
             problems.append(f"{base} must not exceed {cap}")

@@ -35,6 +35,10 @@ class Sink(Protocol):
     def name(self) -> str:
         """Stable identity of the target, used in Redis key names."""
 
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        """The DynamoDB tables it writes to (none for S3)."""
+
     def prepare(self, primary_schema: KeySchema) -> None:
         """Check once per call that the target can take this primary's keys."""
 
@@ -49,6 +53,10 @@ class ReplicaSink:
     @property
     def name(self) -> str:
         return str(self.replica)
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        return (self.replica,)
 
     def prepare(self, primary_schema: KeySchema) -> None:
         dynamo.require_schema(self.replica, primary_schema, "the primary")

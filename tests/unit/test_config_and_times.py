@@ -31,8 +31,9 @@ def test_all_problems_are_reported_together() -> None:
     assert "REPLICATOR_BACKOFF_CAP" in str(error.value)
     with pytest.raises(ConfigurationError, match="redis://"):
         from_env({"CELERY_BROKER_URL": "amqp://x"})
-    with pytest.raises(ConfigurationError, match="between 1 and 100"):
-        from_env({"REPLICATOR_KEYS_PER_MESSAGE": "500"})
+    with pytest.raises(ConfigurationError, match="between 1 and 1000"):
+        from_env({"REPLICATOR_KEYS_PER_MESSAGE": "1001"})
+    assert from_env({"REPLICATOR_KEYS_PER_MESSAGE": "1000"}).keys_per_message == 1000
 
 
 def test_times() -> None:
