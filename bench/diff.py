@@ -43,24 +43,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.procs import cpu_seconds  # noqa: E402
 from tests.support import servers  # noqa: E402
 from tests.support.tables import client, create_table  # noqa: E402
-
-
-def start_dynalite() -> servers.Server:
-    binary = ROOT / "node_modules" / ".bin" / "dynalite"
-    if not binary.exists():
-        sys.exit("dynalite is not installed: run `npm install` at the repository root")
-    port = servers.free_port()
-    log = Path(f"/tmp/bench-dynalite-{port}.log")
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(binary), "--port", str(port), "--createTableMs", "0"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    servers.wait_until(lambda: servers._port_open(port), 30, "dynalite")
-    return servers.Server("dynalite", port, process, log, log.parent)
 
 
 def put_all(url: str, table: str, items: list[dict[str, Any]]) -> None:
@@ -97,18 +82,6 @@ def fill(url: str, items: int, differences: int) -> dict[str, int]:
     replica += [item(items + i) for i in range(differences - 2 * third)]
     put_all(url, "replica", replica)
     return {"missing": third, "different": third, "extraneous": differences - 2 * third}
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds the processes have used so far (from /proc/PID/stat)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu() -> float:
@@ -289,7 +262,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per row; the best counts")
     options = parser.parse_args()
 
-    dynalite, redis = start_dynalite(), servers.start_redis()
+    dynalite, redis = servers.start_dynalite(), servers.start_redis()
     redis_url = f"redis://127.0.0.1:{redis.port}/0"
     env = servers.process_env(redis_url)
     try:

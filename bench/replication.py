@@ -1,10 +1,13 @@
-"""Replication benchmark on moto: throughput, lag, worker CPU and memory per broker, against
-moto's own ceiling.
+"""Replication benchmark: throughput, lag, worker CPU and memory per broker, against the
+backend's own ceiling.
 
     .venv/bin/python bench/replication.py [--broker redis|amqp]... [--changes 8000]
         [--steady-seconds 15] [--long-factor 10]
+    .venv/bin/python bench/replication.py --backend dynalite [--changes 20000] [--repeat 3]
 
-Prints one table, a column per broker (both by default, side by side). Every figure comes from
+``--backend dynalite`` (tables on dynalite, the stream on moto's Kinesis) is described in
+bench/replication_dynalite.py. The default, moto, prints one table, a column per broker (both by
+default, side by side). Every figure comes from
 this run:
 
 * ceiling: one client reads the stream and does the BatchGetItem (consistent) + BatchWriteItem
@@ -263,33 +266,36 @@ def table(top: float, results: dict[str, dict[str, float]], args: Any) -> list[t
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=("moto", "dynalite"), default="moto")
     parser.add_argument(
         "--broker",
         action="append",
         choices=("redis", "amqp"),
-        help="broker to measure (repeat for several; default: both, side by side)",
+        help="moto: broker to measure (repeat for several; default: both, side by side)",
     )
-    parser.add_argument("--changes", type=int, default=8000)
-    parser.add_argument("--steady-seconds", type=float, default=15)
-    parser.add_argument("--long-factor", type=int, default=10)
+    parser.add_argument("--changes", type=int, default=None, help="8000 (moto), 20000 (dynalite)")
+    parser.add_argument("--steady-seconds", type=float, default=15, help="moto only")
+    parser.add_argument("--long-factor", type=int, default=10, help="moto only")
+    dynalite_options(parser)
     args = parser.parse_args()
+    log_dir = ROOT / ".tmp" / "bench"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    if args.backend == "dynalite":
+        from bench.replication_dynalite import run
+
+        return run(args, log_dir)
+    args.changes = args.changes or 8000
     brokers = list(dict.fromkeys(args.broker or ["redis", "amqp"]))
     if not args.broker and rabbitmq.unavailable():
         print(f"RabbitMQ left out: {rabbitmq.unavailable()}", file=sys.stderr)
         brokers.remove("amqp")
-    log_dir = ROOT / ".tmp" / "bench"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    return run_moto(args, log_dir, brokers)
+
+
+def run_moto(args: argparse.Namespace, log_dir: Path, brokers: list[str]) -> int:
     moto, store_server = servers.start_moto(), servers.start_redis(workdir=log_dir)
     url = f"redis://127.0.0.1:{store_server.port}/0"
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_REGION": "us-east-1",
-        "CELERY_BROKER_URL": url,
-        "CELERY_RESULT_BACKEND": url,
-        "REPLICATOR_REDIS_URL": url,
-    }
+    env = servers.process_env(url)
     os.environ.update({k: env[k] for k in ("REPLICATOR_REDIS_URL", "AWS_REGION")})
     store = redis.Redis.from_url(url)
     try:
@@ -307,6 +313,22 @@ def main() -> int:
         first, second = (results[b]["two"] for b in brokers)
         print(f"\n{brokers[1]} vs {brokers[0]}, 2 worker processes: {second / first - 1:+.0%}")
     return 0
+
+
+def dynalite_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``--backend dynalite`` (bench/replication_dynalite.py)."""
+    parser.add_argument("--repeat", type=int, default=3, help="dynalite: runs per row, best kept")
+    parser.add_argument(
+        "--keys-per-message", type=int, default=None, help="dynalite: the producer's setting"
+    )
+    parser.add_argument(
+        "--long-rounds", type=int, default=10, help="dynalite: rounds of --changes for memory"
+    )
+    parser.add_argument(
+        "--rows",
+        default="ceiling,workers,guard,long",
+        help="dynalite: which parts to run (ceiling, workers, guard, long)",
+    )
 
 
 if __name__ == "__main__":

@@ -158,21 +158,10 @@ def fault_proxy(moto_url: str) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def dynalite_server() -> Iterator[servers.Server]:
     """dynalite (npm; `npm install` at the repo root), a second DynamoDB implementation."""
-    import subprocess
-    import tempfile
-
-    binary = servers.ROOT / "node_modules" / ".bin" / "dynalite"
-    if not binary.exists():
-        pytest.skip("dynalite is not installed: run `npm install` at the repository root")
-    port = servers.free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="dynalite-"))
-    log = workdir / "dynalite.log"
-    no_delays = ["--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"]
-    args = [str(binary), "--port", str(port), *no_delays]
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    servers.wait_until(lambda: servers._port_open(port), 30, "dynalite")
-    server = servers.Server("dynalite", port, process, log, workdir)
+    try:
+        server = servers.start_dynalite()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
     yield server
     server.stop()
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
-from tasks.core import collector
+from tasks.aws import clients
+from tasks.core import collector, logs
+from tasks.core.errors import ReplicatorError
+from tasks.replication import warmup
 from worker import logging as _logging  # noqa: F401 - connects the setup_logging signal
 from worker import metrics as _metrics  # noqa: F401 - metrics endpoint and counters (signals)
 from worker.settings import CONFIG
@@ -20,7 +23,19 @@ app.conf.update(CONFIG)
 app.steps["consumer"].add(RenewVisibility)
 
 
+@worker_init.connect
+def _preload(**_: Any) -> None:
+    """The main process, before it starts the pool: sessions and service models loaded once,
+    inherited by every pool process."""
+    try:
+        clients.preload()
+    except ReplicatorError as exc:  # a bad profile, say: the first task reports it
+        logs.get("worker").warning("AWS sessions not preloaded", error=str(exc))
+
+
 @worker_process_init.connect
-def _tune_collector(**_: Any) -> None:
-    """Each pool process, once started: fewer, cheaper garbage collections (core.collector)."""
+def _start_process(**_: Any) -> None:
+    """Each pool process, once started: fewer, cheaper garbage collections (core.collector),
+    then clients and table descriptions for the tables replication used lately."""
     collector.tune()
+    warmup.start()

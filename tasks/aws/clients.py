@@ -3,6 +3,22 @@
 Credentials come from boto3's own chain; each side (primary, replica, s3) may add a profile and/or
 a role to assume (cross-account), refreshed automatically. Endpoint locations without any
 credentials get static placeholder ones, as local endpoints do not check them.
+
+Where each service's requests go (the settings read the variables, ``tasks.core.config``):
+
+* DynamoDB: the table location's endpoint (``HOST:PORT/TABLE``, ``http(s)://...``,
+  ``local/TABLE``); for ``REGION/TABLE``, ``AWS_ENDPOINT_URL_DYNAMODB``, then
+  ``AWS_ENDPOINT_URL``, then the region's AWS endpoint.
+* DynamoDB Streams: ``AWS_ENDPOINT_URL_DYNAMODB_STREAMS``, then the table's endpoint (the stream
+  belongs to the table: its ARN comes from the table's own DescribeTable), then
+  ``AWS_ENDPOINT_URL``, then the region's.
+* Kinesis: ``AWS_ENDPOINT_URL_KINESIS``, then ``AWS_ENDPOINT_URL``, then the table's endpoint
+  (a local emulator that serves every service on one port), then the region's. A Kinesis stream
+  is not part of the table, so a setting for Kinesis always wins over the table's location.
+* S3: ``AWS_ENDPOINT_URL_S3``, then ``AWS_ENDPOINT_URL``. (STS, for the roles to assume, is
+  left to boto3, which reads the same variables.)
+
+Every client takes the table's region (S3: the configured one).
 """
 
 from __future__ import annotations
@@ -23,7 +39,7 @@ from botocore.credentials import (
 from tasks.core import config
 from tasks.core.config import Settings, SideCredentials, settings
 from tasks.core.errors import ConfigurationError
-from tasks.core.locations import S3, Table
+from tasks.core.locations import PRIMARY, REPLICA, S3, Table
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -33,6 +49,9 @@ if TYPE_CHECKING:
 
 _lock = threading.Lock()
 _clients: dict[tuple[Any, ...], Any] = {}
+# Sessions hold no connections, only credentials and the service models they loaded (most of
+# the cost of a first client): kept across forks, so that pool processes inherit them warm.
+_sessions: dict[tuple[SideCredentials, str], boto3.Session] = {}
 
 
 def _forget_clients() -> None:
@@ -40,8 +59,21 @@ def _forget_clients() -> None:
     _clients.clear()
 
 
+def _forget_all() -> None:
+    _clients.clear()
+    _sessions.clear()
+
+
 os.register_at_fork(after_in_child=_forget_clients)
-config.on_change(_forget_clients)
+config.on_change(_forget_all)
+
+
+def preload() -> None:
+    """Load both sides' sessions and DynamoDB's model now: a worker's main process does this
+    before it starts its pool processes (clients are built, no request is made)."""
+    cfg = settings()
+    for side in (PRIMARY, REPLICA):
+        _client("dynamodb", side, cfg.default_region, endpoint("dynamodb"))
 
 
 def botocore_config(cfg: Settings) -> Config:
@@ -55,6 +87,14 @@ def botocore_config(cfg: Settings) -> Config:
 
 
 def _session(creds: SideCredentials, region: str) -> boto3.Session:
+    """One session per side's credentials and region, created once per process and settings."""
+    found = _sessions.get((creds, region))
+    if found is None:
+        found = _sessions[(creds, region)] = _new_session(creds, region)
+    return found
+
+
+def _new_session(creds: SideCredentials, region: str) -> boto3.Session:
     try:
         base = boto3.Session(profile_name=creds.profile, region_name=region)
     except Exception as exc:  # botocore raises ProfileNotFound and friends
@@ -103,29 +143,42 @@ def _is_local(endpoint_url: str) -> bool:
     return not endpoint_url.rstrip("/").endswith((".amazonaws.com", ".amazonaws.com.cn"))
 
 
+def endpoint(service: str, table: Table | None = None) -> str | None:
+    """Where ``service``'s requests for ``table`` go (None: boto3's default for the region)."""
+    cfg, own = settings(), table.location.endpoint_url if table else None
+    if service == "dynamodb":
+        order = [own, cfg.service_endpoint(service), cfg.global_endpoint()]
+    elif service == "dynamodbstreams":
+        order = [cfg.service_endpoint(service), own, cfg.global_endpoint()]
+    else:
+        order = [cfg.service_endpoint(service), cfg.global_endpoint(), own]
+    return next((url for url in order if url), None)
+
+
 def dynamodb(table: Table) -> DynamoDBClient:
-    location = table.location
-    client: DynamoDBClient = _client("dynamodb", table.side, location.region, location.endpoint_url)
+    client: DynamoDBClient = _client(
+        "dynamodb", table.side, table.location.region, endpoint("dynamodb", table)
+    )
     return client
 
 
 def dynamodbstreams(table: Table) -> DynamoDBStreamsClient:
-    """The client for the table's DynamoDB stream (same region and endpoint as the table)."""
-    location = table.location
+    """The client for the table's DynamoDB stream (the table's region)."""
     client: DynamoDBStreamsClient = _client(
-        "dynamodbstreams", table.side, location.region, location.endpoint_url
+        "dynamodbstreams", table.side, table.location.region, endpoint("dynamodbstreams", table)
     )
     return client
 
 
 def kinesis(table: Table) -> KinesisClient:
-    """The client for a Kinesis stream of the table's changes (the table's region and endpoint)."""
-    location = table.location
-    client: KinesisClient = _client("kinesis", table.side, location.region, location.endpoint_url)
+    """The client for a Kinesis stream of the table's changes (the table's region)."""
+    client: KinesisClient = _client(
+        "kinesis", table.side, table.location.region, endpoint("kinesis", table)
+    )
     return client
 
 
 def s3(region: str | None = None) -> S3Client:
-    """The S3 client; its endpoint comes from AWS_ENDPOINT_URL_S3 like any boto3 client's."""
-    client: S3Client = _client("s3", S3, region or settings().default_region, None)
+    """The S3 client (the configured region unless told otherwise)."""
+    client: S3Client = _client("s3", S3, region or settings().default_region, endpoint("s3"))
     return client

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from tasks.aws import clients, fast_scan
+from tasks.aws import clients, fast_batches, fast_scan
 from tasks.aws.errors import THROTTLING_CODES, translated
 from tasks.coord import stats
 from tasks.core import config
@@ -33,7 +33,7 @@ from tasks.core.errors import (
 from tasks.core.iters import batched
 from tasks.core.keys import Key
 from tasks.core.locations import Table, TableLocation
-from tasks.core.typed_json import Item, KeyAttribute, KeySchema, canonical_json
+from tasks.core.typed_json import Item, KeyAttribute, KeySchema, canonical_json, key_json
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -94,6 +94,7 @@ def _describe(table: Table) -> TableInfo:
 
 
 config.on_change(_describe.cache_clear)
+_key_json = lru_cache(maxsize=128)(key_json)  # one canonical-key writer per key schema
 
 
 def schema(table: Table) -> KeySchema:
@@ -128,7 +129,7 @@ def exists(table: Table) -> bool:
 def _client(table: Table) -> DynamoDBClient:
     """The side's client, watched for throttling (every throttled attempt, botocore's retries
     included, is counted for the metrics by ``stats.note_throttle``), its Scan pages parsed by
-    ``fast_scan``."""
+    ``fast_scan`` and its batches written and read by ``fast_batches``."""
     client = clients.dynamodb(table)
     if not getattr(client, "_replicator_watched", False):
         location = table.location
@@ -140,6 +141,7 @@ def _client(table: Table) -> DynamoDBClient:
 
         client.meta.events.register("needs-retry.dynamodb", watch)
         fast_scan.install(client)
+        fast_batches.install(client)
         setattr(client, "_replicator_watched", True)  # noqa: B010 - a plain flag on the client
     return client
 
@@ -171,7 +173,7 @@ def batch_get(table: Table, keys: Sequence[Key], consistent: bool = True) -> Bat
 
 
 def _get_chunk(table: Table, keys: Sequence[Key], consistent: bool, result: BatchResult) -> None:
-    client, names = _client(table), schema(table).names
+    client, key_text = _client(table), _key_json(schema(table))
     by_id = {k.canonical: k for k in keys}
 
     def send(pending: list[Item]) -> list[Item]:
@@ -179,7 +181,7 @@ def _get_chunk(table: Table, keys: Sequence[Key], consistent: bool, result: Batc
         response = client.batch_get_item(RequestItems=request)
         result.requests += 1
         for item in response.get("Responses", {}).get(table.name, []):
-            result.found[canonical_json({n: item[n] for n in names})] = item
+            result.found[key_text(item)] = item
         unprocessed: Any = response.get("UnprocessedKeys") or {}
         return list(unprocessed.get(table.name, {}).get("Keys", []))
 

@@ -27,7 +27,7 @@ from tasks.aws.dynamo import Failure
 from tasks.backup.format import encode_item, schema_metadata
 from tasks.core.errors import ReplicatorError, TransientError
 from tasks.core.keys import Key
-from tasks.core.locations import S3Location
+from tasks.core.locations import S3Location, Table
 from tasks.core.typed_json import Item, KeySchema
 
 BODY_DIGEST = "sha256"
@@ -124,6 +124,10 @@ class S3Sink:
     @property
     def folder(self) -> S3Location:
         return table_folder(self.location, self.table)
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        return ()
 
     def prepare(self, primary_schema: KeySchema) -> None:
         s3.check_bucket(self.location.bucket)

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import redis
 
@@ -29,6 +30,41 @@ def _name(target: str) -> str:
 
 def _lag_name(target: str) -> str:
     return settings().key("lag", target)
+
+
+@dataclass(frozen=True)
+class Names:
+    """The Redis keys of a target's numbers: counters, lag samples, the set of targets."""
+
+    counters: str
+    lag: str
+    targets: str
+
+
+def names(target: str) -> Names:
+    return Names(_name(target), _lag_name(target), settings().key("targets"))
+
+
+# What ``add`` and ``add_lag`` do, as a Lua function for scripts that record a round's numbers in
+# the round trip they make anyway (``tasks.coord.guard``): record(counters, lag, targets,
+# target, counts (a table of field -> n), now (text, epoch seconds), samples (ms)).
+RECORD_LUA = f"""
+local function record(counters, lag, targets, target, counts, now, samples)
+  local any = false
+  for field, n in pairs(counts) do
+    if n ~= 0 then
+      redis.call('HINCRBY', counters, field, n)
+      any = true
+    end
+  end
+  if any then redis.call('SADD', targets, target) end
+  if #samples > 0 then
+    redis.call('LPUSH', lag, unpack(samples))
+    redis.call('LTRIM', lag, 0, {LAG_SAMPLES - 1})
+    redis.call('HSET', counters, 'last_applied_at', now)
+  end
+end
+"""
 
 
 def add(pipe: redis.client.Pipeline, target: str, counts: Mapping[str, int]) -> None:

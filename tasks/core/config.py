@@ -9,6 +9,12 @@ from the environment. What is built from the settings (AWS clients, the Redis co
 descriptions) registers with ``on_change`` and is dropped when other settings are installed.
 Table locations are parsed here too (``Settings.table``), with the process's environment, so
 that ``HOST:PORT/TABLE`` takes ``AWS_REGION`` and ``local/TABLE`` the DynamoDB endpoint.
+
+Endpoints are read the way boto3 reads them: ``AWS_ENDPOINT_URL_<SERVICE ID>`` for one service
+(``AWS_ENDPOINT_URL_DYNAMODB``, ``AWS_ENDPOINT_URL_DYNAMODB_STREAMS``, ``AWS_ENDPOINT_URL_KINESIS``,
+``AWS_ENDPOINT_URL_S3``, ...), then ``AWS_ENDPOINT_URL`` for every service, none of them when
+``AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`` is true. ``tasks.aws.clients`` decides how they combine
+with a table location's own endpoint.
 """
 
 from __future__ import annotations
@@ -25,7 +31,18 @@ from tasks.core.locations import PRIMARY, Table, TableLocation, parse_table
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+# boto3's client name -> the service id in its endpoint variable (AWS_ENDPOINT_URL_<ID>)
+ENDPOINT_SERVICES = {
+    "dynamodb": "DYNAMODB",
+    "dynamodbstreams": "DYNAMODB_STREAMS",
+    "kinesis": "KINESIS",
+    "s3": "S3",
+    "sts": "STS",
+}
 SIDES = ("primary", "replica", "s3")
+# A message's keys go to Redis in one script call per step (tasks.coord.guard), which unpacks up
+# to two values per key onto Lua's stack (8,000 slots); 1,000 keys also take ~0.3 s to replicate.
+MAX_KEYS_PER_MESSAGE = 1000
 UNSIGNED = frozenset({"metrics_port"})  # may be 0 (off); every other number must be positive
 
 
@@ -44,6 +61,8 @@ class Settings:
     namespace: str = "replicator"
     default_region: str = "us-east-1"
     credentials: Mapping[str, SideCredentials] = field(default_factory=dict)
+    # endpoints configured per service (boto3's client names), and for all ("*")
+    endpoints: Mapping[str, str] = field(default_factory=dict)
     # botocore's own retries (standard mode) for throttling and 5xx, per request
     aws_max_attempts: int = 8
     aws_connect_timeout: float = 5.0
@@ -61,7 +80,7 @@ class Settings:
     segment_retry_window: float = 60.0
     # how many read-write rounds a key gets when another task touched it meanwhile
     guard_max_rounds: int = 5
-    # keys per replicate message (BatchGetItem takes 100)
+    # keys per replicate message (the task reads them 100 and writes them 25 at a time)
     keys_per_message: int = 100
     # seconds after which a key marked pending (waiting in the queue) may be enqueued again
     pending_ttl: float = 300.0
@@ -89,6 +108,14 @@ class Settings:
 
     def side(self, name: str) -> SideCredentials:
         return self.credentials.get(name, SideCredentials())
+
+    def service_endpoint(self, service: str) -> str | None:
+        """The endpoint configured for this one service (``AWS_ENDPOINT_URL_<SERVICE>``)."""
+        return self.endpoints.get(service)
+
+    def global_endpoint(self) -> str | None:
+        """The endpoint configured for every service (``AWS_ENDPOINT_URL``)."""
+        return self.endpoints.get("*")
 
     def key(self, *parts: str) -> str:
         """A Redis key in the project's namespace."""
@@ -155,6 +182,7 @@ def from_env(env: Mapping[str, str]) -> Settings:
         "metrics_address": env.get("REPLICATOR_METRICS_ADDRESS") or "0.0.0.0",
         "namespace": env.get("REPLICATOR_NAMESPACE", "replicator"),
         "default_region": env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        "endpoints": _endpoints(env),
         "credentials": {
             side: SideCredentials(
                 profile=env.get(f"REPLICATOR_{side.upper()}_PROFILE") or None,
@@ -176,6 +204,15 @@ def from_env(env: Mapping[str, str]) -> Settings:
     return _validated(Settings(**values))
 
 
+def _endpoints(env: Mapping[str, str]) -> dict[str, str]:
+    if env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").strip().lower() == "true":
+        return {}
+    found = {"*": env.get("AWS_ENDPOINT_URL", "").strip()}
+    for service, name in ENDPOINT_SERVICES.items():
+        found[service] = env.get(f"AWS_ENDPOINT_URL_{name}", "").strip()
+    return {service: url for service, url in found.items() if url}
+
+
 def _validated(settings: Settings) -> Settings:
     problems = [
         f"{f.name} must be positive"
@@ -191,8 +228,8 @@ def _validated(settings: Settings) -> Settings:
         problems.append(
             f"CELERY_BROKER_URL must start with amqp:// (RabbitMQ) or redis://, not {scheme!r}"
         )
-    if not 1 <= settings.keys_per_message <= 100:
-        problems.append("keys_per_message must be between 1 and 100")
+    if not 1 <= settings.keys_per_message <= MAX_KEYS_PER_MESSAGE:
+        problems.append(f"keys_per_message must be between 1 and {MAX_KEYS_PER_MESSAGE}")
     for base, cap in (("backoff_base", "backoff_cap"), ("task_backoff_base", "task_backoff_cap")):
         if getattr(settings, base) > getattr(settings, cap):
             problems.append(f"{base} must not exceed {cap}")

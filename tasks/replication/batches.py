@@ -22,7 +22,7 @@ from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from tasks.aws.dynamo import Failure
-from tasks.coord import stats
+from tasks.coord import stats, tables
 from tasks.coord.redis_conn import connection
 from tasks.core import logs
 from tasks.core.config import settings
@@ -87,11 +87,10 @@ def run_batch(
     started = time.monotonic()
     rounds = settings().guard_max_rounds
     source, destination = sink()
-    typed = [Key.from_wire(k) for k in message.keys]
+    tables.note(connection(), [source, *destination.tables])  # for new worker processes
+    typed, created = distinct(message)
     try:
-        outcome = sync_keys(
-            source, destination, typed, message.created or (), message.session, rounds
-        )
+        outcome = sync_keys(source, destination, typed, created, message.session, rounds)
         failed, counts = outcome.failed, outcome.counts()
     except (*PERMANENT, TransientError) as exc:
         retryable = isinstance(exc, TransientError)
@@ -114,6 +113,18 @@ def run_batch(
         **summary,
     )
     return summary
+
+
+def distinct(message: Message) -> tuple[list[Key], list[float]]:
+    """The message's keys, each once (a key repeated costs one read), with the creation time
+    of the oldest change each covers (0: unknown)."""
+    times = message.created or []
+    oldest: dict[Key, float] = {}
+    for i, wire in enumerate(message.keys):
+        key, when = Key.from_wire(wire), times[i] if i < len(times) else 0.0
+        known = oldest.get(key, 0.0)
+        oldest[key] = min(known, when) if known and when else known or when
+    return list(oldest), list(oldest.values())
 
 
 def _count(target: str, counts: dict[str, int]) -> None:

@@ -19,8 +19,8 @@ from typing import Protocol
 
 from tasks.aws import dynamo
 from tasks.aws.dynamo import Failure
-from tasks.coord import pending, stats
-from tasks.coord.guard import StaleWriteGuard
+from tasks.coord import pending
+from tasks.coord.guard import StaleWriteGuard, Written
 from tasks.coord.redis_conn import connection
 from tasks.core.errors import InvalidInputError, ReplicatorError, TransientError
 from tasks.core.keys import Key
@@ -34,6 +34,10 @@ class Sink(Protocol):
     @property
     def name(self) -> str:
         """Stable identity of the target, used in Redis key names."""
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        """The DynamoDB tables it writes to (none for S3)."""
 
     def prepare(self, primary_schema: KeySchema) -> None:
         """Check once per call that the target can take this primary's keys."""
@@ -49,6 +53,10 @@ class ReplicaSink:
     @property
     def name(self) -> str:
         return str(self.replica)
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        return (self.replica,)
 
     def prepare(self, primary_schema: KeySchema) -> None:
         dynamo.require_schema(self.replica, primary_schema, "the primary")
@@ -92,19 +100,25 @@ def sync_keys(
     session: str | None = None,
     max_rounds: int = 5,
 ) -> Outcome:
-    """Make ``sink`` match ``primary`` for ``keys`` (distinct); ``created`` aligns with keys."""
+    """Make ``sink`` match ``primary`` for ``keys`` (distinct); ``created`` aligns with keys.
+
+    Redis sees three round trips per round whatever the number of keys (``tasks.coord.guard``):
+    the claim (with the release of the keys' pending marks), the check before writing, and the
+    check after writing with the round's counters and lag."""
     outcome = Outcome()
     schema = dynamo.schema(primary)
     sink.prepare(schema)
     todo = _valid_keys(keys, schema, outcome)
     created_by_key = dict(zip((k.canonical for k in keys), created, strict=False))
     guard = StaleWriteGuard(connection(), sink.name)
-    release = [k.id for k in keys]
+    release = pending.release(sink.name, session, [k.id for k in keys])
+    if not todo and release:
+        guard.claim([], release)
     for _ in range(max_rounds):
         if not todo:
             break
-        todo = _round(primary, sink, todo, guard, outcome, release, session, created_by_key)
-        release = []
+        todo = _round(primary, sink, todo, guard, outcome, release, created_by_key)
+        release = None
     for key in todo:
         outcome.failed[key.canonical] = Failure("another task kept writing this key")
     return outcome
@@ -128,17 +142,12 @@ def _round(
     keys: list[Key],
     guard: StaleWriteGuard,
     outcome: Outcome,
-    release: list[str],
-    session: str | None,
+    release: pending.Release | None,
     created_by_key: dict[str, float],
 ) -> list[Key]:
     """One claim-read-write-check round; returns the keys that must go round again."""
     outcome.rounds += 1
-    pipe = connection().pipeline(transaction=False)
-    pending.release(pipe, sink.name, session, release)
-    token = guard.claim([k.id for k in keys], pipe)
-    pipe.execute()
-
+    token = guard.claim([k.id for k in keys], release)
     read = _read(primary, keys)
     outcome.reads += len(keys)
     # A key that a newer task claimed while we read is left to it: it reads after us.
@@ -151,22 +160,24 @@ def _round(
     outcome.failed.update(failed)
 
     written = [k for k in mine if k.canonical not in failed]
-    contended = set(guard.contended([k.id for k in written], token))
+    contended = set(
+        guard.settle(
+            token,
+            Written(
+                key_ids=[k.id for k in written],
+                puts=[k.canonical in read.found for k in written],
+                created=[created_by_key.get(k.canonical, 0.0) for k in written],
+                reads=len(keys),
+                superseded=len(keys) - len(mine),
+            ),
+        )
+    )
     again = [k for k in written if k.id in contended]
-    done = [k for k in written if k.id not in contended]
-    puts = sum(1 for k in done if k.canonical in read.found)
-    counts = {
-        "reads": len(keys),
-        "puts": puts,
-        "deletes": len(done) - puts,
-        "contended": len(again),
-        "superseded": len(keys) - len(mine),
-    }
+    puts = sum(1 for k in written if k.id not in contended and k.canonical in read.found)
     outcome.contended += len(again)
     outcome.superseded += len(keys) - len(mine)
     outcome.puts += puts
-    outcome.deletes += len(done) - puts
-    _record(sink.name, counts, [created_by_key.get(k.canonical, 0.0) for k in done])
+    outcome.deletes += len(written) - len(again) - puts
     return again
 
 
@@ -176,10 +187,3 @@ def _read(primary: Table, keys: list[Key]) -> dynamo.BatchResult:
     except ReplicatorError as exc:
         failure = Failure(str(exc), retryable=isinstance(exc, TransientError))
         return dynamo.BatchResult(found={}, failed={k.canonical: failure for k in keys})
-
-
-def _record(target: str, counts: dict[str, int], created: list[float]) -> None:
-    pipe = connection().pipeline(transaction=False)
-    stats.add(pipe, target, counts)
-    stats.add_lag(pipe, target, created)
-    pipe.execute()

@@ -46,3 +46,51 @@ def test_local_endpoint_without_credentials_gets_placeholders(
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     ddb = clients.dynamodb(table(f"{moto_url}/table-1"))
     assert ddb.list_tables()["TableNames"] == []
+
+
+def _endpoints(location: str) -> dict[str, str]:
+    handle = table(location)
+    return {
+        "dynamodb": clients.dynamodb(handle).meta.endpoint_url,
+        "dynamodbstreams": clients.dynamodbstreams(handle).meta.endpoint_url,
+        "kinesis": clients.kinesis(handle).meta.endpoint_url,
+    }
+
+
+def test_each_service_takes_its_own_endpoint_setting(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_KINESIS", "http://127.0.0.1:4001")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", "http://127.0.0.1:4002")
+    config.reset()
+    assert _endpoints("127.0.0.1:4000/orders") == {
+        "dynamodb": "http://127.0.0.1:4000",  # the location's own endpoint
+        "dynamodbstreams": "http://127.0.0.1:4002",
+        "kinesis": "http://127.0.0.1:4001",
+    }
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:4003")
+    config.reset()
+    assert _endpoints("us-east-1/orders")["dynamodb"] == "http://127.0.0.1:4003"
+
+
+def test_without_settings_the_stream_services_follow_the_table(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert set(_endpoints("127.0.0.1:4000/orders").values()) == {"http://127.0.0.1:4000"}
+    assert _endpoints("eu-west-1/orders") == {
+        "dynamodb": "https://dynamodb.eu-west-1.amazonaws.com",
+        "dynamodbstreams": "https://streams.dynamodb.eu-west-1.amazonaws.com",
+        "kinesis": "https://kinesis.eu-west-1.amazonaws.com",
+    }
+    # AWS_ENDPOINT_URL is for every service: it beats the table's endpoint for Kinesis, which
+    # is not part of the table, and not for the table's own stream.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4005")
+    config.reset()
+    assert _endpoints("127.0.0.1:4000/orders") == {
+        "dynamodb": "http://127.0.0.1:4000",
+        "dynamodbstreams": "http://127.0.0.1:4000",
+        "kinesis": "http://127.0.0.1:4005",
+    }
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+    config.reset()
+    assert _endpoints("eu-west-1/orders")["kinesis"] == "https://kinesis.eu-west-1.amazonaws.com"

@@ -74,6 +74,7 @@ def test_without_the_guard_the_race_leaves_the_old_state(
     env: dict[str, str], moto_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(guard_module.StaleWriteGuard, "contended", lambda *_: [])
+    monkeypatch.setattr(guard_module.StaleWriteGuard, "settle", lambda *_: [])
     item, writes = _race(moto_url)
     assert item["v"] == {"S": "old"} and writes == 1
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tasks.coord import deadletters, stats
+from tasks.coord.guard import StaleWriteGuard
 from tasks.coord.redis_conn import connection
 from tasks.core.keys import Key
 from tasks.core.locations import REPLICA
@@ -135,9 +136,7 @@ def test_pending_marks_coalesce_until_released_or_stale(
     assert pending.mark(client, "t", "s1", ["a", "b"]) == [True, True]
     assert pending.mark(client, "t", "s1", ["a", "c"]) == [False, True]
     assert pending.mark(client, "t", "s2", ["a"]) == [True]  # another producer run
-    pipe = client.pipeline()
-    pending.release(pipe, "t", "s1", ["a"])
-    pipe.execute()
+    StaleWriteGuard(client, "t").claim(["a"], pending.release("t", "s1", ["a"]))  # a task began
     assert pending.mark(client, "t", "s1", ["a", "b"]) == [True, False]
 
     monkeypatch.setenv("REPLICATOR_PENDING_TTL", "0.01")

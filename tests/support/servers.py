@@ -125,6 +125,26 @@ def start_moto() -> Server:
     return Server("moto", port, process, log, workdir)
 
 
+def start_dynalite() -> Server:
+    """dynalite (npm; `npm install` at the repo root), a second DynamoDB implementation, with
+    no artificial delays for table changes. FileNotFoundError when it is not installed."""
+    binary = ROOT / "node_modules" / ".bin" / "dynalite"
+    if not binary.exists():
+        raise FileNotFoundError(
+            "dynalite is not installed: run `npm install` at the repository root"
+        )
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="dynalite-"))
+    log = workdir / "dynalite.log"
+    no_delays = ["--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(binary), "--port", str(port), *no_delays], stdout=out, stderr=subprocess.STDOUT
+        )
+    wait_until(lambda: _port_open(port), 30, "dynalite")
+    return Server("dynalite", port, process, log, workdir)
+
+
 def reset_moto(url: str) -> None:
     request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
     urllib.request.urlopen(request, timeout=10).read()
@@ -183,7 +203,9 @@ def start_worker(
     queues: str | None = None,
     log_dir: Path | None = None,
     name: str = "w",
+    app: str = "worker",
 ) -> Worker:
+    """``celery -A APP worker``; ``app`` is the project's app unless a benchmark swaps it."""
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="worker-"))
     log = log_dir / f"worker-{name}-{time.monotonic_ns()}.log"
     args = [
@@ -191,7 +213,7 @@ def start_worker(
         "-m",
         "celery",
         "-A",
-        "worker",
+        app,
         "worker",
         "--loglevel",
         "info",

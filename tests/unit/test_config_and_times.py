@@ -44,8 +44,9 @@ def test_all_problems_are_reported_together() -> None:
         ConfigurationError, match=r"must start with amqp:// \(RabbitMQ\) or redis://"
     ):
         from_env({"CELERY_BROKER_URL": "sqs://x"})
-    with pytest.raises(ConfigurationError, match="between 1 and 100"):
-        from_env({"REPLICATOR_KEYS_PER_MESSAGE": "500"})
+    with pytest.raises(ConfigurationError, match="between 1 and 1000"):
+        from_env({"REPLICATOR_KEYS_PER_MESSAGE": "1001"})
+    assert from_env({"REPLICATOR_KEYS_PER_MESSAGE": "1000"}).keys_per_message == 1000
 
 
 def test_times() -> None:
