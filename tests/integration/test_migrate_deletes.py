@@ -4,8 +4,8 @@ The backfill copies key X: it claims X, reads it from SOURCE (present), and befo
 lands, X is deleted on SOURCE and the stream's replicate task for X runs to the end (reads:
 absent; deletes on TARGET: nothing there). Then the backfill's write of the old item lands.
 The stale-write guard sees that X was claimed by a task that started after the backfill's
-claim, reads X again (absent) and deletes it: TARGET ends without X. With the guard's check
-neutralised the same interleaving leaves X resurrected on TARGET, which is what the test
+claim, reads X again (absent) and deletes it: TARGET ends without X. With the guard's
+after-write check (``settle``) neutralised the same interleaving leaves X resurrected on TARGET, which is what the test
 shows first, so that it would fail without the guard.
 """
 
@@ -20,7 +20,7 @@ from commands.bulk.plan import Plan
 from commands.bulk.run import execute
 from commands.bulk.spec import BulkSpec
 from tasks.aws.dynamo import Failure
-from tasks.coord.guard import StaleWriteGuard
+from tasks.coord.guard import StaleWriteGuard, Written
 from tasks.core.keys import Key
 from tasks.core.locations import REPLICA
 from tasks.core.typed_json import Item
@@ -69,7 +69,13 @@ def tables(env: dict[str, str], moto_url: str) -> None:
 def test_without_the_guard_the_interleaving_resurrects_the_item(
     tables: None, moto_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(StaleWriteGuard, "contended", lambda self, key_ids, token: [])
+    settle = StaleWriteGuard.settle
+
+    def blind(self: StaleWriteGuard, token: str, written: Written) -> list[str]:
+        settle(self, token, written)  # counts as usual, but reports no key as contended
+        return []
+
+    monkeypatch.setattr(StaleWriteGuard, "settle", blind)
     happened = interleave_delete(moto_url, monkeypatch)
 
     backfill(moto_url)
