@@ -5,8 +5,8 @@ lands, X is deleted on SOURCE and the stream's replicate task for X runs to the 
 absent; deletes on TARGET: nothing there). Then the backfill's write of the old item lands.
 The stale-write guard sees that X was claimed by a task that started after the backfill's
 claim, reads X again (absent) and deletes it: TARGET ends without X. With the guard's
-after-write check (``settle``) neutralised the same interleaving leaves X resurrected on TARGET, which is what the test
-shows first, so that it would fail without the guard.
+after-write check (``settle``) neutralised, the same interleaving leaves X resurrected on
+TARGET, which is what the test shows first, so that it would fail without the guard.
 """
 
 from __future__ import annotations
