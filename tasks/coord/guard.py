@@ -50,9 +50,21 @@ local function words(text)
   for word in string.gmatch(text, '%S+') do found[#found + 1] = word end
   return found
 end
+-- One command per slice of a long list: Lua's unpack() fails beyond a few thousand values
+-- (a backfill or repair page syncs every key of a scan page at once).
+local function sliced(command, key, list, step)
+  local out = {}
+  for first = 1, #list, step do
+    local part = redis.call(command, key, unpack(list, first, math.min(#list, first + step - 1)))
+    if type(part) == 'table' then
+      for i = 1, #part do out[#out + 1] = part[i] end
+    end
+  end
+  return out
+end
 local function holders(ids)
-  local newer = redis.call('HMGET', bucket(0), unpack(ids))
-  local older = redis.call('HMGET', bucket(1), unpack(ids))
+  local newer = sliced('HMGET', bucket(0), ids, 1000)
+  local older = sliced('HMGET', bucket(1), ids, 1000)
   for i = 1, #newer do newer[i] = newer[i] or older[i] end
   return newer
 end
@@ -67,13 +79,13 @@ end
 # ids. Releases the pending marks, then claims.
 _CLAIM = """
 local released, claimed, fields = words(ARGV[3]), words(ARGV[4]), {}
-if #released > 0 and KEYS[2] ~= '' then redis.call('HDEL', KEYS[2], unpack(released)) end
+if #released > 0 and KEYS[2] ~= '' then sliced('HDEL', KEYS[2], released, 1000) end
 for i = 1, #claimed do
   fields[#fields + 1] = claimed[i]
   fields[#fields + 1] = ARGV[1]
 end
 if #fields > 0 then
-  redis.call('HSET', bucket(0), unpack(fields))
+  sliced('HSET', bucket(0), fields, 2000)
   redis.call('EXPIREAT', bucket(0), (hour + 2) * tonumber(ARGV[2]) + 60)
 end
 return #claimed

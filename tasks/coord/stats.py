@@ -59,7 +59,9 @@ local function record(counters, lag, targets, target, counts, now, samples)
   end
   if any then redis.call('SADD', targets, target) end
   if #samples > 0 then
-    redis.call('LPUSH', lag, unpack(samples))
+    for first = 1, #samples, 1000 do
+      redis.call('LPUSH', lag, unpack(samples, first, math.min(#samples, first + 999)))
+    end
     redis.call('LTRIM', lag, 0, {LAG_SAMPLES - 1})
     redis.call('HSET', counters, 'last_applied_at', now)
   end

@@ -92,3 +92,22 @@ def test_commands_per_message_do_not_grow_with_its_keys(
     assert sum(one.values()) <= 20
     assert ddb.scan(TableName="replica", Select="COUNT")["Count"] == 102
     assert pending.count(coordination, target, "session") == 0  # every mark released
+
+
+def test_a_scan_page_of_keys_goes_through_the_guard_in_one_call_each(
+    env: dict[str, str], redis_client: redis_lib.Redis
+) -> None:
+    """A backfill or repair syncs a whole scan page (thousands of keys) at once: the scripts
+    must not unpack more values than Lua's stack holds."""
+    from tasks.coord.guard import StaleWriteGuard, Written
+    from tasks.coord.redis_conn import connection
+
+    ids = [f"{i:064x}" for i in range(12_000)]
+    guard = StaleWriteGuard(connection(), "big-page")
+    release = pending.release("big-page", "session", ids)
+    token = guard.claim(ids, release)
+    assert guard.contended(ids, token) == []
+    other = guard.claim(ids[:5])
+    written = Written(ids, [True] * len(ids), [time.time() - 1] * len(ids), len(ids), 0)
+    assert guard.settle(token, written) == ids[:5]
+    assert guard.contended(ids[:5], other) == []
