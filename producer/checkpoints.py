@@ -34,7 +34,9 @@ if ARGV[4] == 'SHARD_END' then
   redis.call('HDEL', KEYS[3], ARGV[1])
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', 10000, '*', 'shard', ARGV[1], 'event', 'finish',
              'owner', ARGV[2], 'token', ARGV[3],
-             'at', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000),
+             'at', string.format('%d.%03d',
+                                 tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000),
+                                 tonumber(t[2]) % 1000),
              'previous', ARGV[2], 'previous_expires', lease.expires)
 end
 return 1

@@ -17,7 +17,8 @@ Per checkpoint name (the *consumer*), one hash holds a lease per shard::
   asker for one lease time. SIGTERM releases every lease the same way.
 * **Producers.** Each producer heartbeats into a sorted set; the live ones (heartbeat younger than
   a lease) give the fair share: ``ceil(ready shards / live producers)``.
-* **History.** Every change of owner is appended to a capped Redis stream (``history``).
+* **History.** Every change of owner is appended to a capped Redis stream (``history``), with
+  Redis's time (``at``, milliseconds to the microsecond).
 
 Redis's clock is the only clock compared across processes.
 """
@@ -38,6 +39,7 @@ HISTORY_LENGTH = 10_000
 _PRELUDE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local at = string.format('%d.%03d', now, tonumber(t[2]) % 1000)  -- ms, to the microsecond
 local function get(shard)
   local raw = redis.call('HGET', KEYS[1], shard)
   if raw then return cjson.decode(raw) end
@@ -46,7 +48,7 @@ end
 local function put(shard, lease) redis.call('HSET', KEYS[1], shard, cjson.encode(lease)) end
 local function log(shard, event, owner, token, previous)
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', HISTORY_LENGTH, '*', 'shard', shard, 'event', event,
-             'owner', owner, 'token', token, 'at', now,
+             'owner', owner, 'token', token, 'at', at,
              'previous', previous.owner, 'previous_expires', previous.expires)
 end
 """.replace("HISTORY_LENGTH", str(HISTORY_LENGTH))

@@ -180,7 +180,7 @@ def test_three_producers_share_a_resharding_stream(
         for parent in parents:
             parent_reads = [r for r in reads if r.shard == parent]
             finished = next(
-                int(e["at"]) / 1000
+                float(e["at"]) / 1000
                 for e in events
                 if e["event"] == "finish" and e["shard"] == parent
             )
@@ -225,7 +225,7 @@ def test_killed_and_frozen_producers_are_taken_over_and_a_stale_owner_is_fenced(
     takeovers = [e for e in events if e["event"] == "takeover" and e["shard"] in lost]
     assert {e["shard"] for e in takeovers} == lost
     for event in takeovers:
-        late_ms = int(event["at"]) - int(event["previous_expires"])
+        late_ms = float(event["at"]) - int(event["previous_expires"])
         # Taken over after the lease expired, and within a lease tick or so of it.
         assert 0 <= late_ms <= 5000, event
     before = int(checkpoint(held_shard) or 0)

@@ -50,7 +50,7 @@ def tenures(history: list[dict[str, str]]) -> dict[str, list[Tenure]]:
     open_: dict[str, tuple[str, float]] = {}
     found: dict[str, list[Tenure]] = defaultdict(list)
     for event in history:
-        shard, at = event["shard"], int(event["at"]) / 1000
+        shard, at = event["shard"], float(event["at"]) / 1000
         if shard in open_:
             owner, start = open_.pop(shard)
             end = at
