@@ -174,6 +174,8 @@ def _stop_on_signals(stop: threading.Event) -> None:
 def main(**params: Any) -> None:
     """Tail PRIMARY's change stream and enqueue per-key replicate (and backup) tasks."""
     cfg = setup(params)
+    stop = threading.Event()
+    _stop_on_signals(stop)  # a SIGTERM while starting is a clean stop too
     plan = _plan(params)
     check()
     _check_tables(plan)
@@ -191,7 +193,7 @@ def main(**params: Any) -> None:
         readers=params["readers"],
         lease_seconds=params["lease_seconds"],
     )
-    poller = Poller(source, consumer, enqueuer, plan.record_filter, options)
+    poller = Poller(source, consumer, enqueuer, plan.record_filter, options, stop=stop)
     status.register(
         connection(),
         consumer,
@@ -202,7 +204,6 @@ def main(**params: Any) -> None:
     )
     if params["metrics_port"]:
         _serve_metrics(poller, params)
-    _stop_on_signals(poller.stop)
     poller.run()
 
 

@@ -82,11 +82,12 @@ class Poller:
         options: PollerOptions | None = None,
         client: redis.Redis | None = None,
         owner: str | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.source, self.consumer, self.options = source, consumer, options or PollerOptions()
         self.owner = owner or producer_id()
         self.redis = client or connection()
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()
         self.stats = ProducerStats()
         self.graph = ShardGraph()
         self.checkpoints = Checkpoints(self.redis, consumer)

@@ -100,6 +100,8 @@ def test_producer_restart_resumes_after_its_checkpoint(
     crashed.kill()  # SIGKILL: no goodbye, at-least-once from the last checkpoint
 
     last = start_producer("--primary", primary, "--replica", replica)
+    # It takes the shard over once the killed producer's lease expires (10 s), from its checkpoint.
+    wait_until(lambda: '"lease taken"' in last.output(), 60, "the last producer to take over")
     assert_converges(moto_url)
     assert last.terminate() == 0
     total = stream_record_count(moto_url, "primary")
