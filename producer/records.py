@@ -48,11 +48,15 @@ def _epoch(value: Any) -> float:
 
 
 def _is_ttl_delete(raw: Mapping[str, Any]) -> bool:
+    """A REMOVE made by DynamoDB's TTL. The DynamoDB Streams API names the identity's fields
+    ``Type`` and ``PrincipalId``; the JSON that Kinesis (and Lambda) carry, ``type`` and
+    ``principalId``."""
+    if raw.get("eventName") != "REMOVE":
+        return False
     identity = raw.get("userIdentity") or {}
-    return (
-        raw.get("eventName") == "REMOVE"
-        and identity.get("type") == "Service"
-        and identity.get("principalId") == TTL_PRINCIPAL
+    kind = identity.get("Type", identity.get("type"))
+    return kind == "Service" and identity.get("PrincipalId", identity.get("principalId")) == (
+        TTL_PRINCIPAL
     )
 
 

@@ -218,7 +218,8 @@ def test_ttl_deletes_are_propagated_unless_skipped(
         record={
             "eventName": "REMOVE",
             "dynamodb": {"Keys": {"id": {"S": "ttl"}}},
-            "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"},
+            # the DynamoDB Streams API's names (before, only Kinesis's type/principalId counted)
+            "userIdentity": {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"},
         },
     )
     fake.put(

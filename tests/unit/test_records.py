@@ -15,7 +15,8 @@ def test_dynamodb_stream_record_with_binary_key() -> None:
     record = from_dynamodb_stream(
         {
             "eventName": "REMOVE",
-            "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"},
+            # as the DynamoDB Streams API (boto3) names them; Kinesis's JSON has type/principalId
+            "userIdentity": {"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"},
             "dynamodb": {
                 "Keys": {"h": {"B": b"\x00\x01"}},
                 "SequenceNumber": "12",
