@@ -7,7 +7,7 @@ from typing import Any
 
 from producer.records import ChangeRecord, from_dynamodb_stream
 from producer.sources import Page, Position, ShardInfo
-from tasks.aws import clients, dynamo
+from tasks.aws import clients, dynamo, fast_records
 from tasks.aws.errors import translated
 from tasks.core.errors import NotFoundError
 from tasks.core.locations import Table
@@ -31,6 +31,7 @@ class DynamoDBStreamsSource:
     def __init__(self, table: Table, stream_arn: str | None = None, client: Any = None):
         self.stream_id = stream_arn or stream_arn_of(table)
         self._client = client or clients.dynamodbstreams(table)
+        fast_records.install(self._client)
 
     def shards(self) -> list[ShardInfo]:
         found: list[ShardInfo] = []

@@ -8,7 +8,7 @@ from typing import Any
 
 from producer.records import ChangeRecord, from_kinesis
 from producer.sources import Page, Position, ShardInfo
-from tasks.aws import clients
+from tasks.aws import clients, fast_records
 from tasks.aws.errors import translated
 from tasks.core.errors import NotFoundError
 from tasks.core.locations import Table
@@ -20,6 +20,7 @@ class KinesisSource:
 
     def __init__(self, table: Table, stream: str, client: Any = None):
         self._client = client or clients.kinesis(table)
+        fast_records.install(self._client)
         self._ref = {"StreamARN": stream} if stream.startswith("arn:") else {"StreamName": stream}
         self.stream_id = stream
         try:

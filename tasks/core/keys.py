@@ -43,6 +43,8 @@ class Key:
     @classmethod
     def of(cls, typed: Mapping[str, Any]) -> Key:
         """A key from its typed attributes, in client or wire form."""
+        if _plain(typed):  # strings and numbers: the wire form is the client form
+            return cls._make(typed, dict(typed))
         wire = to_wire(typed)
         return cls._make(wire, from_wire(wire))
 
@@ -73,3 +75,17 @@ class Key:
 
     def __str__(self) -> str:
         return self.canonical
+
+
+def _plain(typed: Mapping[str, Any]) -> bool:
+    """Whether every attribute is one string or number value (most keys are)."""
+    for value in typed.values():
+        if type(value) is not dict or len(value) != 1:
+            return False
+        ((tag, inner),) = value.items()
+        if tag not in _PLAIN or type(inner) is not str:
+            return False
+    return True
+
+
+_PLAIN = frozenset({"S", "N"})

@@ -128,3 +128,24 @@ def test_key_json_takes_the_general_path_for_unusual_items() -> None:
         write({"other": {"S": "x"}})
     with pytest.raises(InvalidInputError):
         write({"id": {"S": "a", "N": "1"}})
+
+
+def test_key_of_gives_the_same_key_on_its_shortcut_for_strings_and_numbers() -> None:
+    """Key.of skips the wire conversions when every attribute is a string or a number; the key
+    is the one the conversions give (canonical form, id, wire and client forms)."""
+    texts = ["a", "", 'q"uote\\back', "é😀\u2028", "1E+1"]
+    keys = [{"id": {"S": t}} for t in texts] + [{"h": {"S": "a"}, "r": {"N": "-0.50"}}]
+    for typed in keys:
+        fast, general = Key.of(typed), Key._make(to_wire(typed), from_wire(to_wire(typed)))
+        assert (fast.canonical, fast.id, fast.wire, fast.item) == (
+            general.canonical,
+            general.id,
+            general.wire,
+            general.item,
+        )
+        assert fast.item is not typed  # its own dict
+    assert Key.of({"id": {"B": b"\x00"}}).wire == {"id": {"B": "AA=="}}  # not plain: converted
+    with pytest.raises(InvalidInputError):
+        Key.of({"id": {"X": "a"}})
+    with pytest.raises(InvalidInputError):
+        Key.of({"id": {"S": "a", "N": "1"}})
