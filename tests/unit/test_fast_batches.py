@@ -3,16 +3,13 @@ botocore itself would send and return."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ClientError, ParamValidationError
 
 from tasks.aws import fast_batches, fast_scan
+from tests.support import offline_client
 
 ITEMS = [
     {"id": {"S": "plain"}, "n": {"N": "1.50"}, "ok": {"BOOL": True}, "nothing": {"NULL": True}},
@@ -28,32 +25,13 @@ ITEMS = [
 KEYS = [{"id": item["id"]} for item in ITEMS] + [{"id": {"B": b"\x00"}}]
 
 
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, *_: Any, **__: Any) -> Iterator[bytes]:
-        yield self.body
-
-
 def call(
     operation: str, reply: dict[str, Any], fast: bool, status: int = 200, **params: Any
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the JSON body sent, the parsed response) of one call, with or without the hooks."""
-    client = boto3.client(
-        "dynamodb",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        endpoint_url="http://127.0.0.1:9",
-    )
+    client = offline_client.client("dynamodb")
     sent: dict[str, Any] = {}
-
-    def respond(request: Any, **_: Any) -> AWSResponse:
-        sent.update(json.loads(request.body))
-        return AWSResponse(request.url, status, HTTPHeaders(), _Raw(json.dumps(reply).encode()))
-
-    client.meta.events.register(f"before-send.dynamodb.{operation}", respond)
+    offline_client.answer(client, operation, reply, status, sent)
     if fast:
         fast_batches.install(client)
     method = getattr(

@@ -4,43 +4,24 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ClientError
 
 from producer.records import from_dynamodb_stream, from_kinesis
 from tasks.aws import fast_records
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, *_: Any, **__: Any) -> Iterator[bytes]:
-        yield self.body
+from tests.support import offline_client
 
 
 def get_records(
     service: str, reply: dict[str, Any], fast: bool, status: int = 200
 ) -> tuple[dict[str, Any], list[str]]:
     """(the parsed response, the hooks that parsed its records) of one GetRecords."""
-    client = boto3.client(
-        service,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        endpoint_url="http://127.0.0.1:9",
-    )
+    client = offline_client.client(service)
     prefix = client.meta.service_model.service_id.hyphenize()
-
-    def respond(request: Any, **_: Any) -> AWSResponse:
-        return AWSResponse(request.url, status, HTTPHeaders(), _Raw(json.dumps(reply).encode()))
-
-    client.meta.events.register(f"before-send.{prefix}.GetRecords", respond)
+    offline_client.answer(client, "GetRecords", reply, status)
     if fast:
         fast_records.install(client)
         fast_records.install(client)  # twice, as for a cached client: one hook

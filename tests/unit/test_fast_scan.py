@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import ClientError
 
 from tasks.aws import fast_scan
+from tests.support import offline_client
 
 ITEMS = [
     {"id": {"S": "plain"}, "n": {"N": "1.50"}, "ok": {"BOOL": True}, "nothing": {"NULL": True}},
@@ -26,29 +24,10 @@ ITEMS = [
 ]
 
 
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def stream(self, *_: Any, **__: Any) -> Iterator[bytes]:
-        yield self.body
-
-
 def scan(body: dict[str, Any], status: int = 200, fast: bool = True) -> dict[str, Any]:
     """What ``client.scan`` returns for this response body, with or without the hook."""
-    client = boto3.client(
-        "dynamodb",
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        endpoint_url="http://127.0.0.1:9",
-    )
-    encoded = json.dumps(body).encode()
-
-    def respond(request: Any, **_: Any) -> AWSResponse:
-        return AWSResponse(request.url, status, HTTPHeaders(), _Raw(encoded))
-
-    client.meta.events.register("before-send.dynamodb.Scan", respond)
+    client = offline_client.client("dynamodb")
+    offline_client.answer(client, "Scan", body, status)
     if fast:
         fast_scan.install(client)
     reply: dict[str, Any] = client.scan(TableName="t")
