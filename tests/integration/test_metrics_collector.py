@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import redis as redis_lib
+from celery import Celery
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
+from tasks import names
 from tasks.coord import deadletters, stats
 from tasks.coord.redis_conn import connection
+from tasks.core.config import from_env
 from tasks.jobs.model import Page
 from tasks.jobs.redis_store import RedisJobStore
 from tasks.metrics.cluster import RedisCollector
-from tasks.metrics.queues import from_redis
+from tasks.metrics.queues import from_redis, reader
+from worker.settings import celery_config
 
 
 def scraped(client: redis_lib.Redis) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -82,3 +87,21 @@ def test_collector_reports_what_redis_holds(env: dict[str, str], redis_client: A
     assert at("replicator_bulk_segments", **segs, status="waiting") == 1
     assert at("replicator_bulk_items_total", **segs, count="scanned") == 45
     assert at("replicator_bulk_items_total", **segs, count="missing") == 2
+
+
+@pytest.mark.parametrize("broker", ["amqp"], indirect=True)
+def test_queue_depth_on_rabbitmq_counts_the_ready_messages(
+    env: dict[str, str], broker_url: str
+) -> None:
+    """RabbitMQ's counts come from a passive declaration of each queue (a vhost of the test's
+    own): messages published as the producer publishes them, and 0 for a queue never declared."""
+    app = Celery("metrics-test", set_as_current=False)
+    app.conf.update(celery_config(from_env({**env, "CELERY_BROKER_URL": broker_url})))
+    for i in range(3):
+        app.send_task(names.REPLICATE, args=("us-east-1/p", "us-east-1/r", [{"id": {"S": str(i)}}]))
+    app.close()
+
+    counts = reader(broker_url, ("replication", "never-declared"))()
+
+    assert counts.waiting == {"replication": 3, "never-declared": 0}
+    assert counts.unacked is None  # AMQP has no such count (the management API has)
