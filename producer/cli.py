@@ -11,7 +11,6 @@ import click
 
 from commands.exits import handle_errors
 from commands.options import common_options, setup
-from producer import status
 from producer.enqueue import Enqueuer, Target
 from producer.filters import RecordFilter
 from producer.metrics import ProducerCollector, ProducerView
@@ -194,14 +193,6 @@ def main(**params: Any) -> None:
         lease_seconds=params["lease_seconds"],
     )
     poller = Poller(source, consumer, enqueuer, plan.record_filter, options, stop=stop)
-    status.register(
-        connection(),
-        consumer,
-        source.stream_id,
-        [t.name for t in plan.targets],
-        source.retention_seconds,
-        options.lease_seconds,
-    )
     if params["metrics_port"]:
         _serve_metrics(poller, params)
     poller.run()

@@ -85,6 +85,7 @@ class Poller:
         stop: threading.Event | None = None,
     ) -> None:
         self.source, self.consumer, self.options = source, consumer, options or PollerOptions()
+        self.targets = [target.name for target in enqueuer.targets]
         self.owner = owner or producer_id()
         self.redis = client or connection()
         self.stop = stop or threading.Event()
@@ -119,6 +120,14 @@ class Poller:
         )
 
     def run(self) -> ProducerStats:
+        status.register(  # what `replicator status TARGET` lists for each of its targets
+            self.redis,
+            self.consumer,
+            self.source.stream_id,
+            self.targets,
+            self.source.retention_seconds,
+            self.options.lease_seconds,
+        )
         threads = [
             threading.Thread(target=self._discovery_loop, name="discovery", daemon=True),
             threading.Thread(target=self._lease_loop, name="leases", daemon=True),

@@ -74,6 +74,15 @@ def publish(
         client.hset(_state_key(consumer), mapping=rows)  # type: ignore[arg-type]
 
 
+def unregister(client: redis.Redis, consumer: str) -> None:
+    """Drop a consumer that is done for good (a finished migration's tail): ``read`` no longer
+    shows it, nor warns that no producer runs for it. Registering again brings it back."""
+    pipe = client.pipeline()
+    pipe.hdel(_consumers_key(), consumer)
+    pipe.delete(_state_key(consumer))
+    pipe.execute()
+
+
 def forget(client: redis.Redis, consumer: str, shard_ids: list[str]) -> None:
     """Drop the state of shards the stream no longer lists."""
     if shard_ids:

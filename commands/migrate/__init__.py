@@ -198,7 +198,9 @@ def _drive(migrator: Migrator, exit_when_ready: bool) -> int:
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if migrator.tail is not None:
+        if migrator.tail is not None and "ready" in migrator.record.done:
+            migrator.tail.retire()  # the migration is over: no warnings about its tail
+        elif migrator.tail is not None:
             migrator.tail.stop()
     if stopped:
         migrator.say("[migrate] stopping: the tail finished its page and checkpointed")

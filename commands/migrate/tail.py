@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from producer import status
 from producer.enqueue import Enqueuer, Target
 from producer.filters import RecordFilter
 from producer.poller import Poller, PollerOptions
@@ -102,3 +103,9 @@ class Tail:
             self._poller.stop.set()
         if self._thread is not None:
             self._thread.join()
+
+    def retire(self) -> None:
+        """Stop, and leave ``replicator status`` no producer to watch for this migration (it is
+        over: nothing should warn that its tail no longer runs). A rerun registers it again."""
+        self.stop()
+        status.unregister(connection(), consumer_name(self.migration))

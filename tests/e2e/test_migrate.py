@@ -210,9 +210,20 @@ def test_status_and_stop_end_a_following_migration(
     assert (record["phase"], record["state"]) == ("ready", "ready")
     assert record["counts"]["copied"] == 50
 
+    assert "migrate:live" in producers_watched()  # the tail, as `replicator status` shows it
+
     stop = servers.start_command([REPLICATOR, "migrate", "stop", "live"], env, tmp_path, "stop")
     assert stop.process.wait(30) == 0, stop.output()
     assert command.process.wait(30) == 0, command.output()
+    # The migration is over: `replicator status` no longer watches (and warns about) its tail.
+    assert "migrate:live" not in producers_watched()
+
+
+def producers_watched() -> list[str]:
+    from producer import status
+    from tasks.coord.redis_conn import connection
+
+    return [found.name for found in status.read(connection())]
 
 
 def migration_record(name: str) -> dict[str, Any]:
