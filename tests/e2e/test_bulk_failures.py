@@ -96,6 +96,7 @@ def _assert_failed_in_bound(
     assert stats.task_retries(connection()).get(task) == sum(s.attempt - 1 for s in segments)
 
 
+@BOTH_BROKERS  # each failed attempt is sent again with a countdown
 @pytest.mark.timeout(BOUND + SLACK + 60)
 def test_backup_table_whose_scans_all_fail_exits_3_within_the_bound(
     env: dict[str, str], moto_url: str, fault_proxy: Any, start_worker: Any, redis_client: Any
@@ -115,6 +116,7 @@ def test_backup_table_whose_scans_all_fail_exits_3_within_the_bound(
     assert json.loads(done.stdout.splitlines()[-1])["failed_segments"] == 2
 
 
+@BOTH_BROKERS  # each failed attempt is sent again with a countdown
 @pytest.mark.timeout(BOUND + SLACK + 60)
 def test_diff_tables_whose_scans_all_fail_exits_3_within_the_bound(
     env: dict[str, str], moto_url: str, fault_proxy: Any, start_worker: Any, redis_client: Any
