@@ -126,19 +126,20 @@ class LeaseKeeper:
         for record in snap.leases.values():
             if record.held(snap.now_ms):
                 counts[record.owner] = counts.get(record.owner, 0) + 1
-        self.last_snapshot = counts
         moves = balance.plan(self.table.me, ready, snap)
-        for shard_id in moves.take:
-            self._take(shard_id)
+        taken = sum(self._take(shard_id) for shard_id in moves.take)
+        if taken:  # the metrics show this tick's leases, not the ones before it
+            counts[self.table.me] = counts.get(self.table.me, 0) + taken
+        self.last_snapshot = counts
         for shard_id, owner, token in moves.ask:
             if self.table.request(shard_id, owner, token):
                 log.info("asked for a shard", shard=shard_id, owner=owner)
 
-    def _take(self, shard_id: str) -> None:
+    def _take(self, shard_id: str) -> bool:
         sent_at = time.monotonic()
         got = self.table.acquire(shard_id)
         if got is None:
-            return
+            return False
         token, checkpoint = got
         held = Held(shard_id, token, checkpoint, self._deadline(sent_at))
         with self._lock:
@@ -146,6 +147,7 @@ class LeaseKeeper:
         self._stats.add(leases_taken=1)
         log.info("lease taken", shard=shard_id, token=token, checkpoint=checkpoint)
         self._on_taken(held)
+        return True
 
     def release_all(self) -> None:
         """Hand every lease back (the readers have stopped) and leave the live producers."""
