@@ -327,7 +327,13 @@ def dynalite_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rows",
         default="ceiling,workers,guard,long",
-        help="dynalite: which parts to run (ceiling, workers, guard, long)",
+        help="dynalite: which parts to run (ceiling, workers, in-flight, guard, long)",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0,
+        help="dynalite: delay every DynamoDB call by this much (a proxy in front of dynalite)",
     )
 
 

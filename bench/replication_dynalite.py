@@ -46,6 +46,7 @@ from bench.procs import cpu_seconds, rss_mib  # noqa: E402
 from tasks.coord import stats  # noqa: E402
 from tasks.core.iters import batched  # noqa: E402
 from tests.support import servers  # noqa: E402
+from tests.support.faultproxy import FaultProxy, Rule  # noqa: E402
 from tests.support.tables import client, create_table  # noqa: E402
 from tests.support.workload import kinesis_record  # noqa: E402
 
@@ -53,6 +54,7 @@ STREAM = "changes"
 SHARDS = 2
 PRIMARY, REPLICA = "primary", "replica"
 COMPONENTS = ("pool", "main", "producer", "redis", "dynalite", "moto")
+DELAYED = ("BatchGetItem", "BatchWriteItem", "GetItem", "PutItem", "DeleteItem", "DescribeTable")
 
 
 @dataclass
@@ -66,6 +68,7 @@ class Stack:
     log_dir: Path
     changes: int
     keys_per_message: int | None
+    tables_url: str  # where the clients and workers send DynamoDB calls (dynalite, or the proxy)
 
     @property
     def store(self) -> redis.Redis:
@@ -116,6 +119,12 @@ class Row:
 def stack(args: argparse.Namespace, log_dir: Path) -> Iterator[Stack]:
     dynalite, moto = servers.start_dynalite(), servers.start_moto()
     store = servers.start_redis(workdir=log_dir)
+    proxy = None
+    if args.latency_ms:  # every DynamoDB call of the clients and workers waits this long first
+        proxy = FaultProxy(dynalite.url).start()
+        for operation in DELAYED:
+            proxy.add_rule(Rule(operation, action="delay", delay=args.latency_ms / 1000))
+    tables_url = proxy.url if proxy else dynalite.url
     url = f"redis://127.0.0.1:{store.port}/0"
     env = {
         **os.environ,
@@ -123,7 +132,7 @@ def stack(args: argparse.Namespace, log_dir: Path) -> Iterator[Stack]:
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_DYNAMODB": dynalite.url,
+        "AWS_ENDPOINT_URL_DYNAMODB": tables_url,
         "AWS_ENDPOINT_URL_KINESIS": moto.url,
         "CELERY_BROKER_URL": url,
         "CELERY_RESULT_BACKEND": url,
@@ -133,8 +142,12 @@ def stack(args: argparse.Namespace, log_dir: Path) -> Iterator[Stack]:
         env["REPLICATOR_KEYS_PER_MESSAGE"] = str(args.keys_per_message)
     os.environ.update({k: env[k] for k in ("REPLICATOR_REDIS_URL", "AWS_REGION")})
     try:
-        yield Stack(dynalite, moto, store, env, log_dir, args.changes, args.keys_per_message)
+        yield Stack(
+            dynalite, moto, store, env, log_dir, args.changes, args.keys_per_message, tables_url
+        )
     finally:
+        if proxy:
+            proxy.stop()
         for server in (dynalite, moto, store):
             server.stop()
 
@@ -216,7 +229,7 @@ def ceiling_run(run: Stack, processes: int, tag: str) -> Run:
     go, done = context.Event(), context.Queue()
     shares = [list(range(run.changes))[p::processes] for p in range(processes)]
     workers = [
-        context.Process(target=_bare_client, args=(run.dynalite.url, replica, share, go, done))
+        context.Process(target=_bare_client, args=(run.tables_url, replica, share, go, done))
         for share in shares
     ]
     for worker in workers:
@@ -270,7 +283,9 @@ class Pipeline:
             worker.stop()
 
 
-def start_pipeline(run: Stack, tag: str, workers: int, concurrency: int, app: str) -> Pipeline:
+def start_pipeline(
+    run: Stack, tag: str, workers: int, concurrency: int, app: str, extra: dict[str, str]
+) -> Pipeline:
     """Workers (ready for the tables, when the code warms pool processes up) and a producer
     reading the stream from its start (a checkpoint name of its own), into an empty replica
     (the same table name every run, its counters reset)."""
@@ -278,7 +293,9 @@ def start_pipeline(run: Stack, tag: str, workers: int, concurrency: int, app: st
     spec = f"us-east-1/{REPLICA}"
     stats.reset(run.store, spec)
     started = [
-        servers.start_worker(run.env, concurrency, log_dir=run.log_dir, name=f"{tag}-{i}", app=app)
+        servers.start_worker(
+            {**run.env, **extra}, concurrency, log_dir=run.log_dir, name=f"{tag}-{i}", app=app
+        )
         for i in range(workers)
     ]
     if (ROOT / "tasks" / "replication" / "warmup.py").exists():
@@ -294,8 +311,15 @@ def start_pipeline(run: Stack, tag: str, workers: int, concurrency: int, app: st
     return Pipeline(run, tag, started, producer, spec)
 
 
-def pipeline_run(run: Stack, tag: str, workers: int, concurrency: int, app: str) -> Run:
-    pipeline = start_pipeline(run, tag, workers, concurrency, app)
+def pipeline_run(
+    run: Stack,
+    tag: str,
+    workers: int,
+    concurrency: int,
+    app: str,
+    extra: dict[str, str] | None = None,
+) -> Run:
+    pipeline = start_pipeline(run, tag, workers, concurrency, app, extra or {})
     store = run.store
     try:
         # The clock starts when the producer begins reading (its start-up is not replication).
@@ -316,7 +340,7 @@ def pipeline_run(run: Stack, tag: str, workers: int, concurrency: int, app: str)
 
 def long_run(run: Stack, rounds: int) -> list[tuple[int, float]]:
     """(keys applied, worker RSS in MiB) after each round of ``changes`` more records."""
-    pipeline = start_pipeline(run, "long", 1, 2, "worker")
+    pipeline = start_pipeline(run, "long", 1, 2, "worker", {})
     store, samples = run.store, []
     try:
         for done in range(1, rounds + 1):
@@ -358,6 +382,12 @@ def rows_for(run: Stack, parts: set[str], times: int) -> list[Row]:
         rows.append(repeated(one, times, lambda tag: pipeline_run(run, tag, 1, 2, "worker")))
         two = Row("2 workers -c 1", 2)
         rows.append(repeated(two, times, lambda tag: pipeline_run(run, tag, 2, 1, "worker")))
+    if "in-flight" in parts:
+        one_at_a_time = {"REPLICATOR_REQUESTS_IN_FLIGHT": "1"}
+        row = Row("1 worker -c 2, one request in flight", 1)
+        rows.append(
+            repeated(row, times, lambda tag: pipeline_run(run, tag, 1, 2, "worker", one_at_a_time))
+        )
     if "guard" in parts:
         off = Row("1 worker -c 2, guard off (bench only)", 1)
         rows.append(repeated(off, times, lambda tag: pipeline_run(run, tag, 1, 2, "bench.noguard")))
@@ -369,6 +399,7 @@ def report(args: argparse.Namespace, rows: list[Row], memory: list[tuple[int, fl
     ceilings = {r.processes: r.best.rate for r in rows if r.name.startswith("bare client")}
     print(
         f"\nkeys: {args.changes}, keys per message: {args.keys_per_message or 'default'}, "
+        f"DynamoDB latency: {args.latency_ms:g} ms, "
         f"cores: {cores}, best of {args.repeat}, load average {os.getloadavg()[0]:.1f}"
     )
     print("CPU s per 1,000 keys: " + " / ".join(COMPONENTS) + " (pool: the bare clients)")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from tasks.aws import clients, fast_batches, fast_scan
+from tasks.aws import clients, fast_batches, fast_scan, in_flight
 from tasks.aws.errors import THROTTLING_CODES, translated
 from tasks.coord import stats
 from tasks.core import config
@@ -165,15 +165,21 @@ def _pause(attempt: int) -> None:
 
 
 def batch_get(table: Table, keys: Sequence[Key], consistent: bool = True) -> BatchResult:
-    """Fetch many keys; ``found`` holds the items that exist, ``failed`` keys we could not read."""
+    """Fetch many keys; ``found`` holds the items that exist, ``failed`` keys we could not read.
+    Up to ``requests_in_flight`` requests of 100 keys are sent at once."""
     result = BatchResult(found={}, failed={})
-    for chunk in batched(keys, READ_BATCH):
-        _get_chunk(table, chunk, consistent, result)
+    for part in in_flight.each(
+        list(batched(keys, READ_BATCH)), lambda chunk: _get_chunk(table, chunk, consistent)
+    ):
+        result.found.update(part.found)
+        result.failed.update(part.failed)
+        result.requests += part.requests
     return result
 
 
-def _get_chunk(table: Table, keys: Sequence[Key], consistent: bool, result: BatchResult) -> None:
+def _get_chunk(table: Table, keys: Sequence[Key], consistent: bool) -> BatchResult:
     client, key_text = _client(table), _key_json(schema(table))
+    result = BatchResult(found={}, failed={})
     by_id = {k.canonical: k for k in keys}
 
     def send(pending: list[Item]) -> list[Item]:
@@ -189,9 +195,10 @@ def _get_chunk(table: Table, keys: Sequence[Key], consistent: bool, result: Batc
     left_keys = [by_id[canonical_json(k)] for k in left]
     if rejected:
         _get_one_by_one(table, left_keys, consistent, result)
-        return
+        return result
     for key in left_keys:
         result.failed[key.canonical] = Failure(reason)
+    return result
 
 
 def _until_processed(
@@ -255,8 +262,10 @@ def batch_write(table: Table, puts: Sequence[Item], deletes: Sequence[Key]) -> d
     requests: list[dict[str, Any]] = [{"PutRequest": {"Item": i}} for i in puts]
     requests += [{"DeleteRequest": {"Key": k.item}} for k in deletes]
     failed: dict[str, Failure] = {}
-    for chunk in batched(requests, WRITE_BATCH):
-        _write_chunk(table, chunk, failed)
+    for part in in_flight.each(
+        list(batched(requests, WRITE_BATCH)), lambda chunk: _write_chunk(table, chunk)
+    ):
+        failed.update(part)
     return failed
 
 
@@ -268,8 +277,8 @@ def _request_key(table: Table, request: Mapping[str, Any]) -> str:
     return canonical_json(request["DeleteRequest"]["Key"])
 
 
-def _write_chunk(table: Table, requests: list[dict[str, Any]], failed: dict[str, Failure]) -> None:
-    client = _client(table)
+def _write_chunk(table: Table, requests: list[dict[str, Any]]) -> dict[str, Failure]:
+    client, failed = _client(table), dict[str, Failure]()
 
     def send(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
         items: Any = {table.name: pending}
@@ -280,9 +289,10 @@ def _write_chunk(table: Table, requests: list[dict[str, Any]], failed: dict[str,
     left, reason, rejected = _until_processed(table, "BatchWriteItem", requests, send)
     if rejected:
         _write_one_by_one(table, left, failed)
-        return
+        return failed
     for request in left:
         failed[_request_key(table, request)] = Failure(reason)
+    return failed
 
 
 def _write_one_by_one(
