@@ -7,8 +7,9 @@ task's process waits through all of them. ``each`` runs the chunks of one call o
 other) and returns their results in order. boto3 clients are thread-safe.
 
 ``each`` returns only when every chunk is done, failed ones included, and then raises the first
-failure: nothing the call sent is still in flight when its caller goes on (the stale-write
-guard's after-write check relies on that). A chunk that itself calls ``each`` runs its chunks in
+failure; interrupted itself (a task's soft time limit), it still waits for what it sent: nothing
+the call sent is in flight when its caller goes on (the stale-write guard's after-write check,
+and a retry's newer write, rely on that). A chunk that itself calls ``each`` runs its chunks in
 its own thread, so the pool never waits on itself. The pool belongs to the process that made
 it; a forked pool process makes its own.
 """
@@ -45,8 +46,14 @@ def each(chunks: Sequence[T], work: Callable[[T], R]) -> list[R]:
     size = settings().requests_in_flight
     if len(chunks) <= 1 or size <= 1 or getattr(_inside, "busy", False):
         return [work(chunk) for chunk in chunks]
-    futures = [_pool(size).submit(_marked, work, chunk) for chunk in chunks]
-    wait(futures)
+    pool, futures = _pool(size), []
+    try:
+        for chunk in chunks:
+            futures.append(pool.submit(_marked, work, chunk))
+        wait(futures)
+    except BaseException:  # e.g. the task's soft time limit, raised in this thread
+        wait(futures)  # what was sent lands before the caller hears of it
+        raise
     return [future.result() for future in futures]
 
 

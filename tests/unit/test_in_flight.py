@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -68,3 +69,30 @@ def test_a_chunk_that_sends_chunks_of_its_own_does_not_wait_on_the_pool(
         return in_flight.each([n, n + 1], lambda m: m * 2)
 
     assert in_flight.each([1, 10], outer) == [[2, 4], [20, 22]]
+
+
+def test_interrupted_while_waiting_it_still_waits_for_what_it_sent(
+    in_flight_limit: Callable[[int], None],
+) -> None:
+    """A task's soft time limit is an exception raised in the waiting thread: the requests it
+    had sent must land before the task goes on (or a retry's newer write could be overwritten)."""
+    in_flight_limit(4)
+    finished: list[int] = []
+
+    def work(n: int) -> int:
+        time.sleep(0.5)
+        finished.append(n)
+        return n
+
+    def soft_limit(*_: object) -> None:
+        raise TimeoutError("soft time limit")
+
+    previous = signal.signal(signal.SIGALRM, soft_limit)
+    signal.setitimer(signal.ITIMER_REAL, 0.1)
+    try:
+        with pytest.raises(TimeoutError):
+            in_flight.each([1, 2, 3], work)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert sorted(finished) == [1, 2, 3]
