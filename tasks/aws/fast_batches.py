@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from itertools import chain
 from typing import Any
 
-from tasks.aws.fast_scan import parse_items
+from tasks.aws.fast_scan import parse_items, take_member
 from tasks.core.errors import InvalidInputError
 from tasks.core.typed_json import to_wire
 
@@ -100,12 +100,9 @@ def _take_responses(
     response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
 ) -> None:
     """botocore's hook: parse ``Responses`` here, leave the rest of the body to botocore."""
-    if response_dict.get("status_code") != 200:
-        return
-    try:
-        body = json.loads(response_dict["body"])
-        tables = {name: parse_items(items) for name, items in body.pop("Responses").items()}
-    except (ValueError, KeyError, TypeError, AttributeError, InvalidInputError):
-        return
-    customized_response_dict["Responses"] = tables
-    response_dict["body"] = json.dumps(body).encode("utf-8")
+    take_member(
+        response_dict,
+        customized_response_dict,
+        "Responses",
+        lambda tables: {name: parse_items(items) for name, items in tables.items()},
+    )

@@ -20,15 +20,12 @@ here and botocore parses what is left of the body (``NextShardIterator``, ``Mill
 from __future__ import annotations
 
 import base64
-import binascii
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from tasks.aws.fast_scan import parse_items
-from tasks.core.errors import InvalidInputError
+from tasks.aws.fast_scan import parse_items, take_member
 
 _ID = "replicator-fast-records"
 _IMAGES = ("Keys", "NewImage", "OldImage")
@@ -47,7 +44,9 @@ def install(client: Any) -> None:
     def take_records(
         response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
     ) -> None:
-        _take_records(parse, response_dict, customized_response_dict)
+        take_member(
+            response_dict, customized_response_dict, "Records", lambda rs: [parse(r) for r in rs]
+        )
 
     prefix = service.service_id.hyphenize()
     events.register(f"before-parse.{prefix}.GetRecords", take_records, unique_id=_ID)
@@ -64,22 +63,6 @@ def _parser(service: Any) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
         return partial(kinesis_record, fields)
     body, identity = (frozenset(shape.members[n].members) for n in ("dynamodb", "userIdentity"))
     return partial(stream_record, fields, body, identity)
-
-
-def _take_records(
-    parse: Callable[[dict[str, Any]], dict[str, Any]],
-    response_dict: dict[str, Any],
-    customized_response_dict: dict[str, Any],
-) -> None:
-    if response_dict.get("status_code") != 200:
-        return
-    try:
-        body = json.loads(response_dict["body"])
-        records = [parse(record) for record in body.pop("Records")]
-    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, InvalidInputError):
-        return
-    customized_response_dict["Records"] = records
-    response_dict["body"] = json.dumps(body).encode("utf-8")
 
 
 def _known(fields: frozenset[str], value: dict[str, Any]) -> dict[str, Any]:

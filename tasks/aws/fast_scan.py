@@ -16,7 +16,7 @@ list of typed items) leaves the response untouched for botocore.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from itertools import chain
 from typing import Any
 
@@ -48,12 +48,24 @@ def _take_items(
     response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
 ) -> None:
     """botocore's hook: parse the items here, leave the rest of the body to botocore."""
+    take_member(response_dict, customized_response_dict, "Items", parse_items)
+
+
+def take_member(
+    response_dict: dict[str, Any],
+    customized_response_dict: dict[str, Any],
+    name: str,
+    parse: Callable[[Any], Any],
+) -> None:
+    """The body of a ``before-parse`` hook: member ``name`` of a successful response's JSON is
+    read by ``parse`` and handed to botocore as parsed; botocore parses what is left of the
+    body. When the body or the member does not read (``parse`` raises), botocore gets it all."""
     if response_dict.get("status_code") != 200:
         return
     try:
         body = json.loads(response_dict["body"])
-        items = parse_items(body.pop("Items"))
+        value = parse(body.pop(name))
     except (ValueError, KeyError, TypeError, AttributeError, InvalidInputError):
         return
-    customized_response_dict["Items"] = items
+    customized_response_dict[name] = value
     response_dict["body"] = json.dumps(body).encode("utf-8")
