@@ -2,7 +2,8 @@
 
 Per target (the replica, the S3 backup): keys already waiting in the queue are skipped
 (``tasks.coord.pending``); the others go out in messages of up to ``keys_per_message`` keys, each
-with the creation time of the oldest change it covers (for the lag). If sending fails half-way,
+with the creation time of the oldest change it covers (for the lag) and, for the backup, of the
+newest (the time its backed-up version records). If sending fails half-way,
 the run's pending marks can no longer be trusted, so the enqueuer starts a new session.
 Shard readers call ``enqueue`` from several threads at once (Celery's producer pool and the Redis
 client are thread-safe); the counters are kept under a lock.
@@ -58,8 +59,10 @@ class Enqueuer:
 
         Raises if sending failed (the caller sends the page again)."""
         oldest: dict[Key, float] = {}
+        newest: dict[Key, float] = {}
         for record in records:
             oldest[record.key] = min(oldest.get(record.key, record.created), record.created)
+            newest[record.key] = max(newest.get(record.key, record.created), record.created)
         keys = list(oldest)
         sent = coalesced = 0
         if not keys:
@@ -70,7 +73,7 @@ class Enqueuer:
                 fresh = pending.mark(self.redis, target.name, session, [k.id for k in keys])
                 todo = [k for k, new in zip(keys, fresh, strict=True) if new]
                 coalesced += len(keys) - len(todo)
-                sent += self._send(target, todo, oldest, session)
+                sent += self._send(target, todo, (oldest, newest), session)
         except Exception:
             self.session = uuid.uuid4().hex
             raise
@@ -80,13 +83,23 @@ class Enqueuer:
                 self.coalesced_keys += coalesced
         return sent, coalesced
 
-    def _send(self, target: Target, todo: list[Key], oldest: dict[Key, float], session: str) -> int:
+    def _send(
+        self,
+        target: Target,
+        todo: list[Key],
+        times: tuple[dict[Key, float], dict[Key, float]],
+        session: str,
+    ) -> int:
         sent = 0
+        oldest, newest = times
         for chunk in batched(todo, self.keys_per_message):
+            kwargs: dict[str, Any] = {"created": [oldest[k] for k in chunk], "session": session}
+            if target.task == names.BACKUP_RECORD:
+                kwargs["changed"] = [newest[k] for k in chunk]
             self.app.send_task(
                 target.task,
                 args=(self.primary, target.arg, [k.wire for k in chunk]),
-                kwargs={"created": [oldest[k] for k in chunk], "session": session},
+                kwargs=kwargs,
             )
             sent += len(chunk)
         return sent

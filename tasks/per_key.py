@@ -12,7 +12,7 @@ from tasks import names
 from tasks.backup.incremental import S3Sink
 from tasks.core.config import settings
 from tasks.core.locations import REPLICA, Table, parse_s3
-from tasks.replication.batches import TASK_OPTIONS, Message, run_message
+from tasks.replication.batches import TASK_OPTIONS, Message, newest, run_message
 from tasks.replication.sync import ReplicaSink
 from worker.app import app
 
@@ -46,13 +46,14 @@ def backup_record(
     created: list[float] | None = None,
     session: str | None = None,
     attempt: int = 0,
+    changed: list[float] | None = None,
 ) -> dict[str, int]:
-    """Back up ``keys`` (typed wire JSON) of ``primary`` to ``target`` (s3://bucket/prefix)."""
+    """Back up ``keys`` (typed wire JSON) of ``primary`` to ``target`` (s3://bucket/prefix);
+    ``changed``: the creation time of each key's newest change (its version records it)."""
+    message = Message("backup", primary, target, keys, created, session, attempt)
 
     def sink() -> tuple[Table, S3Sink]:
         source = settings().table(primary)
-        return source, S3Sink(parse_s3(target), source.name)
+        return source, S3Sink(parse_s3(target), source.name, changed=newest(keys, changed))
 
-    return run_message(
-        self, Message("backup", primary, target, keys, created, session, attempt), sink
-    )
+    return run_message(self, message, sink)

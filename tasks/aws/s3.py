@@ -32,6 +32,7 @@ class Version:
     modified: datetime
     deleted: bool
     latest: bool
+    etag: str = ""  # a stored version's ETag (the MD5 of its body when uploaded whole)
 
 
 def check_bucket(bucket: str) -> None:
@@ -71,11 +72,15 @@ def delete(bucket: str, key: str) -> None:
         clients.s3().delete_object(Bucket=bucket, Key=key)
 
 
-def head(bucket: str, key: str) -> dict[str, str] | None:
-    """The object's user metadata, or None when it does not exist (or is deleted)."""
+def head(bucket: str, key: str, version_id: str | None = None) -> dict[str, str] | None:
+    """The object's (or that version's) user metadata, or None when it does not exist (or is
+    deleted)."""
+    args: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        args["VersionId"] = version_id
     try:
         with translated(f"HeadObject s3://{bucket}/{key}"):
-            response = clients.s3().head_object(Bucket=bucket, Key=key)
+            response = clients.s3().head_object(**args)
     except NotFoundError:
         return None
     return dict(response.get("Metadata", {}))
@@ -155,7 +160,10 @@ def list_versions(bucket: str, prefix: str, after: str = "") -> Iterator[Version
 
 
 def _version(raw: Any, deleted: bool) -> Version:
-    return Version(raw["Key"], raw["VersionId"], raw["LastModified"], deleted, raw["IsLatest"])
+    etag = str(raw.get("ETag", "")).strip('"')
+    return Version(
+        raw["Key"], raw["VersionId"], raw["LastModified"], deleted, raw["IsLatest"], etag
+    )
 
 
 def newest_first(entries: list[Version]) -> list[Version]:

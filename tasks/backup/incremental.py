@@ -6,6 +6,13 @@ the item as compact typed JSON; a key that no longer exists has its object delet
 tool named objects by the hex MD5 of the key's typed JSON instead (attribute order as in its
 stream records); ``legacy_ids`` gives those names so that its backups can be read.
 
+Each stored version records, in its metadata (``change-time``, epoch milliseconds), the creation
+time of the newest stream change the producer had sent for that key when the backup read it: the
+time of the change, not of the backup's write (S3's own time, up to the backup's lag later).
+A delete marker can carry no metadata, so a deletion keeps S3's time; so do versions written
+without a change record (backfills, ``incremental-backup-record``) or before change times were
+recorded.
+
 A write is skipped when the object already holds that state (same SHA-256 of the body, kept in
 the object's metadata) and a delete when the object is already gone, so that replays and
 duplicate deliveries add no versions: with a versioned bucket each change is one version.
@@ -17,7 +24,7 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -31,6 +38,7 @@ from tasks.core.locations import S3Location, Table
 from tasks.core.typed_json import Item, KeySchema
 
 BODY_DIGEST = "sha256"
+CHANGE_TIME = "change-time"
 ID_PATTERN = re.compile(r"^([0-9a-f]{64}|[0-9a-f]{32})$")
 THREADS = 16
 T = TypeVar("T")
@@ -67,8 +75,12 @@ class Change:
     action: str
 
 
-def apply(folder: S3Location, schema: KeySchema, item: Item | None, key: Key) -> Change:
-    """Make the key's object hold ``item`` (or be absent when None); skip when it already does."""
+def apply(
+    folder: S3Location, schema: KeySchema, item: Item | None, key: Key, changed: float = 0.0
+) -> Change:
+    """Make the key's object hold ``item`` (or be absent when None); skip when it already does.
+
+    ``changed``: epoch seconds of the change this state comes from (0: unknown)."""
     name = object_key(folder, key)
     current = s3.head(folder.bucket, name)
     if item is None:
@@ -80,14 +92,23 @@ def apply(folder: S3Location, schema: KeySchema, item: Item | None, key: Key) ->
     digest = hashlib.sha256(body).hexdigest()
     if current is not None and current.get(BODY_DIGEST) == digest:
         return Change(key, "unchanged")
-    s3.put(folder.bucket, name, body, {BODY_DIGEST: digest, **schema_metadata(schema)})
+    metadata = {BODY_DIGEST: digest, **schema_metadata(schema)}
+    if changed > 0:
+        metadata[CHANGE_TIME] = str(round(changed * 1000))
+    s3.put(folder.bucket, name, body, metadata)
     return Change(key, "put")
 
 
 def apply_many(
-    folder: S3Location, schema: KeySchema, present: Sequence[Item], absent: Sequence[Key]
+    folder: S3Location,
+    schema: KeySchema,
+    present: Sequence[Item],
+    absent: Sequence[Key],
+    changed: Mapping[str, float] | None = None,
 ) -> tuple[list[Change], dict[str, Failure]]:
-    """Apply many keys at once (a thread pool); failed keys by canonical JSON."""
+    """Apply many keys at once (a thread pool); failed keys by canonical JSON. ``changed``
+    gives the change time of a key's state by canonical JSON, when known."""
+    times = changed or {}
     work: list[tuple[Item | None, Key]] = [(i, Key.of_item(i, schema)) for i in present]
     work += [(None, k) for k in absent]
     changes: list[Change] = []
@@ -95,7 +116,7 @@ def apply_many(
 
     def one(pair: tuple[Item | None, Key]) -> Change | Failure:
         try:
-            return apply(folder, schema, *pair)
+            return apply(folder, schema, *pair, times.get(pair[1].canonical, 0.0))
         except ReplicatorError as exc:
             return Failure(str(exc), retryable=isinstance(exc, TransientError))
 
@@ -115,6 +136,7 @@ class S3Sink:
     location: S3Location
     table: str
     on_change: Callable[[Change], None] | None = None
+    changed: Mapping[str, float] = field(default_factory=dict)  # change time by canonical key
     name: str = field(init=False)  # the target's identity in Redis: the S3 URL
     _schema: KeySchema | None = None
 
@@ -135,7 +157,7 @@ class S3Sink:
 
     def write(self, present: Sequence[Item], absent: Sequence[Key]) -> dict[str, Failure]:
         assert self._schema is not None, "prepare() first"
-        changes, failed = apply_many(self.folder, self._schema, present, absent)
+        changes, failed = apply_many(self.folder, self._schema, present, absent, self.changed)
         if self.on_change:
             for change in changes:
                 self.on_change(change)

@@ -127,6 +127,15 @@ def distinct(message: Message) -> tuple[list[Key], list[float]]:
     return list(oldest), list(oldest.values())
 
 
+def newest(keys: list[dict[str, Any]], times: list[float] | None) -> dict[str, float]:
+    """The newest change time of each key of a message (canonical JSON -> epoch seconds)."""
+    found: dict[str, float] = {}
+    for wire, when in zip(keys, times or [], strict=False):
+        canonical = Key.from_wire(wire).canonical
+        found[canonical] = max(found.get(canonical, 0.0), when)
+    return found
+
+
 def _count(target: str, counts: dict[str, int]) -> None:
     """Failed, retried and dead-lettered keys of this batch, beside the target's counters."""
     if any(counts.values()):
