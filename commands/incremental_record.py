@@ -99,12 +99,13 @@ def history_main(table: str, s3url: str, key: str, as_json: bool, **params: Any)
     count = 0
     for entry in history(table_folder(backup, location.name), parsed):
         count += 1
-        when = entry.version.modified.isoformat()
+        when = entry.changed.isoformat()  # the change's time (S3's for older versions)
         if as_json:
             click.echo(
                 json.dumps(
                     {
-                        "modified": when,
+                        "changed": when,
+                        "modified": entry.version.modified.isoformat(),
                         "version": entry.version.version_id,
                         "deleted": entry.item is None,
                         "item": to_wire(entry.item) if entry.item else None,

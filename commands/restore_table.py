@@ -3,30 +3,24 @@
 * ``restore-table s3://bucket/prefix/JOBID TABLE``: a backup-table job folder (segmented);
 * ``restore-table s3://bucket/key TABLE``: one snapshot (or segment) object;
 * ``restore-table s3://bucket/prefix/SRCTABLE TABLE --at TIME [--key KEY | --keys FILE]``:
-  every key (or those keys) as it was at TIME, from a versioned incremental backup.
+  every key (or those keys) as it was at TIME, from a versioned incremental backup: a rollback
+  (``commands.restore_at``): a plan first with ``--dry-run``, only what differs is written.
 """
 
 from __future__ import annotations
 
-import json
-import uuid
 from typing import Any, TextIO
 
 import click
 
 from commands.backup_common import Segments, finish, print_failed_key, run_job, segments_from
 from commands.bulk.plan import segment_options
-from commands.exits import FAILURE, OK, handle_errors
+from commands.exits import handle_errors
 from commands.options import common_options, setup
-from tasks.aws import dynamo, s3
+from commands.restore_at import COMPARE_CHOICES, Request, restore_at, window_from
 from tasks.backup.format import SCHEMA_METADATA, schema_metadata
-from tasks.backup.point_in_time import restore_keys_at
-from tasks.backup.restore import TableWriter, find_source, prepare_target
-from tasks.backup.snapshot import recorded_schema
-from tasks.coord.ratelimit import RateLimiter
-from tasks.coord.redis_conn import connection
+from tasks.backup.restore import find_source, prepare_target
 from tasks.core.errors import InvalidInputError
-from tasks.core.keys import Key
 from tasks.core.locations import REPLICA, S3Location, Table, parse_s3
 from tasks.core.times import parse_moment
 
@@ -39,12 +33,40 @@ from tasks.core.times import parse_moment
     "at",
     help="Restore as at this time (ISO 8601 or epoch ms); needs a versioned incremental backup.",
 )
+@click.option(
+    "--since",
+    help="With --at: undo only the changes made after this time up to --at (a bad deploy's "
+    "window): those keys go back to their state at --since; keys changed again after --at are "
+    "left as they are and listed.",
+)
 @click.option("--key", "key", help="With --at: only this key (JSON, plain or typed).")
 @click.option(
     "--keys",
     "keys_file",
     type=click.File("r"),
     help="With --at: only the keys in this file (one JSON key a line; - for stdin).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="With --at: print what the restore would write (put, delete, unchanged, unknown) and "
+    "change nothing.",
+)
+@click.option("--show", is_flag=True, help="With --at: print each key put or deleted.")
+@click.option(
+    "--before-history",
+    is_flag=True,
+    help="With --at: restore into an existing table even when the time precedes the backup's "
+    "history (every key it knows is deleted).",
+)
+@click.option(
+    "--compare",
+    type=click.Choice(COMPARE_CHOICES),
+    default="auto",
+    show_default=True,
+    help="With --at: what the state at the time is compared with, to write only what differs: "
+    "'backup' (the latest backed-up state: TABLE is the backed-up table), 'table' (TABLE's own "
+    "items); auto: 'backup' for the backed-up table when it holds items.",
 )
 @click.option(
     "--create", is_flag=True, help="Create TABLE with the backup's key schema if missing."
@@ -58,8 +80,13 @@ def main(
     table: str,
     *,
     at: str | None,
+    since: str | None,
     key: str | None,
     keys_file: TextIO | None,
+    dry_run: bool,
+    show: bool,
+    before_history: bool,
+    compare: str,
     create: bool,
     rate: int | None,
     **params: Any,
@@ -67,21 +94,28 @@ def main(
     """Restore TABLE from the backup at S3URL."""
     options = segments_from(params)
     source, target = parse_s3(s3url), setup(params).table(table, REPLICA)
-    if (key or keys_file) and not at:
-        raise InvalidInputError("--key and --keys restore a point in time: give --at TIME too")
-    if at:
-        _restore_at(
-            source,
-            target,
-            at=at,
-            key=key,
-            keys_file=keys_file,
-            create=create,
-            rate=rate,
-            options=options,
-        )
-    else:
+    at_only = {"--key": key, "--keys": keys_file, "--since": since, "--dry-run": dry_run}
+    at_only.update({"--show": show, "--before-history": before_history})
+    given = [name for name, value in at_only.items() if value]
+    if given and not at:
+        raise InvalidInputError(f"{', '.join(given)} restore a point in time: give --at TIME too")
+    if not at:
         _restore_files(source, target, create, rate, options)
+        return
+    request = Request(
+        source=source,
+        target=target,
+        window=window_from(at, since, parse_moment),
+        key=key,
+        keys_file=keys_file,
+        create=create,
+        compare=compare,
+        dry_run=dry_run,
+        show=show,
+        before_history=before_history,
+        rate=rate,
+    )
+    restore_at(request, options)
 
 
 def _restore_files(
@@ -105,58 +139,3 @@ def _restore_files(
         run_job("restore-table", job, options, print_failed_key),
         {"files": len(backup.files)},
     )
-
-
-def _restore_at(
-    source: S3Location,
-    target: Table,
-    *,
-    at: str,
-    key: str | None,
-    keys_file: TextIO | None,
-    create: bool,
-    rate: int | None,
-    options: Segments,
-) -> None:
-    moment = parse_moment(at)
-    s3.require_versioning(source.bucket)
-    existed = dynamo.exists(target)
-    prepare_target(target, recorded_schema(source) if create and not existed else None, create)
-    if key or keys_file:
-        _restore_some_at(
-            source, target, at=moment.isoformat(), key=key, keys_file=keys_file, rate=rate
-        )
-        return
-    job = {
-        "source": str(source),
-        "target": target.location.spec,
-        "at": moment.isoformat(),
-        "rate": rate or 0,
-        "delete_absent": existed,
-    }
-    finish(
-        run_job("restore-table-at", job, options, print_failed_key),
-        {"at": moment.isoformat()},
-    )
-
-
-def _restore_some_at(
-    source: S3Location,
-    target: Table,
-    *,
-    at: str,
-    key: str | None,
-    keys_file: TextIO | None,
-    rate: int | None,
-) -> None:
-    schema = dynamo.schema(target)
-    keys = [Key.parse(key, schema)] if key else []
-    if keys_file:
-        keys += [Key.parse(line, schema) for line in keys_file if line.strip()]
-    limiter = RateLimiter(connection(), f"restore-{uuid.uuid4().hex}", rate) if rate else None
-    writer = TableWriter(target, limiter)
-    totals = restore_keys_at(source, writer, schema, keys, parse_moment(at))
-    for failed, reason in writer.failed.items():
-        click.echo(f"[failed] {failed} {reason}")
-    click.echo(json.dumps({"at": at, "keys": len(keys), **totals}, sort_keys=True))
-    raise SystemExit(FAILURE if totals.get("failed") else OK)

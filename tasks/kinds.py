@@ -14,7 +14,7 @@ from typing import Any
 from tasks import names
 from tasks.backup.backfill import backfill_work
 from tasks.backup.dump import backup_work
-from tasks.backup.point_in_time import pit_work
+from tasks.backup.point_in_time import keys_work, table_work
 from tasks.backup.restore import restore_files_work
 from tasks.core.locations import shown
 from tasks.diff.match import discrepancies
@@ -49,7 +49,8 @@ KINDS: Mapping[str, Kind] = {
         Kind("backup-table", names.BACKUP_SEGMENT, backup_work, "items"),
         Kind("incremental-backfill", names.BACKFILL_SEGMENT, backfill_work, "scanned"),
         Kind("restore-table", names.RESTORE_SEGMENT, restore_files_work, "restored"),
-        Kind("restore-table-at", names.RESTORE_SEGMENT, pit_work, "objects"),
+        Kind("restore-table-at", names.RESTORE_SEGMENT, table_work, "objects"),
+        Kind("restore-keys-at", names.RESTORE_SEGMENT, keys_work, "keys"),
     )
 }
 

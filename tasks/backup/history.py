@@ -1,56 +1,72 @@
-"""Reading an incremental backup's history: one key's versions, and every key as at a time.
+"""Reading an incremental backup's history: one key's versions and when each change was made.
 
-Needs a versioned bucket. S3 stamps versions to the second (``LastModified``): a change made in
-the same second as the time asked for counts as made at or before it.
+Needs a versioned bucket. A stored version records the creation time of its change
+(``change-time`` metadata, ``tasks.backup.incremental``); a delete marker, or a version written
+before change times were recorded, has only S3's time (stamped to the second: a change made in
+the same second as the time asked for counts as made at or before it).
+
+A version's *effective* time is the latest change time among it and every earlier version (the
+order S3 wrote them in is the order of the states), so that a version never takes effect before
+one written ahead of it. ``timeline`` computes them lazily: a version S3 wrote well before the
+times asked about cannot have a later change time, so only versions written after them cost a
+HeadObject, and only until one is known to be later.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from tasks.aws import s3
 from tasks.aws.s3 import Version
 from tasks.backup.format import decode_item
-from tasks.backup.incremental import is_object_id, legacy_ids, object_key
+from tasks.backup.incremental import CHANGE_TIME, legacy_ids, object_key
 from tasks.core.errors import InvalidInputError
 from tasks.core.keys import Key
 from tasks.core.locations import S3Location
 from tasks.core.typed_json import Item
 
+S3_RESOLUTION = timedelta(seconds=1)  # LastModified is truncated to the second
+
 
 @dataclass(frozen=True)
 class Entry:
-    """One version of a key: its time, and the item (None for a deletion)."""
+    """One version of a key: its change time, and the item (None for a deletion)."""
 
     version: Version
+    changed: datetime
     item: Item | None
+
+
+def key_versions(folder: S3Location, key: Key) -> list[Version]:
+    """The versions of the key's object, newest first: ours, else the original tool's (MD5
+    names); one listing when the key has our object."""
+    name = object_key(folder, key)
+    found = _versions(folder.bucket, name)
+    for legacy in () if found else legacy_ids(key):
+        found = _versions(folder.bucket, folder.key(legacy))
+        if found:
+            break
+    return found
+
+
+def _versions(bucket: str, name: str) -> list[Version]:
+    return [v for v in s3.list_versions(bucket, name) if v.key == name]
 
 
 def object_name(folder: S3Location, key: Key) -> str:
     """The object holding the key's history: ours, else the original tool's if it has one."""
-    name = object_key(folder, key)
-    if next(_versions(folder.bucket, name), None) is not None:
-        return name
-    for legacy in legacy_ids(key):
-        candidate = folder.key(legacy)
-        if next(_versions(folder.bucket, candidate), None) is not None:
-            return candidate
-    return name
-
-
-def _versions(bucket: str, name: str) -> Iterator[Version]:
-    return (v for v in s3.list_versions(bucket, name) if v.key == name)
+    found = key_versions(folder, key)
+    return found[0].key if found else object_key(folder, key)
 
 
 def history(folder: S3Location, key: Key) -> Iterator[Entry]:
     """Every version of the key's object, oldest first, deletions included."""
     s3.require_versioning(folder.bucket)
-    name = object_name(folder, key)
-    for version in reversed(list(_versions(folder.bucket, name))):
-        yield Entry(version, None if version.deleted else read_version(version, folder.bucket))
+    for version in reversed(key_versions(folder, key)):
+        item = None if version.deleted else read_version(version, folder.bucket)
+        yield Entry(version, change_time(version, folder.bucket), item)
 
 
 def read_version(version: Version, bucket: str) -> Item:
@@ -61,33 +77,67 @@ def read_version(version: Version, bucket: str) -> Item:
     return decode_item(found[0], where)
 
 
+def change_time(version: Version, bucket: str) -> datetime:
+    """When the version's change was made: its ``change-time`` metadata, else S3's time."""
+    if version.deleted:
+        return version.modified
+    metadata = s3.head(bucket, version.key, version.version_id) or {}
+    millis = metadata.get(CHANGE_TIME, "")
+    if not millis.isdigit():
+        return version.modified
+    return datetime.fromtimestamp(int(millis) / 1000, UTC)
+
+
 def state_at(versions: Sequence[Version], at: datetime) -> Version | None:
-    """The entry in force at ``at`` (versions newest first); None when the key had none yet."""
+    """The entry S3 had in force at ``at`` (versions newest first); None when none yet."""
     return next((v for v in versions if v.modified <= at), None)
 
 
 @dataclass(frozen=True)
-class ObjectState:
-    """An object's state at a time: ``live`` is the version to restore, or None (absent)."""
+class Timeline:
+    """An object's versions, oldest first, with their effective times (exact up to and just
+    past ``horizon``; later ones only known to be later)."""
 
-    name: str
-    live: Version | None
-    any_version: Version | None  # a stored version, to learn the key of an absent object
+    versions: tuple[Version, ...]
+    times: tuple[datetime, ...]
+
+    def at(self, moment: datetime) -> Version | None:
+        """The version in force at ``moment`` (a delete marker, or None before any)."""
+        found = None
+        for version, when in zip(self.versions, self.times, strict=True):
+            if when > moment:
+                break
+            found = version
+        return found
+
+    def changed(self, after: datetime, until: datetime | None = None) -> bool:
+        """Whether a version took effect after ``after`` (and at or before ``until``)."""
+        return any(after < t and (until is None or t <= until) for t in self.times)
+
+    @property
+    def latest(self) -> Version | None:
+        return self.versions[-1] if self.versions else None
+
+    @property
+    def stored(self) -> Version | None:
+        """The newest stored version (not a delete marker): it holds the object's key."""
+        return next((v for v in reversed(self.versions) if not v.deleted), None)
 
 
-def states_at(
-    folder: S3Location, at: datetime, shard: str = "", after: str = ""
-) -> Iterator[ObjectState]:
-    """Every incremental object of ``folder`` whose ID starts with ``shard`` (and whose name
-    sorts after ``after``) as it was at ``at``."""
-    base = folder.key("")
-    base = f"{base}/" if base else ""
-    listing = s3.list_versions(folder.bucket, base + shard, after)
-    for name, group in itertools.groupby(listing, key=lambda v: v.key):
-        if not is_object_id(name[len(base) :]):
-            continue
-        versions = list(group)
-        current = state_at(versions, at)
-        live = current if current is not None and not current.deleted else None
-        stored = next((v for v in versions if not v.deleted), None)
-        yield ObjectState(name, live, stored)
+def timeline(
+    versions: Sequence[Version], bucket: str, earliest: datetime, horizon: datetime
+) -> Timeline:
+    """``versions`` (newest first) with effective times, for questions about ``earliest`` to
+    ``horizon``: a version S3 wrote a second or more before ``earliest`` has its S3 time (its
+    change cannot be later); the next ones are read (HeadObject) until one took effect after
+    ``horizon``."""
+    ordered = tuple(reversed(versions))
+    times: list[datetime] = []
+    effective: datetime | None = None
+    for version in ordered:
+        settled = version.modified + S3_RESOLUTION <= earliest
+        past = effective is not None and effective > horizon
+        when = version.modified if settled or past else change_time(version, bucket)
+        effective = when if effective is None else max(effective, when)
+        times.append(effective)
+    return Timeline(ordered, tuple(times))

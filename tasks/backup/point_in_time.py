@@ -1,35 +1,45 @@
-"""Point-in-time restore from a versioned incremental backup (``s3://bucket/prefix/TABLE``).
+"""Point-in-time restores from a versioned incremental backup (``s3://bucket/prefix/TABLE``), as
+bulk jobs: the whole table (``restore-table-at``) or a list of keys (``restore-keys-at``).
 
-Every key is put as it was at time T; a key that did not exist at T (deleted by then, or created
-later) is deleted from the target, unless the target was just created. Whole-table restores are
-split by the first hex digit(s) of the object IDs: segment I of N lists only its own shards, and
-its checkpoint is (shard, last object name), so a redelivered segment resumes.
+What each key becomes is ``tasks.backup.rollback``'s decision; only what differs is written.
+A whole-table restore is split by the first hex digit(s) of the object IDs: segment I of N lists
+only its own shards, its checkpoint is (shard, last object name). A keys restore gives segment I
+the keys whose index is I modulo N, its checkpoint the number of them done. A redelivered or
+resumed segment goes on from its checkpoint.
+
+Job parameters: ``source``, ``target``, ``point`` and ``end`` (the ``Window``), ``compare``
+("backup": the target holds the latest backed-up state; "table": read it), ``existed`` (the
+target existed before: compare with it, delete from it), ``dry_run``, ``show``, ``probe`` (only
+list and decide: counts ``known`` and the oldest version, for the check before a real run),
+``rate`` and, for keys, ``keys`` (canonical JSON).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import Any
 
-from tasks.aws import s3
-from tasks.backup.history import ObjectState, object_name, read_version, state_at, states_at
-from tasks.backup.restore import (
-    WRITE_CHUNK,
-    TableWriter,
-    add_counts,
-    check_schema,
-    failure_records,
-    fitting_key,
-    job_limiter,
+from tasks.aws import dynamo, s3
+from tasks.aws.s3 import Version
+from tasks.backup.history import key_versions
+from tasks.backup.incremental import is_object_id
+from tasks.backup.restore import TableWriter, job_limiter
+from tasks.backup.rollback import (
+    Decision,
+    Planned,
+    Rollback,
+    Window,
+    carry_out,
+    oldest_record,
+    plan,
 )
 from tasks.core.config import settings
 from tasks.core.iters import batched
 from tasks.core.keys import Key
 from tasks.core.locations import REPLICA, S3Location, parse_s3
 from tasks.core.times import parse_moment
-from tasks.core.typed_json import Item, KeySchema
 from tasks.jobs.model import Job, Page, Work
 
 THREADS = 16
@@ -43,73 +53,96 @@ def shards(segment: int, segments: int) -> list[str]:
     return [name for i, name in enumerate(names) if i % segments == segment]
 
 
-def restore_keys_at(
-    folder: S3Location, writer: TableWriter, schema: KeySchema, keys: Iterable[Key], at: datetime
-) -> dict[str, int]:
-    """Restore some keys as they were at ``at`` (``--key`` / ``--keys``)."""
-    s3.require_versioning(folder.bucket)
-    totals: dict[str, int] = {}
-    for key in keys:
-        name = object_name(folder, key)
-        versions = [v for v in s3.list_versions(folder.bucket, name) if v.key == name]
-        current = state_at(versions, at)
-        if current is not None and not current.deleted:
-            item = read_version(current, folder.bucket)
-            fitting_key(item, schema, f"s3://{folder.bucket}/{name}")
-            writer.put(item)
-        else:
-            writer.delete(key)
-        if writer.buffered >= WRITE_CHUNK:
-            totals = add_counts(totals, writer.flush())
-    return add_counts(totals, writer.flush())
+def window_of(params: Mapping[str, Any]) -> Window:
+    end = params.get("end")
+    return Window(parse_moment(params["point"]), parse_moment(end) if end else None)
 
 
-def pit_work(job: Job, segment: int) -> Work:
-    """Segment ``segment`` of a whole-table point-in-time restore, for ``run_segment``."""
-    params, segments = job.params, job.segments
+def _rollback(job: Job) -> tuple[S3Location, Rollback]:
+    params = job.params
     folder = parse_s3(params["source"])
     target = settings().table(params["target"], REPLICA)
-    at = parse_moment(params["at"])
-    delete_absent = bool(params.get("delete_absent", True))
-    mine = shards(segment, segments)
-    limiter = job_limiter(job)
+    rollback = Rollback(
+        folder=folder,
+        target=target,
+        schema=dynamo.schema(target),
+        writer=TableWriter(target, job_limiter(job)),
+        compare_table=bool(params.get("existed")),
+        dry_run=bool(params.get("dry_run")),
+        show=bool(params.get("show")),
+    )
+    return folder, rollback
+
+
+Decide = Callable[[Sequence[Version]], Decision]
+
+
+def _decider(job: Job, bucket: str) -> Decide:
+    window, compare_backup = window_of(job.params), job.params.get("compare") == "backup"
+    return lambda versions: plan(versions, bucket, window, compare_backup)
+
+
+def _page(job: Job, rollback: Rollback, chunk: list[Planned], unit: str, checkpoint: Any) -> Page:
+    """Carry out (or, probing, only count) a chunk; the page for the job record."""
+    decisions = [p.decision for p in chunk]
+    counts = {
+        unit: len(chunk),
+        "history": sum(1 for d in decisions if d.oldest is not None),  # keys with versions
+        "known": sum(1 for d in decisions if d.known),  # keys with a state at the point
+    }
+    if not job.params.get("probe"):
+        counts.update(carry_out(rollback, chunk))
+    records, rollback.records = [*rollback.records, *oldest_record(decisions)], []
+    return Page(counts, checkpoint, records)
+
+
+def table_work(job: Job, segment: int) -> Work:
+    """Segment ``segment`` of a whole-table point-in-time restore, for ``run_segment``."""
+    mine = shards(segment, job.segments)
 
     def work(checkpoint: Any) -> Iterator[Page]:
-        schema = check_schema(None, target)
+        folder, rollback = _rollback(job)
+        decide = _decider(job, folder.bucket)
         start, after = (checkpoint or {}).get("shard", 0), (checkpoint or {}).get("after", "")
-        writer = TableWriter(target, limiter)
         for number in range(start, len(mine)):
-            states = states_at(folder, at, mine[number], after if number == start else "")
-            for chunk in batched(states, OBJECTS_PER_PAGE):
-                counts = _apply(folder, writer, schema, chunk, delete_absent)
-                checkpoint = {"shard": number, "after": chunk[-1].name}
-                yield Page(counts, checkpoint, failure_records(writer))
+            objects = _objects(folder, mine[number], after if number == start else "")
+            for chunk in batched(objects, OBJECTS_PER_PAGE):
+                with ThreadPoolExecutor(max_workers=THREADS) as pool:
+                    planned = [Planned(d) for d in pool.map(decide, [v for _, v in chunk])]
+                checkpoint = {"shard": number, "after": chunk[-1][0]}
+                yield _page(job, rollback, planned, "objects", checkpoint)
 
     return work
 
 
-def _apply(
-    folder: S3Location,
-    writer: TableWriter,
-    schema: KeySchema,
-    chunk: list[ObjectState],
-    delete_absent: bool,
-) -> dict[str, int]:
-    """Read the chunk's versions (in parallel) and write them; counts of this chunk."""
-    wanted = [s for s in chunk if s.live or (delete_absent and s.any_version)]
+def _objects(folder: S3Location, shard: str, after: str) -> Iterator[tuple[str, list[Version]]]:
+    """Each incremental object of ``folder`` whose ID starts with ``shard`` (and whose name sorts
+    after ``after``), with its versions newest first."""
+    base = folder.key("")
+    base = f"{base}/" if base else ""
+    listing = s3.list_versions(folder.bucket, base + shard, after)
+    for name, group in itertools.groupby(listing, key=lambda v: v.key):
+        if is_object_id(name[len(base) :]):
+            yield name, list(group)
 
-    def read(state: ObjectState) -> Item:
-        version = state.live or state.any_version
-        assert version is not None
-        return read_version(version, folder.bucket)
 
-    with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        items = list(pool.map(read, wanted))
-    totals: dict[str, int] = {"objects": len(chunk)}
-    for state, item in zip(wanted, items, strict=True):
-        key = fitting_key(item, schema, f"s3://{folder.bucket}/{state.name}")
-        if state.live:
-            writer.put(item)
-        else:
-            writer.delete(key)
-    return add_counts(totals, writer.flush())
+def keys_work(job: Job, segment: int) -> Work:
+    """Segment ``segment`` of a point-in-time restore of listed keys, for ``run_segment``."""
+    keys = [k for i, k in enumerate(job.params["keys"]) if i % job.segments == segment]
+
+    def work(checkpoint: Any) -> Iterator[Page]:
+        folder, rollback = _rollback(job)
+        decide = _decider(job, folder.bucket)
+        done = int(checkpoint or 0)
+
+        def one(canonical: str) -> Planned:
+            key = Key.from_canonical(canonical)
+            return Planned(decide(key_versions(folder, key)), key)
+
+        for start in range(done, len(keys), OBJECTS_PER_PAGE):
+            chunk = keys[start : start + OBJECTS_PER_PAGE]
+            with ThreadPoolExecutor(max_workers=THREADS) as pool:
+                planned = list(pool.map(one, chunk))
+            yield _page(job, rollback, planned, "keys", start + len(chunk))
+
+    return work

@@ -9,11 +9,12 @@ Every item is decoded and checked against the target's key schema before it is w
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.aws import dynamo, s3
+from tasks.aws.dynamo import Failure
 from tasks.backup.format import read_items, schema_from_metadata
 from tasks.coord.ratelimit import RateLimiter
 from tasks.coord.redis_conn import connection
@@ -114,11 +115,15 @@ class TableWriter:
     def buffered(self) -> int:
         return len(self.puts) + len(self.deletes)
 
+    def write(self, puts: Sequence[Item], deletes: Sequence[Key]) -> dict[str, Failure]:
+        """Write now (paced by the limiter); the failed keys by canonical JSON."""
+        if self.limiter:
+            self.limiter.take(len(puts) + len(deletes))
+        return dynamo.batch_write(self.target, puts, deletes)
+
     def flush(self) -> dict[str, int]:
         """Write what is buffered; counts restored, deleted and failed."""
-        if self.limiter:
-            self.limiter.take(self.buffered)
-        failures = dynamo.batch_write(self.target, self.puts, self.deletes)
+        failures = self.write(self.puts, self.deletes)
         self.failed.update({k: f.reason for k, f in failures.items()})
         deleted = sum(1 for k in self.deletes if k.canonical not in failures)
         counts = {

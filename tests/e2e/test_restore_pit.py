@@ -100,7 +100,7 @@ def test_point_in_time_restores_give_the_three_right_tables(
         str(tmp_path / "keys"),
     )
     assert one.returncode == 0 and listed.returncode == 0, one.stderr + listed.stderr
-    assert json.loads(listed.stdout.splitlines()[-1])["deleted"] == 1
+    assert json.loads(listed.stdout.splitlines()[-1])["delete"] == 1
     assert _table(moto_url, "some") == {"a": "1", "c": "1"}
 
 
