@@ -12,9 +12,10 @@
    restore that lists each key's versions by prefix ran it out of memory. Real S3 keeps nothing
    per listing. Here a listing reads the versions of the keys under the prefix only, and shows
    each stored version through a small view carrying its ``is_latest``. The results (order,
-   markers, pagination, delete markers, common prefixes) are moto's own, quirks included: given
-   a key marker without a version-id marker, moto also skips the newest version of the first key
-   at or after the marker, where real S3 lists every version of the keys after it.
+   markers, pagination, delete markers, common prefixes) are moto's own, but for one more bug:
+   given a key marker without a version-id marker, moto skips only the newest version of the
+   first key at or after the marker; real S3 lists the keys after the marker, every version of
+   each (a restore resuming after its last object relies on it).
 
 Run as ``python -m tests.support.moto_server -H 127.0.0.1 -p PORT`` (same arguments as moto's).
 """
@@ -76,19 +77,16 @@ def _skipped_by_markers(
 ) -> tuple[str | None, int] | None:
     """Which versions of the key at ``key_marker`` moto skips: ``(name, how many)``; None: all.
 
-    moto walks the whole bucket in order and skips up to the marker: with a version-id marker,
-    everything up to and including that version (everything if there is no such version); with
-    a key marker alone, the keys before it and then the first version of the next key it meets.
+    With a version-id marker, everything up to and including that version (everything if there
+    is no such version), as moto does; with a key marker alone, the marker's key itself, as S3
+    does (``_listed_versions`` starts after it).
     """
-    if key_marker is None:
+    if key_marker is None or not version_id_marker:
         return (None, 0)
-    if version_id_marker:
-        ids = [v.version_id for v in _newest_first(store, key_marker)]
-        if version_id_marker not in ids:
-            return None
-        return (key_marker, ids.index(version_id_marker) + 1)
-    following = [n for n in list(store) if n >= key_marker and store.getlist(n)]
-    return (min(following), 1) if following else (None, 0)
+    ids = [v.version_id for v in _newest_first(store, key_marker)]
+    if version_id_marker not in ids:
+        return None
+    return (key_marker, ids.index(version_id_marker) + 1)
 
 
 def _listed_versions(
@@ -101,7 +99,8 @@ def _listed_versions(
     skipped_name, skipped_count = skipped
     names = [n for n in list(store) if n.startswith(prefix)]
     if key_marker is not None:
-        names = [n for n in names if n >= key_marker]
+        after = bool(key_marker) and not version_id_marker  # S3: the keys after a key marker
+        names = [n for n in names if n > key_marker or (n == key_marker and not after)]
     for name in sorted(names):
         versions = [_ListedVersion(v, i == 0) for i, v in enumerate(_newest_first(store, name))]
         yield from versions[skipped_count:] if name == skipped_name else versions
