@@ -53,6 +53,13 @@ def print_failed_key(record: str) -> None:
 
 def finish(outcome: Outcome, extra: Mapping[str, Any] | None = None) -> None:
     """Print the JSON summary; exit 3 when a segment or a key failed, else 0."""
+    report(outcome, extra)
+    failed = outcome.failures or outcome.totals.get("failed", 0)
+    sys.exit(FAILURE if failed else OK)
+
+
+def report(outcome: Outcome, extra: Mapping[str, Any] | None = None) -> None:
+    """Print the failed segments (stderr) and the JSON summary line."""
     for segment, error in sorted(outcome.failures.items()):
         click.echo(f"error: segment {segment} failed: {error}", err=True)
     summary = {
@@ -64,5 +71,3 @@ def finish(outcome: Outcome, extra: Mapping[str, Any] | None = None) -> None:
         "seconds": round(outcome.seconds, 3),
     }
     click.echo(json.dumps(summary, sort_keys=True))
-    failed = outcome.failures or outcome.totals.get("failed", 0)
-    sys.exit(FAILURE if failed else OK)

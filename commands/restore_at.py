@@ -3,9 +3,10 @@
 The rollback an operator can trust:
 
 1. Keys the backup never saw are left alone (``unknown``).
-2. Into an existing table, a first pass lists the history (no reads, no writes) and refuses, exit
-   2, when T precedes it (every key would be deleted: a typo in ``--at``), unless
-   ``--before-history``.
+2. Into an existing table, a restore refuses, exit 2, when T precedes the backup's history
+   (every key would be deleted: a typo in ``--at``), unless ``--before-history``. One listing
+   page usually shows a version older than T; when it does not, a first pass lists the history
+   (no reads, no writes) to know.
 3. Only what differs is written: the state at T is compared with the latest backed-up state
    (restoring into the backed-up table itself) or with the target's items (any other existing
    table), so a rerun after a kill writes nothing twice.
@@ -24,9 +25,10 @@ from typing import Any, TextIO
 
 import click
 
-from commands.backup_common import Segments, finish, print_failed_key, run_job
+from commands.backup_common import Segments, finish, print_failed_key, report, run_job
 from commands.bulk.spec import Outcome
 from tasks.aws import dynamo, s3
+from tasks.backup.history import reaches_back_to
 from tasks.backup.restore import prepare_target
 from tasks.backup.rollback import COUNTS, Window
 from tasks.backup.snapshot import recorded_schema
@@ -94,11 +96,16 @@ def restore_at(request: Request, options: Segments) -> None:
     prepare_target(request.target, schema, request.create)
     keys = keys_from(request.key, request.keys_file, request.target)
     params = _params(request, existed, keys)
-    if existed and not request.before_history and not request.dry_run:
+    check = existed and not request.before_history
+    if check and not request.dry_run and not reaches_back_to(request.source, request.window.point):
         _refuse_before_history(request, _run({**params, "probe": True}, options, True))
     outcome, printer = _run(params, options)
-    if existed and not request.before_history and request.dry_run:
-        _refuse_before_history(request, (outcome, printer))
+    if check and request.dry_run:
+        try:
+            _refuse_before_history(request, (outcome, printer))
+        except InvalidInputError:
+            report(outcome, _summary(request, params, outcome))  # the plan, then the refusal
+            raise
     finish(outcome, _summary(request, params, outcome))
 
 

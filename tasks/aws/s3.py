@@ -159,6 +159,16 @@ def list_versions(bucket: str, prefix: str, after: str = "") -> Iterator[Version
     yield from newest_first(pending)
 
 
+def first_versions(bucket: str, prefix: str) -> list[Version]:
+    """The first page (up to ``LIST_PAGE_SIZE`` entries) of the versions under ``prefix``."""
+    with translated(f"listing versions of s3://{bucket}/{prefix}"):
+        page = clients.s3().list_object_versions(
+            Bucket=bucket, Prefix=prefix, MaxKeys=LIST_PAGE_SIZE
+        )
+    entries = [_version(v, False) for v in page.get("Versions", [])]
+    return entries + [_version(v, True) for v in page.get("DeleteMarkers", [])]
+
+
 def _version(raw: Any, deleted: bool) -> Version:
     etag = str(raw.get("ETag", "")).strip('"')
     return Version(

@@ -88,6 +88,13 @@ def change_time(version: Version, bucket: str) -> datetime:
     return datetime.fromtimestamp(int(millis) / 1000, UTC)
 
 
+def reaches_back_to(folder: S3Location, moment: datetime) -> bool:
+    """Whether the first page of the folder's versions has one S3 wrote at or before ``moment``
+    (then some key had a state then: the history reaches back to it). False says nothing."""
+    base = f"{folder.prefix}/" if folder.prefix else ""
+    return any(v.modified <= moment for v in s3.first_versions(folder.bucket, base))
+
+
 def state_at(versions: Sequence[Version], at: datetime) -> Version | None:
     """The entry S3 had in force at ``at`` (versions newest first); None when none yet."""
     return next((v for v in versions if v.modified <= at), None)

@@ -275,6 +275,7 @@ class CallRecord:
     status: int
     started: float  # time.time() when the proxy had read the request
     ended: float  # time.time() when the proxy had sent the answer
+    path: str = ""  # the request's path and query (S3 operations are told apart by it)
 
 
 @dataclass(frozen=True)
@@ -425,7 +426,13 @@ class _Handler(BaseHTTPRequestHandler):
         status = self._answer(call)
         self.server.proxy.record(
             CallRecord(
-                _short(call.operation), call.app, call.document, status, started, time.time()
+                _short(call.operation),
+                call.app,
+                call.document,
+                status,
+                started,
+                time.time(),
+                call.path,
             )
         )
 
