@@ -327,3 +327,54 @@ def test_a_keys_restore_killed_and_run_again_writes_every_key_once(
     assert summary["unchanged"] == restored_before
     assert _written(fault_proxy) == len(names)  # both runs together: each key once
     assert _values(moto_url) == dict.fromkeys(names, "good")
+
+
+def _backed_up(s3: Any) -> dict[str, str]:
+    """The backup's current objects: key name -> value."""
+    found = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="backups", Prefix="inc/"):
+        for obj in page.get("Contents", []):
+            try:
+                body = s3.get_object(Bucket="backups", Key=obj["Key"])["Body"].read()
+            except s3.exceptions.NoSuchKey:
+                continue  # deleted since the listing
+            item = json.loads(body)
+            found[item["id"]["S"]] = item["v"]["S"]
+    return found
+
+
+def test_a_live_table_rolled_back_while_its_backup_runs_ends_as_at_t(
+    env: dict[str, str],
+    moto_url: str,
+    fault_proxy: Any,
+    start_worker: Any,
+    start_producer: Any,
+) -> None:
+    create_table(moto_url, "primary", stream="KEYS_ONLY")
+    s3, ddb = make_bucket(moto_url), client(moto_url)
+    start_worker(concurrency=2)
+    start_producer("--primary", f"{moto_url}/primary", "--backup", "s3://backups/inc")
+    for i in range(120):
+        ddb.put_item(TableName="primary", Item={**_key(f"k{i:03}"), "v": {"S": "good"}})
+    wait_until(lambda: _backed_up(s3) == _values(moto_url), 90, "the backup caught up")
+    at = _moment()
+    state_at_t = _values(moto_url)
+    for i in range(15):
+        ddb.put_item(TableName="primary", Item={**_key(f"k{i:03}"), "v": {"S": "bad"}})
+    for i in range(15, 20):
+        ddb.delete_item(TableName="primary", Key=_key(f"k{i:03}"))
+    for i in range(5):
+        ddb.put_item(TableName="primary", Item={**_key(f"junk{i}"), "v": {"S": "bad"}})
+    wait_until(lambda: _backed_up(s3) == _values(moto_url), 90, "the bad deploy backed up")
+
+    planned = _summary(_restore(env, fault_proxy.url, "--at", _iso(at), "--dry-run"))
+    done = _summary(_restore(env, fault_proxy.url, "--at", _iso(at)))
+
+    fields = ("put", "delete", "unchanged", "unknown")
+    assert [planned[f] for f in fields] == [done[f] for f in fields] == [20, 5, 100, 0]
+    assert _written(fault_proxy) == 25
+    assert _values(moto_url) == state_at_t
+    # the rollback's own writes are backed up as changes; then nothing is left to undo
+    wait_until(lambda: _backed_up(s3) == state_at_t, 90, "the rollback backed up")
+    again = _summary(_restore(env, fault_proxy.url, "--at", _iso(at), "--dry-run"))
+    assert (again["put"], again["delete"], again["unchanged"]) == (0, 0, 125)
