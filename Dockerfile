@@ -27,11 +27,13 @@ RUN python -m venv /opt/moto && /opt/moto/bin/pip install --prefer-binary "moto[
 FROM ${PYTHON_IMAGE} AS moto
 RUN useradd --system --uid 10002 --no-create-home --shell /usr/sbin/nologin moto
 COPY --from=moto-build /opt/moto /opt/moto
+# moto's server with the project's fixes of its differences from the real services
+COPY tests/support/moto_server.py /opt/moto/moto_server.py
 USER 10002:10002
 EXPOSE 5000
 HEALTHCHECK --interval=10s --timeout=3s --retries=5 \
   CMD ["/opt/moto/bin/python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/moto-api/', timeout=2)"]
-ENTRYPOINT ["/opt/moto/bin/python", "-m", "moto.server", "--host", "0.0.0.0", "--port", "5000"]
+ENTRYPOINT ["/opt/moto/bin/python", "/opt/moto/moto_server.py", "--host", "0.0.0.0", "--port", "5000"]
 
 # -- runtime: the final image ------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
