@@ -318,7 +318,13 @@ def test_a_keys_restore_killed_and_run_again_writes_every_key_once(
     wait_until(lambda: 0 < _written(fault_proxy) < len(names), 60, "some keys restored")
     os.kill(first.pid, signal.SIGKILL)
     first.communicate(timeout=30)
-    restored_before = sum(1 for v in _values(moto_url).values() if v == "good")
+
+    def restored() -> int:
+        return sum(1 for v in _values(moto_url).values() if v == "good")
+
+    # a write the proxy was forwarding when the command died still lands: wait for it
+    wait_until(lambda: _written(fault_proxy) == restored(), 30, "the last writes landed")
+    restored_before = restored()
     again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120, check=False)
 
     summary = _summary(again)
