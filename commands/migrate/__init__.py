@@ -2,8 +2,10 @@
 
 ``replicator migrate [run] SOURCE TARGET [--create] [--segments N] [--rate R]
 [--verify full|sample:P] [--backup s3://...] [--name NAME]`` runs the phases of
-``commands.migrate.phases``; ``replicator migrate status [NAME]`` shows them;
-``replicator migrate stop NAME`` ends a running migration's tail cleanly.
+``commands.migrate.phases`` with a heartbeat beside them (``commands.migrate.heartbeat``);
+``replicator migrate status [NAME]`` shows them; ``replicator migrate stop NAME`` ends a running
+migration's tail cleanly; ``replicator migrate forget NAME`` removes a migration that does not
+run.
 
 Exit status: 0 ready (and stopped cleanly), 2 refused by preflight or bad usage, 3 failure.
 """
@@ -11,6 +13,7 @@ Exit status: 0 ready (and stopped cleanly), 2 refused by preflight or bad usage,
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import sys
 import time
@@ -20,13 +23,18 @@ import click
 
 from commands.bulk.plan import plan as segment_plan
 from commands.bulk.plan import waiting_options
-from commands.exits import FAILURE, OK, handle_errors
-from commands.migrate.phases import MigrationFailed, Migrator, Options, Verify
+from commands.exits import OK, USAGE, exit_code, handle_errors
+from commands.migrate import show
+from commands.migrate.heartbeat import Heartbeat
+from commands.migrate.phases import Migrator, Options, Verify
 from commands.migrate.preflight import Rate
-from commands.migrate.record import PHASES, Migration, MigrationStore
+from commands.migrate.record import LIVE_STATES, PHASES, Migration, MigrationStore
+from commands.migrate.tail import consumer_name
 from commands.options import common_options, setup
+from producer import status as producer_status
+from producer.checkpoints import Checkpoints
 from tasks.coord.redis_conn import check, connection
-from tasks.core.errors import InvalidInputError
+from tasks.core.errors import InvalidInputError, ReplicatorError
 from tasks.core.locations import REPLICA, parse_s3, shown
 from tasks.core.times import parse_time
 
@@ -53,7 +61,18 @@ class _MigrateGroup(click.Group):
 def migrate() -> None:
     """Migrate a live table: copy, catch up, verify, then follow until cut-over.
 
+    \b
     replicator migrate [run] SOURCE TARGET ...   (see `replicator migrate run --help`)
+    replicator migrate status [NAME] [--json]
+    replicator migrate stop NAME
+    replicator migrate forget NAME
+
+    \b
+    SOURCE and TARGET are table locations:
+      REGION/TABLE                  a table in an AWS region (us-east-1/orders)
+      HOST:PORT/TABLE               a plain-HTTP local endpoint (localhost:8000/orders)
+      http(s)://HOST[:PORT]/TABLE   any endpoint URL
+      local/TABLE                   the endpoint in AWS_ENDPOINT_URL_DYNAMODB
     """
 
 
@@ -108,7 +127,11 @@ def default_name(source: str, target: str) -> str:
     help="Forward only SOURCE changes made before TIME (ISO 8601 or epoch ms): the cut-over "
     "time of a rollback producer replicating TARGET back with --turnover-role after.",
 )
-@click.option("--exit-when-ready", is_flag=True, help="Exit 0 at ready instead of tailing.")
+@click.option(
+    "--exit-when-ready",
+    is_flag=True,
+    help="Exit 0 at ready instead of following the stream: replication stops there.",
+)
 @waiting_options
 @common_options
 @handle_errors
@@ -130,10 +153,19 @@ def run(
     progress_interval: float,
     **params: Any,
 ) -> None:
-    """Migrate SOURCE to TARGET (REGION/TABLE, HOST:PORT/TABLE or URL/TABLE), live.
+    """Migrate SOURCE to TARGET, live.
+
+    \b
+    SOURCE and TARGET are table locations:
+      REGION/TABLE                  a table in an AWS region (us-east-1/orders)
+      HOST:PORT/TABLE               a plain-HTTP local endpoint (localhost:8000/orders)
+      http(s)://HOST[:PORT]/TABLE   any endpoint URL
+      local/TABLE                   the endpoint in AWS_ENDPOINT_URL_DYNAMODB
 
     Prints one JSON line with "phase": "ready" when TARGET is safe to cut over to, then keeps
-    replicating until SIGTERM/SIGINT or `replicator migrate stop NAME` (exit 0).
+    replicating until SIGTERM/SIGINT or `replicator migrate stop NAME` (exit 0). With
+    --exit-when-ready it exits at ready instead: replication stops there, so use it only when
+    nothing writes SOURCE any more (or another producer replicates it).
     Exit status: 2 refused (preflight) or bad usage, 3 failure; rerun the same command
     (same --name) to continue where it stopped.
     """
@@ -158,22 +190,51 @@ def run(
     check()
     store = MigrationStore(connection())
     chosen = name or default_name(src.location.spec, dst.location.spec)
-    record = _record(store, chosen, src.location.spec, dst.location.spec)
+    record, earlier = _record(store, chosen, src.location.spec, dst.location.spec)
     store.clear_stop(chosen)
     migrator = Migrator(store, record, src, dst, options)
+    _announce(migrator, earlier)
     sys.exit(_drive(migrator, exit_when_ready))
 
 
-def _record(store: MigrationStore, name: str, source: str, target: str) -> Migration:
+def _record(
+    store: MigrationStore, name: str, source: str, target: str
+) -> tuple[Migration, str | None]:
+    """The migration's record (new, or an earlier run's) and the state it was left in.
+
+    An attempt that a dead command left open is closed at its last heartbeat."""
     record = store.load(name)
     if record is None:
-        return Migration(name=name, source=source, target=target)
+        return Migration(name=name, source=source, target=target), None
     if (record.source, record.target) != (source, target):
         raise InvalidInputError(
             f"migration {name!r} copies {shown(record.source)} to {shown(record.target)}; "
             "give another --name for another pair of tables"
         )
-    return record
+    earlier = store.state(record)
+    record.cut(store.last_beat(name) or record.updated)
+    return record, earlier
+
+
+def _announce(migrator: Migrator, earlier: str | None) -> None:
+    """The first lines: which migration, how to watch and stop it, what a rerun does."""
+    record = migrator.record
+    migrator.say(
+        f"[migrate] {record.name}: {shown(record.source)} -> {shown(record.target)}; "
+        f"watch: replicator migrate status {record.name}; "
+        f"stop: replicator migrate stop {record.name}"
+    )
+    if earlier is None:
+        return
+    if "ready" in record.done:
+        then = "every phase is done: preflight again, then resume the tail from its checkpoints"
+    else:
+        then = f"preflight again, then continue at {_first_left(record)}"
+    migrator.say(f"[migrate] {record.name} was {earlier} at {record.phase}: {then}")
+
+
+def _first_left(record: Migration) -> str:
+    return next((p for p in PHASES if p not in record.done), "ready")
 
 
 def _raise_stopped(signum: int, _frame: Any) -> None:
@@ -181,38 +242,50 @@ def _raise_stopped(signum: int, _frame: Any) -> None:
 
 
 def _drive(migrator: Migrator, exit_when_ready: bool) -> int:
+    """Run the phases (and follow) with the heartbeat on; the record ends refused, failed or
+    stopped, and the exit status says which."""
     signal.signal(signal.SIGTERM, _raise_stopped)
     signal.signal(signal.SIGINT, _raise_stopped)
-    stopped = False
-    try:
-        migrator.run()
-        click.echo(migrator.report())
-        if not exit_when_ready:
-            migrator.follow()
-    except Stopped:
-        stopped = True
-    except MigrationFailed as exc:
-        _finish(migrator, "failed", str(exc))
-        click.echo(f"error: {exc}", err=True)
-        return FAILURE
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if migrator.tail is not None and "ready" in migrator.record.done:
-            migrator.tail.retire()  # the migration is over: no warnings about its tail
-        elif migrator.tail is not None:
-            migrator.tail.stop()
-    if stopped:
-        migrator.say("[migrate] stopping: the tail finished its page and checkpointed")
-    _finish(migrator, "stopped")
+    with Heartbeat(migrator.store, migrator.record.name):
+        try:
+            migrator.run()
+            click.echo(migrator.report())
+            if not exit_when_ready:
+                migrator.follow()
+        except Stopped:
+            migrator.say("[migrate] stopping: the tail finishes its page and checkpoints")
+        except ReplicatorError as exc:
+            return _failed(migrator, exc)
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            _end_tail(migrator)
+        _finish(migrator, "stopped")
     return OK
 
 
+def _end_tail(migrator: Migrator) -> None:
+    if migrator.tail is not None and "ready" in migrator.record.done:
+        migrator.tail.retire()  # the migration is over: no warnings about its tail
+    elif migrator.tail is not None:
+        migrator.tail.stop()
+
+
+def _failed(migrator: Migrator, exc: ReplicatorError) -> int:
+    """``refused`` when preflight said no (exit 2), ``failed`` else; one ``error:`` line."""
+    code = exit_code(exc)
+    refused = migrator.record.phase == "preflight" and code == USAGE
+    _finish(migrator, "refused" if refused else "failed", str(exc))
+    click.echo(f"error: {exc}", err=True)
+    return code
+
+
 def _finish(migrator: Migrator, state: str, reason: str = "") -> None:
-    migrator.record.state = state
-    migrator.record.reason = reason
-    migrator.store.save(migrator.record)
-    migrator.say(f"[migrate] {migrator.record.name}: {migrator.record.state}")
+    record = migrator.record
+    record.cut(time.time())
+    record.state, record.reason = state, reason
+    migrator.store.save(record)
+    migrator.say(f"[migrate] {record.name}: {state}")
 
 
 @migrate.command("status")
@@ -221,7 +294,11 @@ def _finish(migrator: Migrator, state: str, reason: str = "") -> None:
 @common_options
 @handle_errors
 def status(name: str | None, as_json: bool, **params: Any) -> None:
-    """Show every migration (or NAME): phase, state, progress, lag, time per phase."""
+    """Show every migration (or NAME): state, phase, lag, counts, time per phase.
+
+    States: running, ready (following the stream), refused (by preflight, with the reason),
+    failed (with the reason), interrupted (its command stopped reporting: rerun it), stopped.
+    """
     setup(params)
     check()
     store = MigrationStore(connection())
@@ -230,20 +307,18 @@ def status(name: str | None, as_json: bool, **params: Any) -> None:
     if name and not records:
         raise InvalidInputError(f"no migration named {name!r}")
     for record in records:
-        click.echo(record.to_json() if as_json else _line(record))
+        shown_record = show.view(store, record)
+        click.echo(json.dumps(shown_record, sort_keys=True) if as_json else show.line(shown_record))
 
 
-def _line(record: Migration) -> str:
-    done = len([p for p in PHASES if p in record.done])
-    age = time.time() - record.updated
-    lag = "-" if record.lag_seconds is None else f"{record.lag_seconds:.1f}s"
-    counts = " ".join(f"{k}={v}" for k, v in sorted(record.counts.items()))
-    reason = f" reason={record.reason}" if record.reason else ""
-    return (
-        f"{record.name} {shown(record.source)} -> {shown(record.target)} "
-        f"phase={record.phase} ({done}/{len(PHASES)}) state={record.state} lag={lag} "
-        f"updated={age:.0f}s ago {counts}{reason}"
-    )
+def _live(name: str) -> tuple[MigrationStore, str]:
+    """The store and the state of migration ``name`` (which must exist)."""
+    check()
+    store = MigrationStore(connection())
+    record = store.load(name)
+    if record is None:
+        raise InvalidInputError(f"no migration named {name!r}")
+    return store, store.state(record)
 
 
 @migrate.command("stop")
@@ -253,9 +328,31 @@ def _line(record: Migration) -> str:
 def stop(name: str, **params: Any) -> None:
     """Ask the running migration NAME to stop tailing and exit 0."""
     setup(params)
-    check()
-    store = MigrationStore(connection())
-    if store.load(name) is None:
-        raise InvalidInputError(f"no migration named {name!r}")
+    store, state = _live(name)
+    if state not in LIVE_STATES:
+        raise InvalidInputError(f"migration {name} is not running (state={state}): nothing to stop")
     store.request_stop(name)
     click.echo(f"asked migration {name} to stop")
+
+
+@migrate.command("forget")
+@click.argument("name")
+@common_options
+@handle_errors
+def forget(name: str, **params: Any) -> None:
+    """Remove migration NAME's record and its tail's checkpoints (refused while it runs).
+
+    TARGET and its items stay; a later run under the same name starts from preflight.
+    """
+    setup(params)
+    store, state = _live(name)
+    if state in LIVE_STATES:
+        raise InvalidInputError(
+            f"migration {name} is {state}: stop it first (replicator migrate stop {name})"
+        )
+    consumer = consumer_name(name)
+    checkpoints = Checkpoints(connection(), consumer)
+    checkpoints.forget(list(checkpoints.load()))
+    producer_status.unregister(connection(), consumer)
+    store.forget(name)
+    click.echo(f"forgot migration {name}")

@@ -31,11 +31,12 @@ from commands.migrate.record import Migration, MigrationStore
 from commands.migrate.tail import Tail
 from producer.enqueue import Target
 from tasks.aws import definitions, dynamo
-from tasks.coord import deadletters
+from tasks.coord import deadletters, stats
 from tasks.coord.redis_conn import connection
 from tasks.core.errors import ReplicatorError, TransientError
 from tasks.core.keys import Key
-from tasks.core.locations import S3Location, Table
+from tasks.core.locations import S3Location, Table, shown
+from tasks.core.times import age_text
 from tasks.core.typed_json import items_equal
 from tasks.diff.match import KINDS
 from tasks.diff.segment import DiffOptions
@@ -107,10 +108,9 @@ class Migrator:
     # -- running the phases -----------------------------------------------------------------
 
     def run(self) -> Migration:
-        """Every phase not done yet, then ready; returns when ready (``--exit-when-ready``) or
-        when told to stop; the caller stops the tail."""
+        """Preflight (every run: tables, stream and schemas can have changed), then every phase
+        not done yet, then ready; returns when ready; the caller follows or stops the tail."""
         steps: Mapping[str, Callable[[], None]] = {
-            "preflight": self._preflight,
             "create": self._create,
             "capture": self._capture,
             "backfill": self._backfill,
@@ -118,26 +118,22 @@ class Migrator:
             "verify": self._verify,
             "ready": self._ready,
         }
+        self._step("preflight", self._preflight)
         if "capture" in self.record.done:
             self._start_tail()
         for phase, step in steps.items():
-            if phase in self.record.done:
-                continue
-            self._begin(phase)
-            step()
-            self._end(phase)
+            if phase not in self.record.done:
+                self._step(phase, step)
+        self.record.state = "ready"
+        self.store.save(self.record)
         return self.record
 
-    def _begin(self, phase: str) -> None:
-        self.record.phase = phase
-        self.record.started.setdefault(phase, time.time())
-        self.record.state = "running"
+    def _step(self, phase: str, step: Callable[[], None]) -> None:
+        self.record.begin(phase, time.time())
         self.store.save(self.record)
         self.say(f"[migrate] {phase}")
-
-    def _end(self, phase: str) -> None:
-        self.record.done.append(phase)
-        self.record.seconds[phase] = round(time.time() - self.record.started[phase], 3)
+        step()
+        self.record.end(phase, time.time())
         self.store.save(self.record)
 
     # -- the phases -------------------------------------------------------------------------
@@ -148,9 +144,10 @@ class Migrator:
         )
         self.record.counts["source_items"] = self.preflight.source.item_count
         self.say(
-            f"[migrate] backfill of about {self.preflight.source.item_count} items at "
-            f"{self.preflight.items_per_second:.0f} items/s: about "
-            f"{self.preflight.estimate_seconds:.0f} s"
+            f"[migrate] backfill of about {self.preflight.source.item_count} items, at most "
+            f"{self.preflight.items_per_second:.0f} items/s (--rate): at least "
+            f"{age_text(self.preflight.estimate_seconds)}; the progress shows the ETA at the "
+            "measured rate"
         )
 
     def _create(self) -> None:
@@ -239,30 +236,33 @@ class Migrator:
 
     def _catch_up(self) -> None:
         assert self.tail is not None
+        self._watch_writes()
         said = time.monotonic()
         while True:
-            lag, waiting = self._observe()
-            if self.tail.read_once and lag <= self.options.lag_threshold and waiting == 0:
+            behind, waiting = self._observe()
+            if self.tail.read_once and behind <= self.options.lag_threshold and waiting == 0:
                 return
             if time.monotonic() - said >= self.options.progress_interval:
-                self.say(f"[progress] catch-up: lag {lag:.1f} s, {waiting} keys waiting")
+                self.say(f"[progress] catch-up: {_following(behind, waiting)}")
                 said = time.monotonic()
             time.sleep(CATCH_UP_POLL_SECONDS)
 
     def _observe(self) -> tuple[float, int]:
-        """The tail's lag and the keys it enqueued that no worker started; kept in the record."""
+        """How far behind the stream's tip the tail reads, and the keys it enqueued that no
+        worker started; kept in the record."""
         assert self.tail is not None
         self.tail.check()
-        lag, waiting = self.tail.lag_seconds, self.tail.pending_keys()
-        self.record.lag_seconds = round(lag, 3)
+        behind, waiting = self.tail.behind_seconds, self.tail.pending_keys()
+        self.record.behind_seconds = round(behind, 3)
         self.record.counts["keys_waiting"] = waiting
         self.store.save(self.record)
-        return lag, waiting
+        return behind, waiting
 
     def _verify(self) -> None:
         """Diff with repair over all segments (or a sample), then re-verify every key it
         found: each must read equal on both sides (strongly consistent) within
         ``RECHECK_SECONDS``, the time for a change still in flight to be replicated."""
+        self._watch_writes()
         total = self.options.verify_segments
         sample = self.options.verify.segments(total, random.Random())
         plan = Plan("fanout", total, only=sample)
@@ -276,14 +276,22 @@ class Migrator:
 
         totals = self._bulk(options, plan, on_record=collect).totals
         repaired = sum(totals.get(f"repaired_{kind}", 0) for kind in KINDS)
+        unequal = recheck(self.source, self.target, found, RECHECK_SECONDS)
+        live = len(self.tail.changed(found)) if self.tail else 0
         self.record.counts.update(
             {
                 "discrepancies_found": len(found),
+                "discrepancies_live_writes": live,
+                "discrepancies_missed": len(found) - live,
                 "discrepancies_repaired": repaired,
                 "verified_segments": len(plan.wanted),
             }
         )
-        unequal = recheck(self.source, self.target, found, RECHECK_SECONDS)
+        self.say(
+            f"[migrate] verify: {len(found)} discrepancies, {live} explained by writes made "
+            f"since the catch-up, {len(found) - live} missed by the backfill; "
+            f"{repaired} repaired"
+        )
         if unequal or repaired != len(found):
             raise MigrationFailed(
                 f"verify: {len(found)} discrepancies found, {repaired} repaired, {len(unequal)} "
@@ -291,11 +299,14 @@ class Migrator:
                 "workers and the dead letters, then rerun"
             )
 
+    def _watch_writes(self) -> None:
+        """Remember the keys written from now on (less the time the tail may read behind):
+        a discrepancy on one of them is explained by a live write, not missed by the backfill."""
+        assert self.tail is not None
+        self.tail.watch(time.time() - self.options.lag_threshold)
+
     def _ready(self) -> None:
-        self.record.state = "ready"
-        self.record.lag_seconds = round(self.tail.lag_seconds, 3) if self.tail else None
         self.record.counts["dead_letters"] = self._dead_letters()
-        self.store.save(self.record)
 
     def _dead_letters(self) -> int:
         target = str(self.target.location)
@@ -315,8 +326,10 @@ class Migrator:
                 "source": record.source,
                 "target": record.target,
                 "items_copied": record.counts.get("copied", 0),
-                "lag_seconds": record.lag_seconds,
+                **replication_lag(record),
                 "discrepancies_found": record.counts.get("discrepancies_found", 0),
+                "discrepancies_live_writes": record.counts.get("discrepancies_live_writes", 0),
+                "discrepancies_missed": record.counts.get("discrepancies_missed", 0),
                 "discrepancies_repaired": record.counts.get("discrepancies_repaired", 0),
                 "verified_segments": record.counts.get("verified_segments", 0),
                 "dead_letters": record.counts.get("dead_letters", 0),
@@ -329,11 +342,22 @@ class Migrator:
         """Keep tailing, the record's lag kept fresh, until ``replicator migrate stop``."""
         said = time.monotonic()
         while not self.store.stop_requested(self.record.name):
-            lag, waiting = self._observe()
+            behind, waiting = self._observe()
             if time.monotonic() - said >= self.options.progress_interval:
-                self.say(f"[progress] following: lag {lag:.1f} s, {waiting} keys waiting")
+                self.say(f"[progress] following: {_following(behind, waiting)}")
                 said = time.monotonic()
             time.sleep(CATCH_UP_POLL_SECONDS)
+
+
+def replication_lag(record: Migration) -> dict[str, float | None]:
+    """TARGET's replication lag as ``replicator status TARGET`` shows it (``lag_ms_p50``,
+    ``lag_ms_p99``; None before the first change applied)."""
+    lag = stats.lag_ms(connection(), shown(record.target))
+    return {"lag_ms_p50": lag.get("lag_ms_p50"), "lag_ms_p99": lag.get("lag_ms_p99")}
+
+
+def _following(behind: float, waiting: int) -> str:
+    return f"the tail reads {behind:.1f} s behind the stream's tip, {waiting} keys waiting"
 
 
 def recheck(source: Table, target: Table, keys: list[Key], within: float) -> list[str]:

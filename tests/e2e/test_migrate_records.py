@@ -1,0 +1,163 @@
+"""What ``replicator migrate status`` says of a migration is true: refused, interrupted,
+stopped; phase times count the time a command spent, not the time between commands; ``stop``
+and ``forget`` say no to a migration in the wrong state. Real commands, workers, moto."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.support import servers
+from tests.support.migration import (
+    backfilled_so_far,
+    error_lines,
+    load,
+    migrate,
+    producers_watched,
+    ready_line,
+    replicator,
+    status_of,
+)
+from tests.support.tables import client, create_table
+
+QUIET_SECONDS = 15.0
+"""Time between two runs in which no command runs (more than two commands' start-up)."""
+
+
+def timed_run(env: dict[str, str], tmp_path: Path, *args: str) -> tuple[int, str, float]:
+    """Run the migration to its end: (exit status, output, seconds it ran)."""
+    began = time.monotonic()
+    command = migrate(env, tmp_path, *args)
+    code = command.process.wait(300)
+    return code, command.output(), time.monotonic() - began
+
+
+def set_stream(moto_url: str, enabled: bool) -> None:
+    spec: dict[str, Any] = {"StreamEnabled": enabled}
+    if enabled:
+        spec["StreamViewType"] = "KEYS_ONLY"
+    client(moto_url).update_table(TableName="source", StreamSpecification=spec)
+
+
+def test_a_refused_preflight_is_recorded_refused_and_a_rerun_checks_again(
+    env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    create_table(moto_url, "source")  # no stream: preflight refuses
+    load(moto_url, "source", 40)
+    args = [f"{moto_url}/source", f"{moto_url}/target", "--create", "--verify", "sample:1"]
+    args += ["--exit-when-ready", "--name", "late"]
+
+    code, output, first = timed_run(env, tmp_path, *args)
+    assert code == 2, output
+    record = status_of(env, tmp_path, "late")
+    assert (record["phase"], record["state"]) == ("preflight", "refused")
+    assert "has no stream" in record["reason"]
+    _, line = replicator(env, tmp_path, "migrate", "status", "late")
+    assert "state=refused" in line and "reason=table" in line, line
+
+    time.sleep(QUIET_SECONDS)  # the operator turns the stream on meanwhile
+    set_stream(moto_url, True)
+    start_worker(concurrency=2)
+    code, output, second = timed_run(env, tmp_path, *args)
+    assert code == 0, output
+    report = ready_line(output)
+    assert report["items_copied"] == 40
+    # A phase's time is the time the commands spent in it, never the time between them.
+    assert sum(report["seconds"].values()) <= first + second, report["seconds"]
+    assert status_of(env, tmp_path, "late")["state"] == "stopped"
+
+    set_stream(moto_url, False)  # every phase is done: a rerun checks the tables again
+    code, output, _ = timed_run(env, tmp_path, *args)
+    assert code == 2, output
+    assert len(error_lines(output)) == 1 and "has no stream" in error_lines(output)[0], output
+    assert status_of(env, tmp_path, "late")["state"] == "refused"
+
+
+def test_a_killed_command_shows_interrupted_and_its_dead_time_is_no_phase_time(
+    env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    create_table(moto_url, "source", stream="KEYS_ONLY")
+    create_table(moto_url, "target")
+    load(moto_url, "source", 3000)
+    start_worker(concurrency=2)
+    args = [f"{moto_url}/source", f"{moto_url}/target", "--segments", "6", "--rate", "60"]
+    args += ["--verify", "sample:1", "--exit-when-ready", "--name", "dies"]
+
+    began = time.monotonic()
+    first = migrate(env, tmp_path, *args)
+    servers.wait_until(lambda: backfilled_so_far("dies") >= 300, 120, "backfill progress")
+    seen = status_of(env, tmp_path, "dies")
+    servers.wait_until(  # the heartbeat keeps `updated` fresh while the backfill waits
+        lambda: _fresher(status_of(env, tmp_path, "dies"), seen), 20, "a newer heartbeat"
+    )
+    assert status_of(env, tmp_path, "dies")["phase"] == "backfill"
+    first.process.kill()  # SIGKILL: the command says nothing more
+    first.process.wait(10)
+    first_ran = time.monotonic() - began
+
+    servers.wait_until(
+        lambda: status_of(env, tmp_path, "dies")["state"] == "interrupted", 60, "interrupted"
+    )
+    _, line = replicator(env, tmp_path, "migrate", "status", "dies")
+    assert "state=interrupted" in line and "phase=backfill" in line, line
+    code, output = replicator(env, tmp_path, "migrate", "stop", "dies")
+    assert code == 2 and error_lines(output) == [
+        "error: migration dies is not running (state=interrupted): nothing to stop"
+    ], output
+
+    code, output, second_ran = timed_run(env, tmp_path, *args)
+    assert code == 0, output
+    assert "dies was interrupted at backfill: preflight again, then continue at backfill" in output
+    report = ready_line(output)
+    assert report["items_copied"] == 3000
+    assert sum(report["seconds"].values()) <= first_ran + second_ran, report["seconds"]
+
+
+def _fresher(now: dict[str, Any], before: dict[str, Any]) -> bool:
+    return bool(now["phase"] == "backfill" and now["updated"] > before["updated"])
+
+
+def test_stop_and_forget_refuse_a_migration_in_the_wrong_state(
+    env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    create_table(moto_url, "source", stream="KEYS_ONLY")
+    load(moto_url, "source", 30)
+    start_worker(concurrency=2)
+    args = [f"{moto_url}/source", f"{moto_url}/target", "--create", "--verify", "sample:1"]
+    args += ["--name", "live"]
+    command = migrate(env, tmp_path, *args)
+    servers.wait_until(lambda: '"phase": "ready"' in command.output(), 120, "ready")
+    first_line = command.output().splitlines()[0]
+    assert first_line.startswith("[migrate] live: ") and (
+        "replicator migrate status live" in first_line
+        and "replicator migrate stop live" in first_line
+    ), first_line
+
+    code, output = replicator(env, tmp_path, "migrate", "forget", "live")
+    assert code == 2 and error_lines(output) == [
+        "error: migration live is ready: stop it first (replicator migrate stop live)"
+    ], output
+    code, output = replicator(env, tmp_path, "migrate", "stop", "live")
+    assert code == 0, output
+    assert command.process.wait(30) == 0, command.output()
+    assert status_of(env, tmp_path, "live")["state"] == "stopped"
+
+    code, output = replicator(env, tmp_path, "migrate", "stop", "live")
+    assert (code, output.strip()) == (
+        2,
+        "error: migration live is not running (state=stopped): nothing to stop",
+    )
+
+    rerun = migrate(env, tmp_path, *args)  # a stopped migration: its tail resumes
+    servers.wait_until(lambda: '"phase": "ready"' in rerun.output(), 120, "ready again")
+    assert "live was stopped at ready: every phase is done" in rerun.output()
+    assert "resume the tail from its checkpoints" in rerun.output()
+    assert status_of(env, tmp_path, "live")["state"] == "ready"
+    assert rerun.terminate() == 0, rerun.output()
+
+    code, output = replicator(env, tmp_path, "migrate", "forget", "live")
+    assert (code, output.strip()) == (0, "forgot migration live")
+    code, output = replicator(env, tmp_path, "migrate", "status", "live")
+    assert code == 2 and error_lines(output) == ["error: no migration named 'live'"], output
+    assert "migrate:live" not in producers_watched()
