@@ -4,6 +4,7 @@ and ``forget`` say no to a migration in the wrong state. Real commands, workers,
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -161,3 +162,40 @@ def test_stop_and_forget_refuse_a_migration_in_the_wrong_state(
     code, output = replicator(env, tmp_path, "migrate", "status", "live")
     assert code == 2 and error_lines(output) == ["error: no migration named 'live'"], output
     assert "migrate:live" not in producers_watched()
+
+
+def test_the_lag_shown_is_the_one_replicator_status_shows(
+    env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    create_table(moto_url, "source", stream="KEYS_ONLY")
+    load(moto_url, "source", 50)  # written before the capture: the tail replays them
+    start_worker(concurrency=2)
+    args = [f"{moto_url}/source", f"{moto_url}/target", "--create", "--verify", "sample:1"]
+    command = migrate(env, tmp_path, *args, "--name", "lagged")
+    servers.wait_until(lambda: '"phase": "ready"' in command.output(), 120, "ready")
+    # The replay of changes made before the capture is no replication lag.
+    assert "lag_ms_p50" not in target_status(env, tmp_path, moto_url)
+    assert status_of(env, tmp_path, "lagged")["lag_ms_p50"] is None
+
+    ddb = client(moto_url)
+    for i in range(20):
+        ddb.put_item(TableName="source", Item={"id": {"S": f"new{i:02d}"}})
+    servers.wait_until(
+        lambda: target_status(env, tmp_path, moto_url).get("puts", 0) >= 20, 60, "20 puts"
+    )
+    shown = status_of(env, tmp_path, "lagged")
+    summary = target_status(env, tmp_path, moto_url)
+    assert shown["lag_ms_p50"] is not None
+    assert (shown["lag_ms_p50"], shown["lag_ms_p99"]) == (
+        summary["lag_ms_p50"],
+        summary["lag_ms_p99"],
+    )
+    assert command.terminate() == 0, command.output()
+
+
+def target_status(env: dict[str, str], tmp_path: Path, moto_url: str) -> dict[str, Any]:
+    """``replicator status TARGET``'s JSON line."""
+    code, output = replicator(env, tmp_path, "status", f"{moto_url}/target")
+    assert code == 0, output
+    (line,) = [text for text in output.splitlines() if text.startswith("{")]
+    return dict(json.loads(line))
