@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import signal
 import sys
 import time
@@ -132,6 +133,11 @@ def default_name(source: str, target: str) -> str:
     is_flag=True,
     help="Exit 0 at ready instead of following the stream: replication stops there.",
 )
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Also log the tail's own lines: leases, shards, its periodic stats.",
+)
 @waiting_options
 @common_options
 @handle_errors
@@ -149,6 +155,7 @@ def run(
     lag_threshold: float,
     turnover_at: str | None,
     exit_when_ready: bool,
+    verbose: bool,
     pickup_timeout: float,
     progress_interval: float,
     **params: Any,
@@ -170,6 +177,8 @@ def run(
     (same --name) to continue where it stopped.
     """
     cfg = setup(params)
+    if not verbose:  # the tail is the producer's poller: its info lines are its own business
+        logging.getLogger("producer").setLevel(logging.WARNING)
     options = Options(
         create=create,
         segments=segment_plan(None, segments).segments,

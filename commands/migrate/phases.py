@@ -153,8 +153,9 @@ class Migrator:
     def _create(self) -> None:
         if not self.options.create or definitions.exists(self.target):
             return
-        source = self.preflight.source if self.preflight else definitions.describe(self.source)
-        definitions.create_like(self.target, source, with_stream=self.options.with_stream)
+        definitions.create_like(
+            self.target, self._checked.source, with_stream=self.options.with_stream
+        )
         self.say(f"[migrate] created {self.target} like {self.source}")
 
     def _capture(self) -> None:
@@ -181,11 +182,10 @@ class Migrator:
             self.source.location.spec,
             self.target.location.spec,
             backfill=True,
-            rate=self._items_per_second(),
+            rate=self._checked.items_per_second,
         )
-        outcome = self._bulk(
-            options, Plan("fanout", self.options.segments), resume=self.record.backfill_job
-        )
+        plan = Plan("fanout", self.options.segments)
+        outcome = self._bulk(options, plan, self._expected(1.0), resume=self.record.backfill_job)
         self.record.counts["copied"] = outcome.totals.get("backfilled", 0)
         self.record.counts["copy_failed"] = outcome.totals.get("backfill_failed", 0)
         if self.record.counts["copy_failed"]:
@@ -194,15 +194,22 @@ class Migrator:
                 "letters); rerun the same command to try the backfill again"
             )
 
-    def _items_per_second(self) -> float:
-        if self.preflight is None:
-            self.preflight = check(self.source, self.target, self.options.rate, create=False)
-        return self.preflight.items_per_second
+    @property
+    def _checked(self) -> Preflight:
+        """What this run's preflight found (every run starts with it)."""
+        assert self.preflight is not None
+        return self.preflight
+
+    def _expected(self, share: float) -> int:
+        """The items a scan of ``share`` of SOURCE is expected to compare (the progress's
+        100 %): DynamoDB's item count, refreshed about every six hours."""
+        return math.ceil(self._checked.source.item_count * share)
 
     def _bulk(
         self,
         options: DiffOptions,
         plan: Plan,
+        expected: int,
         resume: str | None = None,
         on_record: Callable[[str], None] = lambda _: None,
     ) -> Outcome:
@@ -216,6 +223,9 @@ class Migrator:
             params=options.to_params(),
             on_record=on_record,
             label={"migration": self.record.name, "phase": self.record.phase},
+            name=self.record.phase,
+            estimate=expected,
+            counter="scanned" if options.backfill else "compared",
         )
         if resume and not _resumable(resume):
             resume = None
@@ -274,7 +284,8 @@ class Migrator:
             if entry["kind"] in KINDS:
                 found.append(Key.from_wire(entry["key"]))
 
-        totals = self._bulk(options, plan, on_record=collect).totals
+        expected = self._expected(len(plan.wanted) / total)
+        totals = self._bulk(options, plan, expected, on_record=collect).totals
         repaired = sum(totals.get(f"repaired_{kind}", 0) for kind in KINDS)
         unequal = recheck(self.source, self.target, found, RECHECK_SECONDS)
         live = len(self.tail.changed(found)) if self.tail else 0
