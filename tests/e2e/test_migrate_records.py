@@ -119,7 +119,26 @@ def _fresher(now: dict[str, Any], before: dict[str, Any]) -> bool:
     return bool(now["phase"] == "backfill" and now["updated"] > before["updated"])
 
 
-def test_stop_and_forget_refuse_a_migration_in_the_wrong_state(
+def test_stop_of_a_migration_that_does_not_run_exits_2_with_one_line(
+    env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    create_table(moto_url, "source", stream="KEYS_ONLY")
+    load(moto_url, "source", 10)
+    start_worker(concurrency=2)
+    args = [f"{moto_url}/source", f"{moto_url}/target", "--create", "--verify", "sample:1"]
+    code, output, _ = timed_run(env, tmp_path, *args, "--exit-when-ready", "--name", "done")
+    assert code == 0, output
+    assert status_of(env, tmp_path, "done")["state"] == "stopped"
+
+    code, output = replicator(env, tmp_path, "migrate", "stop", "done")
+
+    assert (code, output.strip()) == (
+        2,
+        "error: migration done is not running (state=stopped): nothing to stop",
+    )
+
+
+def test_forget_refuses_a_running_migration_and_a_rerun_resumes_the_tail(
     env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
 ) -> None:
     create_table(moto_url, "source", stream="KEYS_ONLY")
@@ -143,12 +162,6 @@ def test_stop_and_forget_refuse_a_migration_in_the_wrong_state(
     assert code == 0, output
     assert command.process.wait(30) == 0, command.output()
     assert status_of(env, tmp_path, "live")["state"] == "stopped"
-
-    code, output = replicator(env, tmp_path, "migrate", "stop", "live")
-    assert (code, output.strip()) == (
-        2,
-        "error: migration live is not running (state=stopped): nothing to stop",
-    )
 
     rerun = migrate(env, tmp_path, *args)  # a stopped migration: its tail resumes
     servers.wait_until(lambda: '"phase": "ready"' in rerun.output(), 120, "ready again")
