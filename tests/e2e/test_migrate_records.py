@@ -212,3 +212,20 @@ def target_status(env: dict[str, str], tmp_path: Path, moto_url: str) -> dict[st
     assert code == 0, output
     (line,) = [text for text in output.splitlines() if text.startswith("{")]
     return dict(json.loads(line))
+
+
+def test_a_phase_that_fails_leaves_a_failed_record_with_the_reason(
+    env: dict[str, str], moto_url: str, tmp_path: Path
+) -> None:
+    create_table(moto_url, "source", stream="KEYS_ONLY")
+    load(moto_url, "source", 10)
+    args = [f"{moto_url}/source", f"{moto_url}/target", "--create", "--pickup-timeout", "1"]
+
+    code, output, _ = timed_run(env, tmp_path, *args, "--name", "alone")  # no worker runs
+
+    assert code == 3, output
+    (error,) = error_lines(output)
+    record = status_of(env, tmp_path, "alone")
+    assert (record["phase"], record["state"]) == ("backfill", "failed")
+    assert "no worker consumes the 'bulk' queue" in record["reason"]
+    assert error == f"error: {record['reason']}"
