@@ -29,7 +29,8 @@ def view(store: MigrationStore, record: Migration) -> dict[str, Any]:
 
 
 def line(shown_record: dict[str, Any]) -> str:
-    """One line of ``status``: name, tables, state (and why), phase, lag, freshness, counts."""
+    """One line of ``status``: name, tables, state (and why), phase, lag, how far behind the
+    stream's tip the tail reads, freshness, counts."""
     r = shown_record
     done = len([p for p in PHASES if p in r["done"]])
     counts = " ".join(f"{k}={v}" for k, v in sorted(r["counts"].items()))
@@ -40,6 +41,7 @@ def line(shown_record: dict[str, Any]) -> str:
             f"state={r['state']}",
             f"phase={r['phase']} ({done}/{len(PHASES)})",
             f"lag p50={_ms(r['lag_ms_p50'])} p99={_ms(r['lag_ms_p99'])}",
+            f"behind={_seconds(r['behind_seconds'])}",
             f"updated={age_text(time.time() - r['updated'])} ago",
             counts,
             _why(r),
@@ -50,6 +52,10 @@ def line(shown_record: dict[str, Any]) -> str:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}ms"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
 
 
 def _why(r: dict[str, Any]) -> str:
