@@ -8,7 +8,8 @@ catch-up   the tail (running since capture) reads at the stream's tip, the worke
 verify     ``diff-tables --repair`` over all segments or a sample; every key found re-read equal
 ready      one JSON line on stdout; the tail goes on until SIGTERM/SIGINT or ``migrate stop``
 
-A phase marked done in the record is skipped on a rerun; the tail restarts from its
+Every run starts with preflight (tables, stream and schemas can have changed since the last);
+a phase marked done in the record is skipped on a rerun; the tail restarts from its
 checkpoints; a backfill whose segments are still on the workers is waited for again.
 """
 
@@ -288,7 +289,9 @@ class Migrator:
         totals = self._bulk(options, plan, expected, on_record=collect).totals
         repaired = sum(totals.get(f"repaired_{kind}", 0) for kind in KINDS)
         unequal = recheck(self.source, self.target, found, RECHECK_SECONDS)
-        live = len(self.tail.changed(found)) if self.tail else 0
+        assert self.tail is not None
+        live = len(self.tail.changed(found))
+        self.tail.unwatch()
         self.record.counts.update(
             {
                 "discrepancies_found": len(found),
@@ -350,7 +353,8 @@ class Migrator:
         )
 
     def follow(self) -> None:
-        """Keep tailing, the record's lag kept fresh, until ``replicator migrate stop``."""
+        """Keep tailing, the tail's position kept fresh in the record, until ``replicator
+        migrate stop``."""
         said = time.monotonic()
         while not self.store.stop_requested(self.record.name):
             behind, waiting = self._observe()

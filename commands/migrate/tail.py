@@ -7,8 +7,9 @@ the workers, exactly as ``python -m producer`` does, with two differences:
 * a change made before the capture is replayed without its creation time: the backfill copies
   what it changed, and the time it waited for the tail to start is no replication lag (the
   workers keep lag samples only for changes with a time, ``tasks.coord.stats``);
-* while ``watch`` is on, it remembers the keys changed since a moment (the verify asks which
-  of its discrepancies a live write explains).
+* from ``watch`` to ``unwatch`` (the catch-up and the verify), it remembers the ids of the keys
+  changed since a moment (the verify asks which of its discrepancies a live write explains):
+  memory in proportion to the keys written meanwhile.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ class CaptureEnqueuer(Enqueuer):
             with self._lock:
                 self.changed.update(r.key.id for r in records if r.created >= since)
         return super().enqueue([self._timed(r) for r in records])
+
+    def unwatch(self) -> None:
+        with self._lock:
+            self.watch_since = None
+            self.changed = set()
 
     def changed_among(self, ids: set[str]) -> set[str]:
         with self._lock:
@@ -131,6 +137,11 @@ class Tail:
         """From now on, remember the keys of the changes made at or after ``since``."""
         if self._enqueuer is not None and self._enqueuer.watch_since is None:
             self._enqueuer.watch_since = since
+
+    def unwatch(self) -> None:
+        """Stop remembering changed keys, and forget them."""
+        if self._enqueuer is not None:
+            self._enqueuer.unwatch()
 
     def changed(self, keys: Sequence[Key]) -> set[str]:
         """The ids of ``keys`` changed since the watch began (as far as the tail has read)."""
