@@ -13,12 +13,13 @@ Exit status: 0 ready (and stopped cleanly), 2 refused by preflight or bad usage,
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -49,6 +50,25 @@ class Stopped(BaseException):
     so that a rerun waits for it again)."""
 
 
+LOCATION_FORMS = """
+\b
+SOURCE and TARGET are table locations:
+  REGION/TABLE                  a table in an AWS region (us-east-1/orders)
+  HOST:PORT/TABLE               a plain-HTTP local endpoint (localhost:8000/orders)
+  http(s)://HOST[:PORT]/TABLE   any endpoint URL
+  local/TABLE                   the endpoint in AWS_ENDPOINT_URL_DYNAMODB
+"""
+
+
+C = TypeVar("C", bound=click.Command)
+
+
+def _with_locations(command: C) -> C:
+    """Add the location forms to a command's help (``migrate`` and ``migrate run``)."""
+    command.help = f"{inspect.cleandoc(command.help or '')}\n{LOCATION_FORMS}"
+    return command
+
+
 class _MigrateGroup(click.Group):
     """``migrate SOURCE TARGET`` runs a migration; ``migrate status|stop`` operate one."""
 
@@ -58,6 +78,7 @@ class _MigrateGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
+@_with_locations
 @click.group("migrate", cls=_MigrateGroup)
 def migrate() -> None:
     """Migrate a live table: copy, catch up, verify, then follow until cut-over.
@@ -67,13 +88,6 @@ def migrate() -> None:
     replicator migrate status [NAME] [--json]
     replicator migrate stop NAME
     replicator migrate forget NAME
-
-    \b
-    SOURCE and TARGET are table locations:
-      REGION/TABLE                  a table in an AWS region (us-east-1/orders)
-      HOST:PORT/TABLE               a plain-HTTP local endpoint (localhost:8000/orders)
-      http(s)://HOST[:PORT]/TABLE   any endpoint URL
-      local/TABLE                   the endpoint in AWS_ENDPOINT_URL_DYNAMODB
     """
 
 
@@ -82,6 +96,7 @@ def default_name(source: str, target: str) -> str:
     return f"migrate-{digest}"
 
 
+@_with_locations
 @migrate.command("run")
 @click.argument("source")
 @click.argument("target")
@@ -161,13 +176,6 @@ def run(
     **params: Any,
 ) -> None:
     """Migrate SOURCE to TARGET, live.
-
-    \b
-    SOURCE and TARGET are table locations:
-      REGION/TABLE                  a table in an AWS region (us-east-1/orders)
-      HOST:PORT/TABLE               a plain-HTTP local endpoint (localhost:8000/orders)
-      http(s)://HOST[:PORT]/TABLE   any endpoint URL
-      local/TABLE                   the endpoint in AWS_ENDPOINT_URL_DYNAMODB
 
     Prints one JSON line with "phase": "ready" when TARGET is safe to cut over to, then keeps
     replicating until SIGTERM/SIGINT or `replicator migrate stop NAME` (exit 0). With
