@@ -2,10 +2,9 @@
 
 ``replicator migrate [run] SOURCE TARGET [--create] [--segments N] [--rate R]
 [--verify full|sample:P] [--backup s3://...] [--name NAME]`` runs the phases of
-``commands.migrate.phases`` with a heartbeat beside them (``commands.migrate.heartbeat``);
-``replicator migrate status [NAME]`` shows them; ``replicator migrate stop NAME`` ends a running
-migration's tail cleanly; ``replicator migrate forget NAME`` removes a migration that does not
-run.
+``commands.migrate.phases`` with a heartbeat beside them (``commands.migrate.heartbeat``), and
+leaves the record ``refused``, ``failed`` or ``stopped``; ``replicator migrate status|stop|forget``
+are in ``commands.migrate.operate``.
 
 Exit status: 0 ready (and stopped cleanly), 2 refused by preflight or bad usage, 3 failure.
 """
@@ -14,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import logging
 import signal
 import sys
@@ -26,15 +24,12 @@ import click
 from commands.bulk.plan import plan as segment_plan
 from commands.bulk.plan import waiting_options
 from commands.exits import OK, USAGE, exit_code, handle_errors
-from commands.migrate import show
+from commands.migrate import operate
 from commands.migrate.heartbeat import Heartbeat
 from commands.migrate.phases import Migrator, Options, Verify
 from commands.migrate.preflight import Rate
-from commands.migrate.record import LIVE_STATES, PHASES, Migration, MigrationStore
-from commands.migrate.tail import consumer_name
+from commands.migrate.record import PHASES, Migration, MigrationStore
 from commands.options import common_options, setup
-from producer import status as producer_status
-from producer.checkpoints import Checkpoints
 from tasks.coord.redis_conn import check, connection
 from tasks.core.errors import InvalidInputError, ReplicatorError
 from tasks.core.locations import REPLICA, parse_s3, shown
@@ -305,71 +300,5 @@ def _finish(migrator: Migrator, state: str, reason: str = "") -> None:
     migrator.say(f"[migrate] {record.name}: {state}")
 
 
-@migrate.command("status")
-@click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per migration.")
-@common_options
-@handle_errors
-def status(name: str | None, as_json: bool, **params: Any) -> None:
-    """Show every migration (or NAME): state, phase, lag, counts, time per phase.
-
-    States: running, ready (following the stream), refused (by preflight, with the reason),
-    failed (with the reason), interrupted (its command stopped reporting: rerun it), stopped.
-    """
-    setup(params)
-    check()
-    store = MigrationStore(connection())
-    chosen = [name] if name else store.names()
-    records = [r for r in (store.load(n) for n in chosen) if r is not None]
-    if name and not records:
-        raise InvalidInputError(f"no migration named {name!r}")
-    for record in records:
-        shown_record = show.view(store, record)
-        click.echo(json.dumps(shown_record, sort_keys=True) if as_json else show.line(shown_record))
-
-
-def _live(name: str) -> tuple[MigrationStore, str]:
-    """The store and the state of migration ``name`` (which must exist)."""
-    check()
-    store = MigrationStore(connection())
-    record = store.load(name)
-    if record is None:
-        raise InvalidInputError(f"no migration named {name!r}")
-    return store, store.state(record)
-
-
-@migrate.command("stop")
-@click.argument("name")
-@common_options
-@handle_errors
-def stop(name: str, **params: Any) -> None:
-    """Ask the running migration NAME to stop tailing and exit 0."""
-    setup(params)
-    store, state = _live(name)
-    if state not in LIVE_STATES:
-        raise InvalidInputError(f"migration {name} is not running (state={state}): nothing to stop")
-    store.request_stop(name)
-    click.echo(f"asked migration {name} to stop")
-
-
-@migrate.command("forget")
-@click.argument("name")
-@common_options
-@handle_errors
-def forget(name: str, **params: Any) -> None:
-    """Remove migration NAME's record and its tail's checkpoints (refused while it runs).
-
-    TARGET and its items stay; a later run under the same name starts from preflight.
-    """
-    setup(params)
-    store, state = _live(name)
-    if state in LIVE_STATES:
-        raise InvalidInputError(
-            f"migration {name} is {state}: stop it first (replicator migrate stop {name})"
-        )
-    consumer = consumer_name(name)
-    checkpoints = Checkpoints(connection(), consumer)
-    checkpoints.forget(list(checkpoints.load()))
-    producer_status.unregister(connection(), consumer)
-    store.forget(name)
-    click.echo(f"forgot migration {name}")
+for _command in (operate.status, operate.stop, operate.forget):
+    migrate.add_command(_command)
