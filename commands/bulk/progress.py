@@ -68,7 +68,7 @@ class Reporter:
         self._spec, self._interval = spec, interval
         self._numbers, self._segments = list(wanted), len(wanted)
         self._last = time.monotonic()
-        self._rate = Rate()
+        self._rate, self._per_second = Rate(), 0.0
         self._announced: set[tuple[int, int]] = set()
         self._bar: Progress | None = None
         self._logs: list[tuple[_Handler, TextIO]] = []
@@ -89,8 +89,7 @@ class Reporter:
     def counts(self, snapshot: Snapshot) -> str:
         """Segments done (and how many of them failed), the totals, the current rate, and
         the items done of those expected with an ETA (when the spec expects a number)."""
-        totals, field = snapshot.totals, self._spec.rate_field
-        rate = self._rate.add(totals.get(field, 0))
+        totals, field, rate = snapshot.totals, self._spec.rate_field, self._per_second
         failed = snapshot.count(FAILED)
         return (
             f"segments {snapshot.count(DONE, FAILED)}/{self._segments} done "
@@ -117,6 +116,7 @@ class Reporter:
         )
 
     def update(self, snapshot: Snapshot) -> None:
+        self._per_second = self._rate.add(snapshot.totals.get(self._spec.rate_field, 0))
         if self._bar is not None:
             self._update_bar(self._bar, snapshot)
             return

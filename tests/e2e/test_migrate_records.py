@@ -229,3 +229,30 @@ def test_a_phase_that_fails_leaves_a_failed_record_with_the_reason(
     assert (record["phase"], record["state"]) == ("backfill", "failed")
     assert "no worker consumes the 'bulk' queue" in record["reason"]
     assert error == f"error: {record['reason']}"
+
+
+def test_verify_tells_live_writes_from_what_the_backfill_missed(
+    env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    create_table(moto_url, "source", stream="KEYS_ONLY")
+    create_table(moto_url, "target")
+    load(moto_url, "source", 200)
+    ddb = client(moto_url)
+    for i in range(2):  # only on TARGET: the verify finds them, and no write explains them
+        ddb.put_item(TableName="target", Item={"id": {"S": f"planted-{i}"}})
+    start_worker(concurrency=1, queues="bulk")
+    replication = start_worker(concurrency=1, queues="replication")
+    args = [f"{moto_url}/source", f"{moto_url}/target", "--exit-when-ready", "--name", "v"]
+    command = migrate(env, tmp_path, *args)
+    servers.wait_until(lambda: "[migrate] verify\n" in command.output(), 120, "verify")
+    replication.freeze()  # the writes below stay in flight while the verify scans
+    for i in range(40):
+        ddb.put_item(TableName="source", Item={"id": {"S": f"live{i:02d}"}})
+
+    assert command.process.wait(180) == 0, command.output()
+    replication.thaw()
+    report = ready_line(command.output())
+    assert report["discrepancies_missed"] == 2, report
+    assert report["discrepancies_live_writes"] > 0, report
+    assert report["discrepancies_found"] == 2 + report["discrepancies_live_writes"], report
+    assert report["discrepancies_repaired"] == report["discrepancies_found"], report

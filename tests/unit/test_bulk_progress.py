@@ -92,3 +92,22 @@ def test_progress_lines_of_a_named_spec_say_its_name_items_and_eta(
     line = capsys.readouterr().err
     prefix = "[progress] backfill: segments 1/5 done items=6 0 items/s, 6/10 items, ETA ?; "
     assert line.startswith(prefix), line
+
+
+def test_the_rate_counts_every_look_not_only_the_printed_ones(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    spec = BulkSpec(kind="diff", params={}, estimate=400, counter="items")
+    reporter = Reporter(spec, [0], 60.0)
+    clock[0] = 1.0
+    reporter.update(Snapshot([SegmentState(status=RUNNING, counts={"items": 100})]))
+    clock[0] = 3.0
+    reporter.update(Snapshot([SegmentState(status=RUNNING, counts={"items": 300})]))
+    assert capsys.readouterr().err == ""  # within the interval: nothing printed yet
+    clock[0] = 4.0
+    reporter.update(Snapshot([SegmentState(status=DONE, counts={"items": 400})]))
+
+    line = capsys.readouterr().err
+    assert "items=400 100 items/s, 400/400 items, ETA 0s" in line, line
