@@ -4,9 +4,10 @@ It reads SOURCE's DynamoDB stream from the captured moment (its checkpoints, und
 ``migrate:NAME``, take over on a rerun) and enqueues per-key replicate (and backup) tasks for
 the workers, exactly as ``python -m producer`` does, with two differences:
 
-* a change made before the capture is replayed without its creation time: the backfill copies
-  what it changed, and the time it waited for the tail to start is no replication lag (the
-  workers keep lag samples only for changes with a time, ``tasks.coord.stats``);
+* a change made before the capture is replayed without its creation time for the lag: the
+  backfill copies what it changed, and the time it waited for the tail to start is no
+  replication lag (the workers keep lag samples only for changes with a time,
+  ``tasks.coord.stats``); a backup still records each version's change time;
 * from ``watch`` to ``unwatch`` (the catch-up and the verify), it remembers the ids of the keys
   changed since a moment (the verify asks which of its discrepancies a live write explains):
   memory in proportion to the keys written meanwhile.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from producer import status
 from producer.enqueue import Enqueuer, Target
@@ -53,7 +54,20 @@ class CaptureEnqueuer(Enqueuer):
         if since is not None:
             with self._lock:
                 self.changed.update(r.key.id for r in records if r.created >= since)
-        return super().enqueue([self._timed(r) for r in records])
+        return super().enqueue(records)
+
+    def _send(
+        self,
+        target: Target,
+        todo: list[Key],
+        times: tuple[dict[Key, float], dict[Key, float]],
+        session: str,
+    ) -> int:
+        """The oldest change's time (the lag's) only for changes made since the capture; the
+        newest (a backed-up version's change time) stays."""
+        oldest, newest = times
+        timed = {k: t if t >= self.captured_at else 0.0 for k, t in oldest.items()}
+        return super()._send(target, todo, (timed, newest), session)
 
     def unwatch(self) -> None:
         with self._lock:
@@ -63,9 +77,6 @@ class CaptureEnqueuer(Enqueuer):
     def changed_among(self, ids: set[str]) -> set[str]:
         with self._lock:
             return ids & self.changed
-
-    def _timed(self, record: ChangeRecord) -> ChangeRecord:
-        return record if record.created >= self.captured_at else replace(record, created=0.0)
 
 
 @dataclass
