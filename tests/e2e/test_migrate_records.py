@@ -9,6 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tasks.backup.incremental import CHANGE_TIME, object_key, table_folder
+from tasks.core.keys import Key
+from tasks.core.locations import parse_s3
+from tests.integration.test_backup_incremental import make_bucket
 from tests.support import servers
 from tests.support.migration import (
     backfilled_so_far,
@@ -258,3 +262,31 @@ def test_verify_tells_live_writes_from_what_the_backfill_missed(
     assert report["discrepancies_live_writes"] > 0, report
     assert report["discrepancies_found"] == 2 + report["discrepancies_live_writes"], report
     assert report["discrepancies_repaired"] == report["discrepancies_found"], report
+
+
+def test_a_replayed_change_keeps_its_change_time_in_the_backup(
+    env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    s3 = make_bucket(moto_url)
+    create_table(moto_url, "source", stream="KEYS_ONLY")
+    early = {"id": {"S": "early"}}
+    client(moto_url).put_item(TableName="source", Item=early)  # before the capture
+    start_worker(concurrency=2)
+    args = [f"{moto_url}/source", f"{moto_url}/target", "--create", "--verify", "sample:1"]
+    args += ["--backup", "s3://backups/moved", "--name", "kept"]
+    command = migrate(env, tmp_path, *args)
+    servers.wait_until(lambda: '"phase": "ready"' in command.output(), 120, "ready")
+    folder = table_folder(parse_s3("s3://backups/moved"), "source")
+    name = object_key(folder, Key.of(early))
+    servers.wait_until(lambda: _stored(s3, name), 30, "the backed-up version")
+
+    metadata = s3.head_object(Bucket="backups", Key=name)["Metadata"]
+    captured_at = status_of(env, tmp_path, "kept")["captured_at"]
+    assert 0 < int(metadata[CHANGE_TIME]) / 1000 <= captured_at, metadata
+    assert "lag_ms_p50" not in target_status(env, tmp_path, moto_url)  # yet no lag sample
+    assert command.terminate() == 0, command.output()
+
+
+def _stored(s3: Any, name: str) -> bool:
+    listed = s3.list_objects_v2(Bucket="backups", Prefix=name)
+    return bool(listed.get("KeyCount"))
