@@ -139,11 +139,8 @@ def status(replica: str, **params: Any) -> None:
     check()
     target = replica if replica.startswith("s3://") else str(cfg.location(replica))
     counts = stats.read(connection(), target)
-    lags = sorted(stats.lag_samples(connection(), target))
     summary: dict[str, Any] = {k: int(v) for k, v in counts.items() if k != "last_applied_at"}
-    if lags:
-        summary["lag_ms_p50"] = stats.quantile(lags, 0.5)
-        summary["lag_ms_p99"] = stats.quantile(lags, 0.99)
+    summary.update(stats.lag_ms(connection(), target))
     streams = producer_status.read(connection(), target)
     summary["streams"] = [s.as_json() for s in streams]
     click.echo(json.dumps(summary, sort_keys=True))

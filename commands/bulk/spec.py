@@ -21,7 +21,8 @@ class BulkSpec:
     ``on_record`` receives each record a segment appended (a line to print or report);
     ``describe`` turns the running totals into the text of a progress line; ``estimate`` is the
     expected total of the kind's rate counter (the progress bar's length), when known;
-    ``label`` is shown beside the job's segments in monitors (Flower), e.g. a migration's phase.
+    ``label`` is shown beside the job's segments in monitors (Flower), e.g. a migration's phase;
+    ``name`` labels the progress (the bar, and ``[progress] NAME:`` lines), the kind if unset.
     """
 
     kind: str
@@ -30,6 +31,18 @@ class BulkSpec:
     describe: Callable[[Mapping[str, int]], str] = _all_counts
     estimate: int | None = None
     label: Mapping[str, str] = field(default_factory=dict)  # more to show in monitors
+    name: str | None = None
+    counter: str | None = None  # the counter shown per second and against ``estimate``
+
+    @property
+    def title(self) -> str:
+        """What the progress bar is labelled with."""
+        return self.name or self.kind
+
+    @property
+    def prefix(self) -> str:
+        """What ``[progress]`` lines start with: ``NAME: `` when the spec has a name."""
+        return f"{self.name}: " if self.name else ""
 
     @property
     def registered(self) -> Kind:
@@ -37,8 +50,8 @@ class BulkSpec:
 
     @property
     def rate_field(self) -> str:
-        """The counter shown as items per second."""
-        return self.registered.rate_field
+        """The counter shown as items per second: ``counter``, or the kind's."""
+        return self.counter or self.registered.rate_field
 
 
 @dataclass

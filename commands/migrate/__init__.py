@@ -2,8 +2,9 @@
 
 ``replicator migrate [run] SOURCE TARGET [--create] [--segments N] [--rate R]
 [--verify full|sample:P] [--backup s3://...] [--name NAME]`` runs the phases of
-``commands.migrate.phases``; ``replicator migrate status [NAME]`` shows them;
-``replicator migrate stop NAME`` ends a running migration's tail cleanly.
+``commands.migrate.phases`` with a heartbeat beside them (``commands.migrate.heartbeat``), and
+leaves the record ``refused``, ``failed`` or ``stopped``; ``replicator migrate status|stop|forget``
+are in ``commands.migrate.operate``.
 
 Exit status: 0 ready (and stopped cleanly), 2 refused by preflight or bad usage, 3 failure.
 """
@@ -11,22 +12,26 @@ Exit status: 0 ready (and stopped cleanly), 2 refused by preflight or bad usage,
 from __future__ import annotations
 
 import hashlib
+import inspect
+import logging
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from commands.bulk.plan import plan as segment_plan
 from commands.bulk.plan import waiting_options
-from commands.exits import FAILURE, OK, handle_errors
-from commands.migrate.phases import MigrationFailed, Migrator, Options, Verify
+from commands.exits import OK, USAGE, exit_code, handle_errors
+from commands.migrate import operate
+from commands.migrate.heartbeat import Heartbeat
+from commands.migrate.phases import Migrator, Options, Verify
 from commands.migrate.preflight import Rate
 from commands.migrate.record import PHASES, Migration, MigrationStore
 from commands.options import common_options, setup
 from tasks.coord.redis_conn import check, connection
-from tasks.core.errors import InvalidInputError
+from tasks.core.errors import InvalidInputError, ReplicatorError
 from tasks.core.locations import REPLICA, parse_s3, shown
 from tasks.core.times import parse_time
 
@@ -40,6 +45,25 @@ class Stopped(BaseException):
     so that a rerun waits for it again)."""
 
 
+LOCATION_FORMS = """
+\b
+SOURCE and TARGET are table locations:
+  REGION/TABLE                  a table in an AWS region (us-east-1/orders)
+  HOST:PORT/TABLE               a plain-HTTP local endpoint (localhost:8000/orders)
+  http(s)://HOST[:PORT]/TABLE   any endpoint URL
+  local/TABLE                   the endpoint in AWS_ENDPOINT_URL_DYNAMODB
+"""
+
+
+C = TypeVar("C", bound=click.Command)
+
+
+def _with_locations(command: C) -> C:
+    """Add the location forms to a command's help (``migrate`` and ``migrate run``)."""
+    command.help = f"{inspect.cleandoc(command.help or '')}\n{LOCATION_FORMS}"
+    return command
+
+
 class _MigrateGroup(click.Group):
     """``migrate SOURCE TARGET`` runs a migration; ``migrate status|stop`` operate one."""
 
@@ -49,11 +73,16 @@ class _MigrateGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
+@_with_locations
 @click.group("migrate", cls=_MigrateGroup)
 def migrate() -> None:
     """Migrate a live table: copy, catch up, verify, then follow until cut-over.
 
+    \b
     replicator migrate [run] SOURCE TARGET ...   (see `replicator migrate run --help`)
+    replicator migrate status [NAME] [--json]
+    replicator migrate stop NAME
+    replicator migrate forget NAME
     """
 
 
@@ -62,6 +91,7 @@ def default_name(source: str, target: str) -> str:
     return f"migrate-{digest}"
 
 
+@_with_locations
 @migrate.command("run")
 @click.argument("source")
 @click.argument("target")
@@ -108,7 +138,16 @@ def default_name(source: str, target: str) -> str:
     help="Forward only SOURCE changes made before TIME (ISO 8601 or epoch ms): the cut-over "
     "time of a rollback producer replicating TARGET back with --turnover-role after.",
 )
-@click.option("--exit-when-ready", is_flag=True, help="Exit 0 at ready instead of tailing.")
+@click.option(
+    "--exit-when-ready",
+    is_flag=True,
+    help="Exit 0 at ready instead of following the stream: replication stops there.",
+)
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Also log the tail's own lines: leases, shards, its periodic stats.",
+)
 @waiting_options
 @common_options
 @handle_errors
@@ -126,18 +165,23 @@ def run(
     lag_threshold: float,
     turnover_at: str | None,
     exit_when_ready: bool,
+    verbose: bool,
     pickup_timeout: float,
     progress_interval: float,
     **params: Any,
 ) -> None:
-    """Migrate SOURCE to TARGET (REGION/TABLE, HOST:PORT/TABLE or URL/TABLE), live.
+    """Migrate SOURCE to TARGET, live.
 
     Prints one JSON line with "phase": "ready" when TARGET is safe to cut over to, then keeps
-    replicating until SIGTERM/SIGINT or `replicator migrate stop NAME` (exit 0).
+    replicating until SIGTERM/SIGINT or `replicator migrate stop NAME` (exit 0). With
+    --exit-when-ready it exits at ready instead: replication stops there, so use it only when
+    nothing writes SOURCE any more (or another producer replicates it).
     Exit status: 2 refused (preflight) or bad usage, 3 failure; rerun the same command
     (same --name) to continue where it stopped.
     """
     cfg = setup(params)
+    if not verbose:  # the tail is the producer's poller: its info lines are its own business
+        logging.getLogger("producer").setLevel(logging.WARNING)
     options = Options(
         create=create,
         segments=segment_plan(None, segments).segments,
@@ -158,22 +202,51 @@ def run(
     check()
     store = MigrationStore(connection())
     chosen = name or default_name(src.location.spec, dst.location.spec)
-    record = _record(store, chosen, src.location.spec, dst.location.spec)
+    record, earlier = _record(store, chosen, src.location.spec, dst.location.spec)
     store.clear_stop(chosen)
     migrator = Migrator(store, record, src, dst, options)
+    _announce(migrator, earlier)
     sys.exit(_drive(migrator, exit_when_ready))
 
 
-def _record(store: MigrationStore, name: str, source: str, target: str) -> Migration:
+def _record(
+    store: MigrationStore, name: str, source: str, target: str
+) -> tuple[Migration, str | None]:
+    """The migration's record (new, or an earlier run's) and the state it was left in.
+
+    An attempt that a dead command left open is closed at its last heartbeat."""
     record = store.load(name)
     if record is None:
-        return Migration(name=name, source=source, target=target)
+        return Migration(name=name, source=source, target=target), None
     if (record.source, record.target) != (source, target):
         raise InvalidInputError(
             f"migration {name!r} copies {shown(record.source)} to {shown(record.target)}; "
             "give another --name for another pair of tables"
         )
-    return record
+    earlier = store.state(record)
+    record.cut(store.last_beat(name) or record.updated)
+    return record, earlier
+
+
+def _announce(migrator: Migrator, earlier: str | None) -> None:
+    """The first lines: which migration, how to watch and stop it, what a rerun does."""
+    record = migrator.record
+    migrator.say(
+        f"[migrate] {record.name}: {shown(record.source)} -> {shown(record.target)}; "
+        f"watch: replicator migrate status {record.name}; "
+        f"stop: replicator migrate stop {record.name}"
+    )
+    if earlier is None:
+        return
+    if "ready" in record.done:
+        then = "every phase is done: preflight again, then resume the tail from its checkpoints"
+    else:
+        then = f"preflight again, then continue at {_first_left(record)}"
+    migrator.say(f"[migrate] {record.name} was {earlier} at {record.phase}: {then}")
+
+
+def _first_left(record: Migration) -> str:
+    return next((p for p in PHASES if p not in record.done), "ready")
 
 
 def _raise_stopped(signum: int, _frame: Any) -> None:
@@ -181,81 +254,51 @@ def _raise_stopped(signum: int, _frame: Any) -> None:
 
 
 def _drive(migrator: Migrator, exit_when_ready: bool) -> int:
+    """Run the phases (and follow) with the heartbeat on; the record ends refused, failed or
+    stopped, and the exit status says which."""
     signal.signal(signal.SIGTERM, _raise_stopped)
     signal.signal(signal.SIGINT, _raise_stopped)
-    stopped = False
-    try:
-        migrator.run()
-        click.echo(migrator.report())
-        if not exit_when_ready:
-            migrator.follow()
-    except Stopped:
-        stopped = True
-    except MigrationFailed as exc:
-        _finish(migrator, "failed", str(exc))
-        click.echo(f"error: {exc}", err=True)
-        return FAILURE
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if migrator.tail is not None and "ready" in migrator.record.done:
-            migrator.tail.retire()  # the migration is over: no warnings about its tail
-        elif migrator.tail is not None:
-            migrator.tail.stop()
-    if stopped:
-        migrator.say("[migrate] stopping: the tail finished its page and checkpointed")
-    _finish(migrator, "stopped")
+    with Heartbeat(migrator.store, migrator.record.name):
+        try:
+            migrator.run()
+            click.echo(migrator.report())
+            if not exit_when_ready:
+                migrator.follow()
+        except Stopped:
+            migrator.say("[migrate] stopping: the tail finishes its page and checkpoints")
+        except ReplicatorError as exc:
+            return _failed(migrator, exc)
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            _end_tail(migrator)
+        _finish(migrator, "stopped")
     return OK
 
 
+def _end_tail(migrator: Migrator) -> None:
+    if migrator.tail is not None and "ready" in migrator.record.done:
+        migrator.tail.retire()  # the migration is over: no warnings about its tail
+    elif migrator.tail is not None:
+        migrator.tail.stop()
+
+
+def _failed(migrator: Migrator, exc: ReplicatorError) -> int:
+    """``refused`` when preflight said no (exit 2), ``failed`` else; one ``error:`` line."""
+    code = exit_code(exc)
+    refused = migrator.record.phase == "preflight" and code == USAGE
+    _finish(migrator, "refused" if refused else "failed", str(exc))
+    click.echo(f"error: {exc}", err=True)
+    return code
+
+
 def _finish(migrator: Migrator, state: str, reason: str = "") -> None:
-    migrator.record.state = state
-    migrator.record.reason = reason
-    migrator.store.save(migrator.record)
-    migrator.say(f"[migrate] {migrator.record.name}: {migrator.record.state}")
+    record = migrator.record
+    record.cut(time.time())
+    record.state, record.reason = state, reason
+    migrator.store.save(record)
+    migrator.say(f"[migrate] {record.name}: {state}")
 
 
-@migrate.command("status")
-@click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per migration.")
-@common_options
-@handle_errors
-def status(name: str | None, as_json: bool, **params: Any) -> None:
-    """Show every migration (or NAME): phase, state, progress, lag, time per phase."""
-    setup(params)
-    check()
-    store = MigrationStore(connection())
-    chosen = [name] if name else store.names()
-    records = [r for r in (store.load(n) for n in chosen) if r is not None]
-    if name and not records:
-        raise InvalidInputError(f"no migration named {name!r}")
-    for record in records:
-        click.echo(record.to_json() if as_json else _line(record))
-
-
-def _line(record: Migration) -> str:
-    done = len([p for p in PHASES if p in record.done])
-    age = time.time() - record.updated
-    lag = "-" if record.lag_seconds is None else f"{record.lag_seconds:.1f}s"
-    counts = " ".join(f"{k}={v}" for k, v in sorted(record.counts.items()))
-    reason = f" reason={record.reason}" if record.reason else ""
-    return (
-        f"{record.name} {shown(record.source)} -> {shown(record.target)} "
-        f"phase={record.phase} ({done}/{len(PHASES)}) state={record.state} lag={lag} "
-        f"updated={age:.0f}s ago {counts}{reason}"
-    )
-
-
-@migrate.command("stop")
-@click.argument("name")
-@common_options
-@handle_errors
-def stop(name: str, **params: Any) -> None:
-    """Ask the running migration NAME to stop tailing and exit 0."""
-    setup(params)
-    check()
-    store = MigrationStore(connection())
-    if store.load(name) is None:
-        raise InvalidInputError(f"no migration named {name!r}")
-    store.request_stop(name)
-    click.echo(f"asked migration {name} to stop")
+for _command in (operate.status, operate.stop, operate.forget):
+    migrate.add_command(_command)

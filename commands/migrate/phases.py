@@ -8,7 +8,8 @@ catch-up   the tail (running since capture) reads at the stream's tip, the worke
 verify     ``diff-tables --repair`` over all segments or a sample; every key found re-read equal
 ready      one JSON line on stdout; the tail goes on until SIGTERM/SIGINT or ``migrate stop``
 
-A phase marked done in the record is skipped on a rerun; the tail restarts from its
+Every run starts with preflight (tables, stream and schemas can have changed since the last);
+a phase marked done in the record is skipped on a rerun; the tail restarts from its
 checkpoints; a backfill whose segments are still on the workers is waited for again.
 """
 
@@ -31,11 +32,12 @@ from commands.migrate.record import Migration, MigrationStore
 from commands.migrate.tail import Tail
 from producer.enqueue import Target
 from tasks.aws import definitions, dynamo
-from tasks.coord import deadletters
+from tasks.coord import deadletters, stats
 from tasks.coord.redis_conn import connection
 from tasks.core.errors import ReplicatorError, TransientError
 from tasks.core.keys import Key
-from tasks.core.locations import S3Location, Table
+from tasks.core.locations import S3Location, Table, shown
+from tasks.core.times import age_text
 from tasks.core.typed_json import items_equal
 from tasks.diff.match import KINDS
 from tasks.diff.segment import DiffOptions
@@ -107,10 +109,9 @@ class Migrator:
     # -- running the phases -----------------------------------------------------------------
 
     def run(self) -> Migration:
-        """Every phase not done yet, then ready; returns when ready (``--exit-when-ready``) or
-        when told to stop; the caller stops the tail."""
+        """Preflight (every run: tables, stream and schemas can have changed), then every phase
+        not done yet, then ready; returns when ready; the caller follows or stops the tail."""
         steps: Mapping[str, Callable[[], None]] = {
-            "preflight": self._preflight,
             "create": self._create,
             "capture": self._capture,
             "backfill": self._backfill,
@@ -118,26 +119,22 @@ class Migrator:
             "verify": self._verify,
             "ready": self._ready,
         }
+        self._step("preflight", self._preflight)
         if "capture" in self.record.done:
             self._start_tail()
         for phase, step in steps.items():
-            if phase in self.record.done:
-                continue
-            self._begin(phase)
-            step()
-            self._end(phase)
+            if phase not in self.record.done:
+                self._step(phase, step)
+        self.record.state = "ready"
+        self.store.save(self.record)
         return self.record
 
-    def _begin(self, phase: str) -> None:
-        self.record.phase = phase
-        self.record.started.setdefault(phase, time.time())
-        self.record.state = "running"
+    def _step(self, phase: str, step: Callable[[], None]) -> None:
+        self.record.begin(phase, time.time())
         self.store.save(self.record)
         self.say(f"[migrate] {phase}")
-
-    def _end(self, phase: str) -> None:
-        self.record.done.append(phase)
-        self.record.seconds[phase] = round(time.time() - self.record.started[phase], 3)
+        step()
+        self.record.end(phase, time.time())
         self.store.save(self.record)
 
     # -- the phases -------------------------------------------------------------------------
@@ -148,16 +145,18 @@ class Migrator:
         )
         self.record.counts["source_items"] = self.preflight.source.item_count
         self.say(
-            f"[migrate] backfill of about {self.preflight.source.item_count} items at "
-            f"{self.preflight.items_per_second:.0f} items/s: about "
-            f"{self.preflight.estimate_seconds:.0f} s"
+            f"[migrate] backfill of about {self.preflight.source.item_count} items, at most "
+            f"{self.preflight.items_per_second:.0f} items/s (--rate): at least "
+            f"{age_text(self.preflight.estimate_seconds)}; the progress shows the ETA at the "
+            "measured rate"
         )
 
     def _create(self) -> None:
         if not self.options.create or definitions.exists(self.target):
             return
-        source = self.preflight.source if self.preflight else definitions.describe(self.source)
-        definitions.create_like(self.target, source, with_stream=self.options.with_stream)
+        definitions.create_like(
+            self.target, self._checked.source, with_stream=self.options.with_stream
+        )
         self.say(f"[migrate] created {self.target} like {self.source}")
 
     def _capture(self) -> None:
@@ -184,11 +183,10 @@ class Migrator:
             self.source.location.spec,
             self.target.location.spec,
             backfill=True,
-            rate=self._items_per_second(),
+            rate=self._checked.items_per_second,
         )
-        outcome = self._bulk(
-            options, Plan("fanout", self.options.segments), resume=self.record.backfill_job
-        )
+        plan = Plan("fanout", self.options.segments)
+        outcome = self._bulk(options, plan, self._expected(1.0), resume=self.record.backfill_job)
         self.record.counts["copied"] = outcome.totals.get("backfilled", 0)
         self.record.counts["copy_failed"] = outcome.totals.get("backfill_failed", 0)
         if self.record.counts["copy_failed"]:
@@ -197,15 +195,22 @@ class Migrator:
                 "letters); rerun the same command to try the backfill again"
             )
 
-    def _items_per_second(self) -> float:
-        if self.preflight is None:
-            self.preflight = check(self.source, self.target, self.options.rate, create=False)
-        return self.preflight.items_per_second
+    @property
+    def _checked(self) -> Preflight:
+        """What this run's preflight found (every run starts with it)."""
+        assert self.preflight is not None
+        return self.preflight
+
+    def _expected(self, share: float) -> int:
+        """The items a scan of ``share`` of SOURCE is expected to compare (the progress's
+        100 %): DynamoDB's item count, refreshed about every six hours."""
+        return math.ceil(self._checked.source.item_count * share)
 
     def _bulk(
         self,
         options: DiffOptions,
         plan: Plan,
+        expected: int,
         resume: str | None = None,
         on_record: Callable[[str], None] = lambda _: None,
     ) -> Outcome:
@@ -219,6 +224,9 @@ class Migrator:
             params=options.to_params(),
             on_record=on_record,
             label={"migration": self.record.name, "phase": self.record.phase},
+            name=self.record.phase,
+            estimate=expected,
+            counter="scanned" if options.backfill else "compared",
         )
         if resume and not _resumable(resume):
             resume = None
@@ -239,30 +247,33 @@ class Migrator:
 
     def _catch_up(self) -> None:
         assert self.tail is not None
+        self._watch_writes()
         said = time.monotonic()
         while True:
-            lag, waiting = self._observe()
-            if self.tail.read_once and lag <= self.options.lag_threshold and waiting == 0:
+            behind, waiting = self._observe()
+            if self.tail.read_once and behind <= self.options.lag_threshold and waiting == 0:
                 return
             if time.monotonic() - said >= self.options.progress_interval:
-                self.say(f"[progress] catch-up: lag {lag:.1f} s, {waiting} keys waiting")
+                self.say(f"[progress] catch-up: {_following(behind, waiting)}")
                 said = time.monotonic()
             time.sleep(CATCH_UP_POLL_SECONDS)
 
     def _observe(self) -> tuple[float, int]:
-        """The tail's lag and the keys it enqueued that no worker started; kept in the record."""
+        """How far behind the stream's tip the tail reads, and the keys it enqueued that no
+        worker started; kept in the record."""
         assert self.tail is not None
         self.tail.check()
-        lag, waiting = self.tail.lag_seconds, self.tail.pending_keys()
-        self.record.lag_seconds = round(lag, 3)
+        behind, waiting = self.tail.behind_seconds, self.tail.pending_keys()
+        self.record.behind_seconds = round(behind, 3)
         self.record.counts["keys_waiting"] = waiting
         self.store.save(self.record)
-        return lag, waiting
+        return behind, waiting
 
     def _verify(self) -> None:
         """Diff with repair over all segments (or a sample), then re-verify every key it
         found: each must read equal on both sides (strongly consistent) within
         ``RECHECK_SECONDS``, the time for a change still in flight to be replicated."""
+        self._watch_writes()
         total = self.options.verify_segments
         sample = self.options.verify.segments(total, random.Random())
         plan = Plan("fanout", total, only=sample)
@@ -274,16 +285,27 @@ class Migrator:
             if entry["kind"] in KINDS:
                 found.append(Key.from_wire(entry["key"]))
 
-        totals = self._bulk(options, plan, on_record=collect).totals
+        expected = self._expected(len(plan.wanted) / total)
+        totals = self._bulk(options, plan, expected, on_record=collect).totals
         repaired = sum(totals.get(f"repaired_{kind}", 0) for kind in KINDS)
+        unequal = recheck(self.source, self.target, found, RECHECK_SECONDS)
+        assert self.tail is not None
+        live = len(self.tail.changed(found))
+        self.tail.unwatch()
         self.record.counts.update(
             {
                 "discrepancies_found": len(found),
+                "discrepancies_live_writes": live,
+                "discrepancies_missed": len(found) - live,
                 "discrepancies_repaired": repaired,
                 "verified_segments": len(plan.wanted),
             }
         )
-        unequal = recheck(self.source, self.target, found, RECHECK_SECONDS)
+        self.say(
+            f"[migrate] verify: {len(found)} discrepancies, {live} explained by writes made "
+            f"since the catch-up, {len(found) - live} missed by the backfill; "
+            f"{repaired} repaired"
+        )
         if unequal or repaired != len(found):
             raise MigrationFailed(
                 f"verify: {len(found)} discrepancies found, {repaired} repaired, {len(unequal)} "
@@ -291,11 +313,14 @@ class Migrator:
                 "workers and the dead letters, then rerun"
             )
 
+    def _watch_writes(self) -> None:
+        """Remember the keys written from now on (less the time the tail may read behind):
+        a discrepancy on one of them is explained by a live write, not missed by the backfill."""
+        assert self.tail is not None
+        self.tail.watch(time.time() - self.options.lag_threshold)
+
     def _ready(self) -> None:
-        self.record.state = "ready"
-        self.record.lag_seconds = round(self.tail.lag_seconds, 3) if self.tail else None
         self.record.counts["dead_letters"] = self._dead_letters()
-        self.store.save(self.record)
 
     def _dead_letters(self) -> int:
         target = str(self.target.location)
@@ -315,8 +340,10 @@ class Migrator:
                 "source": record.source,
                 "target": record.target,
                 "items_copied": record.counts.get("copied", 0),
-                "lag_seconds": record.lag_seconds,
+                **replication_lag(record),
                 "discrepancies_found": record.counts.get("discrepancies_found", 0),
+                "discrepancies_live_writes": record.counts.get("discrepancies_live_writes", 0),
+                "discrepancies_missed": record.counts.get("discrepancies_missed", 0),
                 "discrepancies_repaired": record.counts.get("discrepancies_repaired", 0),
                 "verified_segments": record.counts.get("verified_segments", 0),
                 "dead_letters": record.counts.get("dead_letters", 0),
@@ -326,14 +353,26 @@ class Migrator:
         )
 
     def follow(self) -> None:
-        """Keep tailing, the record's lag kept fresh, until ``replicator migrate stop``."""
+        """Keep tailing, the tail's position kept fresh in the record, until ``replicator
+        migrate stop``."""
         said = time.monotonic()
         while not self.store.stop_requested(self.record.name):
-            lag, waiting = self._observe()
+            behind, waiting = self._observe()
             if time.monotonic() - said >= self.options.progress_interval:
-                self.say(f"[progress] following: lag {lag:.1f} s, {waiting} keys waiting")
+                self.say(f"[progress] following: {_following(behind, waiting)}")
                 said = time.monotonic()
             time.sleep(CATCH_UP_POLL_SECONDS)
+
+
+def replication_lag(record: Migration) -> dict[str, float | None]:
+    """TARGET's replication lag as ``replicator status TARGET`` shows it (``lag_ms_p50``,
+    ``lag_ms_p99``; None before the first change applied)."""
+    lag = stats.lag_ms(connection(), shown(record.target))
+    return {"lag_ms_p50": lag.get("lag_ms_p50"), "lag_ms_p99": lag.get("lag_ms_p99")}
+
+
+def _following(behind: float, waiting: int) -> str:
+    return f"the tail reads {behind:.1f} s behind the stream's tip, {waiting} keys waiting"
 
 
 def recheck(source: Table, target: Table, keys: list[Key], within: float) -> list[str]:

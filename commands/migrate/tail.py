@@ -2,23 +2,34 @@
 
 It reads SOURCE's DynamoDB stream from the captured moment (its checkpoints, under the name
 ``migrate:NAME``, take over on a rerun) and enqueues per-key replicate (and backup) tasks for
-the workers, exactly as ``python -m producer`` does.
+the workers, exactly as ``python -m producer`` does, with two differences:
+
+* a change made before the capture is replayed without its creation time for the lag: the
+  backfill copies what it changed, and the time it waited for the tail to start is no
+  replication lag (the workers keep lag samples only for changes with a time,
+  ``tasks.coord.stats``); a backup still records each version's change time;
+* from ``watch`` to ``unwatch`` (the catch-up and the verify), it remembers the ids of the keys
+  changed since a moment (the verify asks which of its discrepancies a live write explains):
+  memory in proportion to the keys written meanwhile.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from producer import status
 from producer.enqueue import Enqueuer, Target
 from producer.filters import RecordFilter
 from producer.poller import Poller, PollerOptions
+from producer.records import ChangeRecord
 from producer.sources import Position
 from producer.sources.dynamodb_streams import DynamoDBStreamsSource
 from tasks.coord import pending
 from tasks.coord.redis_conn import connection
 from tasks.core.config import settings
+from tasks.core.keys import Key
 from tasks.core.locations import Table
 
 CLOCK_MARGIN_SECONDS = 120.0
@@ -31,6 +42,44 @@ def consumer_name(migration: str) -> str:
 
 
 @dataclass
+class CaptureEnqueuer(Enqueuer):
+    """The producer's enqueuer, knowing the captured moment and watching for changed keys."""
+
+    captured_at: float = 0.0
+    watch_since: float | None = None
+    changed: set[str] = field(default_factory=set)
+
+    def enqueue(self, records: Sequence[ChangeRecord]) -> tuple[int, int]:
+        since = self.watch_since
+        if since is not None:
+            with self._lock:
+                self.changed.update(r.key.id for r in records if r.created >= since)
+        return super().enqueue(records)
+
+    def _send(
+        self,
+        target: Target,
+        todo: list[Key],
+        times: tuple[dict[Key, float], dict[Key, float]],
+        session: str,
+    ) -> int:
+        """The oldest change's time (the lag's) only for changes made since the capture; the
+        newest (a backed-up version's change time) stays."""
+        oldest, newest = times
+        timed = {k: t if t >= self.captured_at else 0.0 for k, t in oldest.items()}
+        return super()._send(target, todo, (timed, newest), session)
+
+    def unwatch(self) -> None:
+        with self._lock:
+            self.watch_since = None
+            self.changed = set()
+
+    def changed_among(self, ids: set[str]) -> set[str]:
+        with self._lock:
+            return ids & self.changed
+
+
+@dataclass
 class Tail:
     source: Table
     targets: tuple[Target, ...]
@@ -38,7 +87,7 @@ class Tail:
     captured_at: float
     turnover_at: float | None = None  # forward only changes made before it (rollback window)
     _poller: Poller | None = None
-    _enqueuer: Enqueuer | None = None
+    _enqueuer: CaptureEnqueuer | None = None
     _thread: threading.Thread | None = None
     _error: list[BaseException] = field(default_factory=list)
 
@@ -46,8 +95,13 @@ class Tail:
         from worker.app import app
 
         since = self.captured_at - CLOCK_MARGIN_SECONDS
-        self._enqueuer = enqueuer = Enqueuer(
-            app, connection(), self.source.location.spec, self.targets, settings().keys_per_message
+        self._enqueuer = enqueuer = CaptureEnqueuer(
+            app,
+            connection(),
+            self.source.location.spec,
+            self.targets,
+            settings().keys_per_message,
+            captured_at=self.captured_at,
         )
         self._poller = Poller(
             DynamoDBStreamsSource(self.source, None),
@@ -76,7 +130,7 @@ class Tail:
             raise self._error[0]
 
     @property
-    def lag_seconds(self) -> float:
+    def behind_seconds(self) -> float:
         """How far behind the stream's newest record the tail reads (0 at the tip)."""
         if self._poller is None:
             return 0.0
@@ -89,6 +143,22 @@ class Tail:
             return False
         shards = list(self._poller.stats.shards.values())
         return bool(shards) and all(status.pages > 0 for status in shards)
+
+    def watch(self, since: float) -> None:
+        """From now on, remember the keys of the changes made at or after ``since``."""
+        if self._enqueuer is not None and self._enqueuer.watch_since is None:
+            self._enqueuer.watch_since = since
+
+    def unwatch(self) -> None:
+        """Stop remembering changed keys, and forget them."""
+        if self._enqueuer is not None:
+            self._enqueuer.unwatch()
+
+    def changed(self, keys: Sequence[Key]) -> set[str]:
+        """The ids of ``keys`` changed since the watch began (as far as the tail has read)."""
+        if self._enqueuer is None:
+            return set()
+        return self._enqueuer.changed_among({k.id for k in keys})
 
     def pending_keys(self) -> int:
         """Keys enqueued by the tail that no worker has started yet."""

@@ -108,6 +108,16 @@ def lag_samples(client: redis.Redis, target: str) -> list[int]:
     return [int(v) for v in client.lrange(_lag_name(target), 0, -1)]
 
 
+def lag_ms(client: redis.Redis, target: str) -> dict[str, float]:
+    """The replication lag as ``replicator status`` and ``replicator migrate`` show it:
+    ``lag_ms_p50`` and ``lag_ms_p99`` of the last ``LAG_SAMPLES`` changes applied to
+    ``target``, each from its creation on the primary to its write; empty before the first."""
+    lags = sorted(lag_samples(client, target))
+    if not lags:
+        return {}
+    return {"lag_ms_p50": quantile(lags, 0.5), "lag_ms_p99": quantile(lags, 0.99)}
+
+
 def reset(client: redis.Redis, target: str) -> None:
     client.delete(_name(target), _lag_name(target))
     client.srem(settings().key("targets"), target)

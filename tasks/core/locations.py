@@ -30,7 +30,10 @@ _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _TABLE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
-_LOCATION_HELP = "expected REGION/TABLE, HOST:PORT/TABLE or http(s)://HOST[:PORT]/TABLE"
+_LOCATION_HELP = (
+    "expected REGION/TABLE, HOST:PORT/TABLE, http(s)://HOST[:PORT]/TABLE or local/TABLE "
+    "(the endpoint in AWS_ENDPOINT_URL_DYNAMODB or AWS_ENDPOINT_URL)"
+)
 PRIMARY, REPLICA, S3 = "primary", "replica", "s3"  # whose credentials reach a resource
 
 

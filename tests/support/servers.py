@@ -182,6 +182,10 @@ class Worker:
         when its machine vanishes. ``kill`` ends it later."""
         self._signal(signal.SIGSTOP)
 
+    def thaw(self) -> None:
+        """SIGCONT a frozen worker: it goes on where it stopped."""
+        self._signal(signal.SIGCONT)
+
     def _signal(self, sig: signal.Signals) -> None:
         pids = self.pool_pids()
         for pid in [self.process.pid, *pids]:
