@@ -19,6 +19,7 @@ from tasks.aws import dynamo, s3
 from tasks.aws.dynamo import Failure
 from tasks.backup import export
 from tasks.backup.format import read_items, schema_from_metadata
+from tasks.coord import stats
 from tasks.coord.ratelimit import RateLimiter
 from tasks.coord.redis_conn import connection
 from tasks.core.config import settings
@@ -123,7 +124,10 @@ class TableWriter:
         """Write now (paced by the limiter); the failed keys by canonical JSON."""
         if self.limiter:
             self.limiter.take(len(puts) + len(deletes))
-        return dynamo.batch_write(self.target, puts, deletes)
+        failures = dynamo.batch_write(self.target, puts, deletes)
+        if self.limiter:
+            stats.flush_throttles(connection())  # the next take sees this write's throttling
+        return failures
 
     def flush(self) -> dict[str, int]:
         """Write what is buffered; counts restored, deleted and failed."""
@@ -139,10 +143,11 @@ class TableWriter:
         return counts
 
 
-def job_limiter(job: Job) -> RateLimiter | None:
-    """The job's write-rate cap (``rate`` items/s), one token bucket shared by its segments."""
+def job_limiter(job: Job, target: Table) -> RateLimiter | None:
+    """The job's write-rate cap (``rate`` items/s), one token bucket shared by its segments,
+    halved while ``target`` is throttled (``tasks.coord.ratelimit``)."""
     rate = float(job.params.get("rate") or 0)
-    return RateLimiter(connection(), job.id, rate) if rate else None
+    return RateLimiter(connection(), job.id, rate, watch=target) if rate else None
 
 
 def restore_files_work(job: Job, segment: int) -> Work:
@@ -151,7 +156,7 @@ def restore_files_work(job: Job, segment: int) -> Work:
     target = settings().table(params["target"], REPLICA)
     bucket = parse_s3(params["source"]).bucket
     mine = [(i, f) for i, f in enumerate(params["files"]) if i % segments == segment]
-    limiter = job_limiter(job)
+    limiter = job_limiter(job, target)
     layout = str(params.get("layout") or DUMP)
 
     def work(checkpoint: Any) -> Iterator[Page]:
