@@ -2,6 +2,8 @@
 
 * ``restore-table s3://bucket/prefix/JOBID TABLE``: a backup-table job folder (segmented);
 * ``restore-table s3://bucket/key TABLE``: one snapshot (or segment) object;
+* ``restore-table s3://bucket/prefix/AWSDynamoDB/ID TABLE [--at TIME]`` (or the export's ARN): a
+  DynamoDB export, and the incremental exports after it (``commands.restore_export``);
 * ``restore-table s3://bucket/prefix/SRCTABLE TABLE --at TIME [--key KEY | --keys FILE]``:
   every key (or those keys) as it was at TIME, from a versioned incremental backup: a rollback
   (``commands.restore_at``): a plan first with ``--dry-run``, only what differs is written.
@@ -18,6 +20,7 @@ from commands.bulk.plan import segment_options
 from commands.exits import handle_errors
 from commands.options import common_options, setup
 from commands.restore_at import COMPARE_CHOICES, Request, restore_at, window_from
+from commands.restore_export import restore_export, source_of
 from tasks.backup.format import SCHEMA_METADATA, schema_metadata
 from tasks.backup.restore import find_source, prepare_target
 from tasks.core.errors import InvalidInputError
@@ -31,7 +34,8 @@ from tasks.core.times import parse_moment
 @click.option(
     "--at",
     "at",
-    help="Restore as at this time (ISO 8601 or epoch ms); needs a versioned incremental backup.",
+    help="Restore as at this time (ISO 8601 or epoch ms) from a versioned incremental backup; "
+    "from a DynamoDB export: apply the incremental exports that end by then.",
 )
 @click.option(
     "--since",
@@ -93,10 +97,18 @@ def main(
 ) -> None:
     """Restore TABLE from the backup at S3URL."""
     options = segments_from(params)
-    source, target = parse_s3(s3url), setup(params).table(table, REPLICA)
+    target = setup(params).table(table, REPLICA)
     at_only = {"--key": key, "--keys": keys_file, "--since": since, "--dry-run": dry_run}
     at_only.update({"--show": show, "--before-history": before_history})
     given = [name for name, value in at_only.items() if value]
+    exported = source_of(s3url)
+    if exported is not None:
+        if given:
+            raise InvalidInputError(f"{', '.join(given)}: not for a restore from an export")
+        moment = parse_moment(at) if at else None
+        restore_export(exported, target, at=moment, create=create, rate=rate, options=options)
+        return
+    source = parse_s3(s3url)
     if given and not at:
         raise InvalidInputError(f"{', '.join(given)} restore a point in time: give --at TIME too")
     if not at:

@@ -17,13 +17,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
 from tasks.aws import clients, fast_batches, fast_scan, in_flight
-from tasks.aws.errors import THROTTLING_CODES, translated
+from tasks.aws.errors import THROTTLING_CODES, error_code, map_error, translated
 from tasks.coord import stats
 from tasks.core import config
 from tasks.core.backoff import delay
 from tasks.core.config import settings
 from tasks.core.errors import (
+    ConfigurationError,
     InvalidInputError,
     NotFoundError,
     PermanentError,
@@ -38,6 +41,7 @@ from tasks.core.typed_json import Item, KeyAttribute, KeySchema, canonical_json,
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+PITR_OFF_CODES = {"PointInTimeRecoveryUnavailableException", "PointInTimeRecoveryUnavailable"}
 READ_BATCH = 100
 WRITE_BATCH = 25
 
@@ -48,6 +52,7 @@ class TableInfo:
     schema: KeySchema
     stream_arn: str | None
     stream_view_type: str | None
+    arn: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,7 @@ def _describe(table: Table) -> TableInfo:
         schema=KeySchema(hash_key=parts["HASH"], range_key=parts.get("RANGE")),
         stream_arn=raw.get("LatestStreamArn") if stream.get("StreamEnabled") else None,
         stream_view_type=stream.get("StreamViewType"),
+        arn=str(raw.get("TableArn", "")),
     )
 
 
@@ -363,3 +369,81 @@ def create_table(table: Table, key_schema: KeySchema) -> None:
             TableName=table.name, WaiterConfig={"Delay": 1, "MaxAttempts": 300}
         )
     _describe.cache_clear()
+
+
+# -- exports to S3 -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportStatus:
+    """What DescribeExport says of an export."""
+
+    arn: str
+    status: str  # IN_PROGRESS, COMPLETED, FAILED
+    bucket: str
+    manifest: str  # the key of its manifest-summary.json ("" until known)
+    items: int
+    failure: str
+    time: float  # epoch seconds: the export's time (an incremental export's end)
+
+
+def start_export(
+    table: Table, bucket: str, prefix: str, since: float | None = None, until: float | None = None
+) -> str:
+    """Ask for an export of the table to ``s3://bucket/prefix`` (incremental from ``since``, to
+    ``until``, when ``since`` is given); its ARN. ConfigurationError when point-in-time
+    recovery is off, saying how to turn it on."""
+    args: dict[str, Any] = {
+        "TableArn": describe(table).arn,
+        "S3Bucket": bucket,
+        "S3Prefix": prefix,
+        "ExportFormat": "DYNAMODB_JSON",
+    }
+    if since is not None:
+        args["ExportType"] = "INCREMENTAL_EXPORT"
+        spec = {"ExportFromTime": since, "ExportViewType": "NEW_IMAGE"}
+        args["IncrementalExportSpecification"] = {
+            **spec,
+            **({"ExportToTime": until} if until else {}),
+        }
+    try:
+        response = _client(table).export_table_to_point_in_time(**args)
+    except ClientError as exc:
+        if error_code(exc) in PITR_OFF_CODES:
+            raise ConfigurationError(
+                f"point-in-time recovery is off for {table}, and an export needs it: "
+                f"aws dynamodb update-continuous-backups --table-name {table.name} "
+                "--point-in-time-recovery-specification PointInTimeRecoveryEnabled=true"
+            ) from exc
+        raise map_error(exc, f"ExportTableToPointInTime of {table}") from exc
+    return str(response["ExportDescription"]["ExportArn"])
+
+
+def describe_export(table: Table, arn: str) -> ExportStatus:
+    with translated(f"DescribeExport {arn}"):
+        raw: Any = _client(table).describe_export(ExportArn=arn)["ExportDescription"]
+    when = raw.get("IncrementalExportSpecification", {}).get("ExportToTime") or raw.get(
+        "ExportTime"
+    )
+    return ExportStatus(
+        arn=arn,
+        status=str(raw.get("ExportStatus", "")),
+        bucket=str(raw.get("S3Bucket", "")),
+        manifest=str(raw.get("ExportManifest", "")),
+        items=int(raw.get("ItemCount") or 0),
+        failure=str(raw.get("FailureMessage") or raw.get("FailureCode") or ""),
+        time=when.timestamp() if when else 0.0,
+    )
+
+
+def exports(table: Table) -> list[str]:
+    """The ARNs of the table's exports (ListExports, every page)."""
+    client, found = _client(table), []
+    args: dict[str, Any] = {"TableArn": describe(table).arn}
+    while True:
+        with translated(f"ListExports of {table}"):
+            page: Any = client.list_exports(**args)
+        found += [str(e["ExportArn"]) for e in page.get("ExportSummaries", [])]
+        if not page.get("NextToken"):
+            return found
+        args["NextToken"] = page["NextToken"]

@@ -66,7 +66,7 @@ def _rollback(job: Job) -> tuple[S3Location, Rollback]:
         folder=folder,
         target=target,
         schema=dynamo.schema(target),
-        writer=TableWriter(target, job_limiter(job)),
+        writer=TableWriter(target, job_limiter(job, target)),
         compare_table=bool(params.get("existed")),
         dry_run=bool(params.get("dry_run")),
         show=bool(params.get("show")),

@@ -1,8 +1,10 @@
 """Restore a table from backup files: a ``backup-table`` job folder or one snapshot object.
 
 Source: ``s3://bucket/key`` names one object (a snapshot, or one segment), or a folder whose
-objects are named 0, 1, 2, ... (a backup-table job). Segment I of N restores the files whose
-index is I modulo N; its checkpoint is (file, lines done), so a redelivered segment resumes.
+objects are named 0, 1, 2, ... (a backup-table job); or the data files of a DynamoDB export
+(``tasks.backup.export``: the job's ``layout`` says a full or an incremental export's lines).
+Segment I of N restores the files whose index is I modulo N; its checkpoint is (file, lines
+done), so a redelivered segment resumes.
 Every item is decoded and checked against the target's key schema before it is written.
 """
 
@@ -15,7 +17,9 @@ from typing import Any
 
 from tasks.aws import dynamo, s3
 from tasks.aws.dynamo import Failure
+from tasks.backup import export
 from tasks.backup.format import read_items, schema_from_metadata
+from tasks.coord import stats
 from tasks.coord.ratelimit import RateLimiter
 from tasks.coord.redis_conn import connection
 from tasks.core.config import settings
@@ -26,6 +30,7 @@ from tasks.core.typed_json import Item, KeySchema, key_of, validate_key
 from tasks.jobs.model import Job, Page, Work
 
 WRITE_CHUNK = 100
+DUMP = "dump"  # our backup files and snapshots; else an export's kind (tasks.backup.export)
 PAGE_ITEMS = 1000
 
 
@@ -119,7 +124,10 @@ class TableWriter:
         """Write now (paced by the limiter); the failed keys by canonical JSON."""
         if self.limiter:
             self.limiter.take(len(puts) + len(deletes))
-        return dynamo.batch_write(self.target, puts, deletes)
+        failures = dynamo.batch_write(self.target, puts, deletes)
+        if self.limiter:
+            stats.flush_throttles(connection())  # the next take sees this write's throttling
+        return failures
 
     def flush(self) -> dict[str, int]:
         """Write what is buffered; counts restored, deleted and failed."""
@@ -135,10 +143,11 @@ class TableWriter:
         return counts
 
 
-def job_limiter(job: Job) -> RateLimiter | None:
-    """The job's write-rate cap (``rate`` items/s), one token bucket shared by its segments."""
+def job_limiter(job: Job, target: Table) -> RateLimiter | None:
+    """The job's write-rate cap (``rate`` items/s), one token bucket shared by its segments,
+    halved while ``target`` is throttled (``tasks.coord.ratelimit``)."""
     rate = float(job.params.get("rate") or 0)
-    return RateLimiter(connection(), job.id, rate) if rate else None
+    return RateLimiter(connection(), job.id, rate, watch=target) if rate else None
 
 
 def restore_files_work(job: Job, segment: int) -> Work:
@@ -147,7 +156,8 @@ def restore_files_work(job: Job, segment: int) -> Work:
     target = settings().table(params["target"], REPLICA)
     bucket = parse_s3(params["source"]).bucket
     mine = [(i, f) for i, f in enumerate(params["files"]) if i % segments == segment]
-    limiter = job_limiter(job)
+    limiter = job_limiter(job, target)
+    layout = str(params.get("layout") or DUMP)
 
     def work(checkpoint: Any) -> Iterator[Page]:
         schema = check_schema(schema_from_params(params), target)
@@ -160,7 +170,9 @@ def restore_files_work(job: Job, segment: int) -> Work:
             if index < done_file:
                 continue
             skip = done_lines if index == done_file else 0
-            yield from _restore_file(writer, schema, bucket, name, index=index, skip=skip)
+            yield from _restore_file(
+                writer, schema, bucket, name, index=index, skip=skip, layout=layout
+            )
 
     return work
 
@@ -170,17 +182,36 @@ def schema_from_params(params: Mapping[str, Any]) -> KeySchema | None:
     return schema_from_metadata({"key-schema": recorded}) if recorded else None
 
 
+def _records(
+    chunks: Iterator[bytes], where: str, layout: str
+) -> Iterator[tuple[Item | None, Item]]:
+    """(item to put or None to delete, its key or item) for each line of a file."""
+    if layout == DUMP:
+        return ((item, item) for item in read_items(chunks, where))
+    return export.changes(chunks, where, layout)
+
+
 def _restore_file(
-    writer: TableWriter, schema: KeySchema, bucket: str, name: str, *, index: int, skip: int
+    writer: TableWriter,
+    schema: KeySchema,
+    bucket: str,
+    name: str,
+    *,
+    index: int,
+    skip: int,
+    layout: str = DUMP,
 ) -> Iterator[Page]:
     where = f"s3://{bucket}/{name}"
     chunks, _ = s3.stream(bucket, name)
     lines, pending = 0, {"read": 0}
-    for lines, item in enumerate(read_items(chunks, where), start=1):
+    for lines, (item, key_item) in enumerate(_records(chunks, where, layout), start=1):
         if lines <= skip:
             continue
-        fitting_key(item, schema, f"{where} line {lines}")
-        writer.put(item)
+        key = fitting_key(key_item, schema, f"{where} line {lines}")
+        if item is None:
+            writer.delete(key)
+        else:
+            writer.put(item)
         pending["read"] += 1
         if writer.buffered >= WRITE_CHUNK:
             pending = add_counts(pending, writer.flush())

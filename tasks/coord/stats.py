@@ -20,6 +20,7 @@ import redis
 
 from tasks.coord.redis_conn import text
 from tasks.core.config import settings
+from tasks.core.locations import Table
 
 LAG_SAMPLES = 10_000
 
@@ -129,8 +130,14 @@ _throttle_lock = threading.Lock()
 _pending_throttles: Counter[tuple[str, str]] = Counter()
 
 
-def _throttles_name() -> str:
+def throttles_name() -> str:
     return settings().key("throttles")
+
+
+def throttle_field(table: Table) -> str:
+    """The field of ``throttles_name()`` that counts a table's throttling (as the client's
+    watcher in ``tasks.aws.dynamo`` names it)."""
+    return f"{table.side}|{table.location}"
 
 
 def note_throttle(table: str, side: str, n: int = 1) -> None:
@@ -149,7 +156,7 @@ def flush_throttles(client: redis.Redis) -> None:
     try:
         pipe = client.pipeline(transaction=False)
         for (table, side), n in taken.items():
-            pipe.hincrby(_throttles_name(), f"{side}|{table}", n)
+            pipe.hincrby(throttles_name(), f"{side}|{table}", n)
         pipe.execute()
     except redis.RedisError:
         with _throttle_lock:
@@ -160,7 +167,7 @@ def flush_throttles(client: redis.Redis) -> None:
 def throttles(client: redis.Redis) -> dict[tuple[str, str], float]:
     """(table, side) -> throttling events."""
     out: dict[tuple[str, str], float] = {}
-    for field, n in client.hgetall(_throttles_name()).items():
+    for field, n in client.hgetall(throttles_name()).items():
         side, _, table = text(field).partition("|")
         out[(table, side)] = float(n)
     return out

@@ -23,6 +23,7 @@ from typing import Any
 
 from tasks.aws import dynamo
 from tasks.aws.dynamo import Failure
+from tasks.coord import stats
 from tasks.coord.ratelimit import RateLimiter
 from tasks.coord.redis_conn import connection
 from tasks.core.config import settings
@@ -312,10 +313,13 @@ def segment_diff(options: DiffOptions, segment: int, segments: int, job_id: str)
     schema = dynamo.same_schema(primary, replica)
 
     def repair(keys: Sequence[Key]) -> Mapping[str, Failure]:
-        return sync_keys(primary, ReplicaSink(replica), keys).failed
+        failed = sync_keys(primary, ReplicaSink(replica), keys).failed
+        stats.flush_throttles(connection())  # the limiter's next take sees their throttling
+        return failed
 
     writes = options.repair or options.backfill
-    limiter = RateLimiter(connection(), job_id, options.rate) if options.rate else None
+    watch = replica if writes else None  # a writing job slows down while the replica throttles
+    limiter = RateLimiter(connection(), job_id, options.rate, watch) if options.rate else None
     tables = {PRIMARY: DynamoTable(primary), REPLICA: DynamoTable(replica)}
     return SegmentDiff(
         options,

@@ -17,16 +17,32 @@
    first key at or after the marker; real S3 lists the keys after the marker, every version of
    each (a restore resuming after its last object relies on it).
 
+4. DynamoDB export to S3: moto writes one data file under a folder unrelated to the export's
+   ARN (``table/<table ARN>/import/<id>``), and no manifests. Real exports are named
+   ``table/TABLE/export/ID``, live in ``PREFIX/AWSDynamoDB/ID/`` with ``_started``,
+   ``manifest-summary.json`` (named by DescribeExport's ``ExportManifest``),
+   ``manifest-files.json`` (one JSON line per data file) and ``data/*.json.gz`` files of
+   ``{"Item": ...}`` lines (at least one file per partition; here one per ``EXPORT_FILE_ITEMS``
+   items, at least one). The export's time is when it was asked for (moto keeps no history to
+   export an earlier moment from).
+
 Run as ``python -m tests.support.moto_server -H 127.0.0.1 -p PORT`` (same arguments as moto's).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
-from moto.core.utils import unix_time_millis
+from moto.core.utils import gzip_compress, unix_time_millis
 from moto.dynamodb.models import table as ddb_table
+from moto.dynamodb.models import table_export as ddb_export
+from moto.dynamodb.models.utilities import dynamo_json_dump
 from moto.kinesis import models as kinesis_models
 from moto.s3 import models as s3_models
 from moto.server import main
@@ -175,9 +191,95 @@ def _list_object_versions(
 
 _original_list_object_versions = s3_models.S3Backend.list_object_versions
 
+EXPORT_FILE_ITEMS = 1000
+_original_export_init = ddb_export.TableExport.__init__
+_original_export_response = ddb_export.TableExport.response
+
+
+def _export_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    _original_export_init(self, *args, **kwargs)
+    now = datetime.now(UTC)
+    self.export_id = f"{int(now.timestamp() * 1000):014d}-{uuid.uuid4().hex[:8]}"
+    table_part = self.table.table_arn.split(":table/", 1)[0]
+    self.arn = f"{table_part}:table/{self.table.name}/export/{self.export_id}"
+    self.folder = "/".join(
+        p for p in (self.s3_prefix.strip("/"), "AWSDynamoDB", self.export_id) if p
+    )
+    self.export_time = self.start_time = now
+    self.end_time = None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _export_files(self: Any, s3_backend: Any) -> None:
+    """The export in AWS's layout: ``_started``, data files, manifest-files, manifest-summary."""
+    bucket = self.s3_bucket
+    s3_backend.put_object(bucket, f"{self.folder}/_started", b"")
+    items = [dynamo_json_dump(i.to_json(root_attr_name="Item")) for i in self.table.all_items()]
+    manifest = []
+    for start in range(0, max(len(items), 1), EXPORT_FILE_ITEMS):
+        chunk = items[start : start + EXPORT_FILE_ITEMS]
+        body = gzip_compress("".join(f"{line}\n" for line in chunk).encode("utf-8"))
+        key = f"{self.folder}/data/{uuid.uuid4().hex}.json.gz"
+        s3_backend.put_object(bucket, key, body)
+        digest = base64.b64encode(hashlib.md5(body).digest()).decode()
+        manifest.append(
+            {
+                "itemCount": len(chunk),
+                "md5Checksum": digest,
+                "etag": hashlib.md5(body).hexdigest(),
+                "dataFileS3Key": key,
+            }
+        )
+        self.item_count += len(chunk)
+        self.processed_bytes += sum(len(line) for line in chunk)
+    files_key = f"{self.folder}/manifest-files.json"
+    s3_backend.put_object(
+        bucket, files_key, "".join(json.dumps(m) + "\n" for m in manifest).encode()
+    )
+    self.end_time = datetime.now(UTC)
+    summary = {
+        "version": "2020-06-30",
+        "exportArn": self.arn,
+        "startTime": _iso(self.start_time),
+        "endTime": _iso(self.end_time),
+        "tableArn": self.table.table_arn,
+        "tableId": self.table.table_id if hasattr(self.table, "table_id") else "",
+        "exportTime": _iso(self.export_time),
+        "s3Bucket": bucket,
+        "s3Prefix": self.s3_prefix,
+        "s3SseAlgorithm": "AES256",
+        "s3SseKmsKeyId": None,
+        "manifestFilesS3Key": files_key,
+        "billedSizeBytes": self.processed_bytes,
+        "itemCount": self.item_count,
+        "outputFormat": "DYNAMODB_JSON",
+        "exportType": self.export_type,
+    }
+    s3_backend.put_object(
+        bucket, f"{self.folder}/manifest-summary.json", json.dumps(summary).encode()
+    )
+    self.status = "COMPLETED"
+
+
+def _export_response(self: Any) -> dict[str, Any]:
+    response: dict[str, Any] = _original_export_response(self)
+    response["ExportManifest"] = f"{self.folder}/manifest-summary.json"
+    response["ExportTime"] = self.export_time.timestamp()
+    response["StartTime"] = self.start_time.timestamp()
+    if self.end_time is not None:
+        response["EndTime"] = self.end_time.timestamp()
+    return response
+
+
 kinesis_models.Stream.get_shard_for_key = _open_shard_for_key
 ddb_table.StreamRecord.__init__ = _stream_record_init
 s3_models.S3Backend.list_object_versions = _list_object_versions
+ddb_export.TableExport.__init__ = _export_init
+ddb_export.TableExport._backup_to_s3_file = _export_files
+ddb_export.TableExport.response = _export_response
 
 if __name__ == "__main__":
     main()
