@@ -123,6 +123,20 @@ def default_name(source: str, target: str) -> str:
     metavar="full|sample:P",
     help="Verify every segment, or a random P per cent of them.",
 )
+@click.option(
+    "--backfill",
+    "backfill_mode",
+    type=click.Choice(["scan", "export"]),
+    default="scan",
+    show_default=True,
+    help="How SOURCE's items are copied: a Scan (read capacity, within the stream's retention), "
+    "or DynamoDB's export to S3 (--export-to; no read capacity; the tail starts after the load).",
+)
+@click.option(
+    "--export-to",
+    metavar="s3://BUCKET/PREFIX",
+    help="With --backfill export: where DynamoDB writes the export.",
+)
 @click.option("--backup", metavar="s3://BUCKET/PREFIX", help="Also back every change up to S3.")
 @click.option("--name", help="The migration's name (default: derived from SOURCE and TARGET).")
 @click.option(
@@ -160,6 +174,8 @@ def run(
     segments: int,
     rate: str,
     verify_text: str,
+    backfill_mode: str,
+    export_to: str | None,
     backup: str | None,
     name: str | None,
     lag_threshold: float,
@@ -189,6 +205,7 @@ def run(
         verify=Verify.parse(verify_text),
         verify_segments=VERIFY_SEGMENTS,
         backup=parse_s3(backup) if backup else None,
+        export_to=parse_s3(export_to) if export_to else None,
         with_stream=with_stream,
         exit_when_ready=exit_when_ready,
         lag_threshold=lag_threshold,
@@ -198,6 +215,8 @@ def run(
     )
     if with_stream and not create:
         raise InvalidInputError("--with-stream goes with --create")
+    if (backfill_mode == "export") != (export_to is not None):
+        raise InvalidInputError("--backfill export and --export-to s3://BUCKET/PREFIX go together")
     src, dst = cfg.table(source), cfg.table(target, REPLICA)
     check()
     store = MigrationStore(connection())

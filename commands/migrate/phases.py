@@ -3,7 +3,10 @@
 preflight  both tables reachable, schemas equal, stream on, backfill estimate within retention
 create     (--create) TARGET with SOURCE's definition, indexes ACTIVE, TTL set
 capture    the moment the tail starts from, recorded *before* the backfill scans anything
-backfill   every SOURCE item copied by the workers (a fanned-out ``diff-tables --backfill``)
+           (``--backfill export``: and DynamoDB asked for an export as at that moment)
+backfill   every SOURCE item copied by the workers (a fanned-out ``diff-tables --backfill``;
+           or the export's data files loaded, then the tail started from the capture: a
+           change after it is applied after the load, so no item comes back)
 catch-up   the tail (running since capture) reads at the stream's tip, the workers drained it
 verify     ``diff-tables --repair`` over all segments or a sample; every key found re-read equal
 ready      one JSON line on stdout; the tail goes on until SIGTERM/SIGINT or ``migrate stop``
@@ -32,6 +35,7 @@ from commands.migrate.record import Migration, MigrationStore
 from commands.migrate.tail import Tail
 from producer.enqueue import Target
 from tasks.aws import definitions, dynamo
+from tasks.backup import export
 from tasks.coord import deadletters, stats
 from tasks.coord.redis_conn import connection
 from tasks.core.errors import ReplicatorError, TransientError
@@ -87,6 +91,7 @@ class Options:
     verify: Verify
     verify_segments: int
     backup: S3Location | None
+    export_to: S3Location | None  # --backfill export: where DynamoDB writes the export
     with_stream: bool
     exit_when_ready: bool
     lag_threshold: float
@@ -120,7 +125,9 @@ class Migrator:
             "ready": self._ready,
         }
         self._step("preflight", self._preflight)
-        if "capture" in self.record.done:
+        if "capture" in self.record.done and (
+            not self._exporting or "backfill" in self.record.done
+        ):
             self._start_tail()
         for phase, step in steps.items():
             if phase not in self.record.done:
@@ -141,7 +148,11 @@ class Migrator:
 
     def _preflight(self) -> None:
         self.preflight = check(
-            self.source, self.target, self.options.rate, create=self.options.create
+            self.source,
+            self.target,
+            self.options.rate,
+            create=self.options.create,
+            export_to=self.options.export_to,
         )
         self.record.counts["source_items"] = self.preflight.source.item_count
         self.say(
@@ -159,10 +170,21 @@ class Migrator:
         )
         self.say(f"[migrate] created {self.target} like {self.source}")
 
+    @property
+    def _exporting(self) -> bool:
+        return self.options.export_to is not None
+
     def _capture(self) -> None:
         self.record.captured_at = time.time()
+        if self.options.export_to is not None:
+            to = self.options.export_to
+            self.record.export_arn = dynamo.start_export(
+                self.source, to.bucket, to.prefix, at=self.record.captured_at
+            )
+            self.say(f"[migrate] export {self.record.export_arn} asked for")
         self.store.save(self.record)
-        self._start_tail()
+        if not self._exporting:
+            self._start_tail()
 
     def _start_tail(self) -> None:
         assert self.record.captured_at is not None
@@ -179,6 +201,10 @@ class Migrator:
         self.tail.start()
 
     def _backfill(self) -> None:
+        if self._exporting:
+            self._load_export()
+            self._start_tail()
+            return
         options = DiffOptions(
             self.source.location.spec,
             self.target.location.spec,
@@ -186,13 +212,44 @@ class Migrator:
             rate=self._checked.items_per_second,
         )
         plan = Plan("fanout", self.options.segments)
-        outcome = self._bulk(options, plan, self._expected(1.0), resume=self.record.backfill_job)
+        outcome = self._bulk(options, plan, self._expected(1.0))
         self.record.counts["copied"] = outcome.totals.get("backfilled", 0)
         self.record.counts["copy_failed"] = outcome.totals.get("backfill_failed", 0)
         if self.record.counts["copy_failed"]:
             raise MigrationFailed(
                 f"{self.record.counts['copy_failed']} items could not be copied (see the dead "
                 "letters); rerun the same command to try the backfill again"
+            )
+
+    def _load_export(self) -> None:
+        """Wait for the export, then load its data files (segment tasks, at the rate)."""
+        assert self.record.export_arn is not None
+        shown_at = {"seconds": 0.0}
+
+        def progress(status: dynamo.ExportStatus, elapsed: float) -> None:
+            if elapsed - shown_at["seconds"] >= self.options.progress_interval:
+                shown_at["seconds"] = elapsed
+                self.say(f"[progress] export: {status.status.lower()} after {age_text(elapsed)}")
+
+        done = export.read(
+            export.folder_of(export.wait(self.source, self.record.export_arn, progress))
+        )
+        params = {
+            "source": str(done.location),
+            "target": self.target.location.spec,
+            "files": list(done.files),
+            "rate": self._checked.items_per_second,
+            "schema": None,
+            "layout": done.kind,
+        }
+        spec = self._spec("restore-table", params, done.items, "read")
+        outcome = self._run_bulk(spec, Plan("fanout", self.options.segments), True)
+        self.record.counts["copied"] = outcome.totals.get("restored", 0)
+        self.record.counts["copy_failed"] = outcome.totals.get("failed", 0)
+        if self.record.counts["copy_failed"]:
+            raise MigrationFailed(
+                f"{self.record.counts['copy_failed']} items could not be loaded; rerun the same "
+                "command to load the export again"
             )
 
     @property
@@ -214,20 +271,38 @@ class Migrator:
         resume: str | None = None,
         on_record: Callable[[str], None] = lambda _: None,
     ) -> Outcome:
-        def remember(job: Job) -> None:
-            if options.backfill:
-                self.record.backfill_job = job.id
-                self.store.save(self.record)
+        counter = "scanned" if options.backfill else "compared"
+        spec = self._spec("diff", options.to_params(), expected, counter, on_record)
+        return self._run_bulk(spec, plan, options.backfill)
 
-        spec = BulkSpec(
-            kind="diff",
-            params=options.to_params(),
+    def _spec(
+        self,
+        kind: str,
+        params: Mapping[str, object],
+        expected: int,
+        counter: str,
+        on_record: Callable[[str], None] = lambda _: None,
+    ) -> BulkSpec:
+        return BulkSpec(
+            kind=kind,
+            params=params,
             on_record=on_record,
             label={"migration": self.record.name, "phase": self.record.phase},
             name=self.record.phase,
             estimate=expected,
-            counter="scanned" if options.backfill else "compared",
+            counter=counter,
         )
+
+    def _run_bulk(self, spec: BulkSpec, plan: Plan, backfill: bool) -> Outcome:
+        """Run a job (a backfill's is remembered in the record, and waited for again by a
+        rerun while its segments still exist); MigrationFailed when a segment failed."""
+
+        def remember(job: Job) -> None:
+            if backfill:
+                self.record.backfill_job = job.id
+                self.store.save(self.record)
+
+        resume = self.record.backfill_job if backfill else None
         if resume and not _resumable(resume):
             resume = None
         outcome = execute(
@@ -240,7 +315,7 @@ class Migrator:
         )
         if outcome.failures:
             failed = ", ".join(f"{k}: {v}" for k, v in sorted(outcome.failures.items()))
-            if options.backfill:
+            if backfill:
                 self.record.backfill_job = None
             raise MigrationFailed(f"{self.record.phase} segments failed ({failed})")
         return outcome

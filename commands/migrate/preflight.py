@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from tasks.aws import definitions
+from tasks.aws import definitions, dynamo, s3
 from tasks.aws.definitions import Definition
 from tasks.core.errors import InvalidInputError, NotFoundError, SchemaMismatchError
-from tasks.core.locations import Table
+from tasks.core.locations import S3Location, Table
 
 ON_DEMAND_ITEMS_PER_SECOND = 4000.0
 """What ``N%`` is a share of for an on-demand table: a new on-demand table's initial peak
@@ -29,6 +29,9 @@ STREAM_RETENTION_SECONDS = 24 * 3600.0
 """DynamoDB Streams keeps change records for 24 hours."""
 RETENTION_SHARE = 0.5
 """The backfill must be estimated to end within this share of the stream's retention."""
+EXPORT_ALLOWANCE_SECONDS = 2 * 3600
+"""What an export is allowed to take before its load starts, in the retention check (AWS
+exports a table in minutes to a few hours, whatever its size, without read capacity)."""
 SCAN_AND_READ_UNITS = 1.5
 """Read units per 4 KB per backfilled item: an eventually consistent scan (0.5) and the
 strongly consistent re-read before the write (1)."""
@@ -81,9 +84,18 @@ class Preflight:
     estimate_seconds: float
 
 
-def check(source: Table, target: Table, rate: Rate, *, create: bool) -> Preflight:
+def check(
+    source: Table,
+    target: Table,
+    rate: Rate,
+    *,
+    create: bool,
+    export_to: S3Location | None = None,
+) -> Preflight:
     """Both tables reachable, schemas equal (or TARGET absent with --create), SOURCE's stream
-    on, and a backfill estimated to end well inside the stream's retention."""
+    on, and a backfill estimated to end well inside the stream's retention. With an export:
+    SOURCE's point-in-time recovery on, the bucket writable, and the export's allowance plus the
+    load inside the retention (the tail starts after the load, from the capture)."""
     src = definitions.describe(source)
     if src.stream_view_type is None:
         raise InvalidInputError(
@@ -93,6 +105,9 @@ def check(source: Table, target: Table, rate: Rate, *, create: bool) -> Prefligh
     dst = _target(source, target, src, create=create)
     per_second = rate.items_per_second(src, dst)
     estimate = src.item_count / per_second
+    if export_to is not None:
+        _check_export(source, export_to)
+        estimate += EXPORT_ALLOWANCE_SECONDS
     allowed = STREAM_RETENTION_SECONDS * RETENTION_SHARE
     if estimate > allowed:
         raise InvalidInputError(
@@ -101,6 +116,16 @@ def check(source: Table, target: Table, rate: Rate, *, create: bool) -> Prefligh
             "the stream's 24 h retention): raise --rate"
         )
     return Preflight(src, dst, per_second, estimate)
+
+
+def _check_export(source: Table, export_to: S3Location) -> None:
+    """Point-in-time recovery on, and the export's bucket writable (a marker put, then deleted)."""
+    if not dynamo.point_in_time_recovery(source):
+        raise dynamo.pitr_off(source)
+    marker = export_to.key(".replicator-write-check")
+    s3.check_bucket(export_to.bucket)
+    s3.put(export_to.bucket, marker, b"")
+    s3.delete(export_to.bucket, marker)
 
 
 def _target(source: Table, target: Table, src: Definition, *, create: bool) -> Definition | None:

@@ -49,6 +49,7 @@ class Migration:
     seconds: dict[str, float] = field(default_factory=dict)
     captured_at: float | None = None
     backfill_job: str | None = None
+    export_arn: str | None = None  # --backfill export: the export asked for at capture
     counts: dict[str, int] = field(default_factory=dict)
     behind_seconds: float | None = None  # how far behind the stream's tip the tail reads
     state: str = "running"  # running, ready, refused, failed, stopped (see shown_state)

@@ -388,17 +388,24 @@ class ExportStatus:
 
 
 def start_export(
-    table: Table, bucket: str, prefix: str, since: float | None = None, until: float | None = None
+    table: Table,
+    bucket: str,
+    prefix: str,
+    since: float | None = None,
+    until: float | None = None,
+    at: float | None = None,
 ) -> str:
-    """Ask for an export of the table to ``s3://bucket/prefix`` (incremental from ``since``, to
-    ``until``, when ``since`` is given); its ARN. ConfigurationError when point-in-time
-    recovery is off, saying how to turn it on."""
+    """Ask for an export of the table to ``s3://bucket/prefix`` (as at ``at``, or incremental
+    from ``since`` to ``until`` when ``since`` is given); its ARN. ConfigurationError when
+    point-in-time recovery is off, saying how to turn it on."""
     args: dict[str, Any] = {
         "TableArn": describe(table).arn,
         "S3Bucket": bucket,
         "S3Prefix": prefix,
         "ExportFormat": "DYNAMODB_JSON",
     }
+    if at is not None:
+        args["ExportTime"] = at
     if since is not None:
         args["ExportType"] = "INCREMENTAL_EXPORT"
         spec = {"ExportFromTime": since, "ExportViewType": "NEW_IMAGE"}
@@ -410,13 +417,27 @@ def start_export(
         response = _client(table).export_table_to_point_in_time(**args)
     except ClientError as exc:
         if error_code(exc) in PITR_OFF_CODES:
-            raise ConfigurationError(
-                f"point-in-time recovery is off for {table}, and an export needs it: "
-                f"aws dynamodb update-continuous-backups --table-name {table.name} "
-                "--point-in-time-recovery-specification PointInTimeRecoveryEnabled=true"
-            ) from exc
+            raise pitr_off(table) from exc
         raise map_error(exc, f"ExportTableToPointInTime of {table}") from exc
     return str(response["ExportDescription"]["ExportArn"])
+
+
+def pitr_off(table: Table) -> ConfigurationError:
+    """The error for an export of a table whose point-in-time recovery is off."""
+    return ConfigurationError(
+        f"point-in-time recovery is off for {table}, and an export needs it: "
+        f"aws dynamodb update-continuous-backups --table-name {table.name} "
+        "--point-in-time-recovery-specification PointInTimeRecoveryEnabled=true"
+    )
+
+
+def point_in_time_recovery(table: Table) -> bool:
+    """Whether the table's point-in-time recovery is on (an export needs it)."""
+    with translated(f"DescribeContinuousBackups of {table}"):
+        raw: Any = _client(table).describe_continuous_backups(TableName=table.name)
+    description = raw.get("ContinuousBackupsDescription", {})
+    status = description.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus")
+    return bool(status == "ENABLED")
 
 
 def describe_export(table: Table, arn: str) -> ExportStatus:
