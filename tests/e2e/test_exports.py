@@ -174,3 +174,32 @@ def test_a_corrupt_export_file_fails_with_its_name_and_can_be_resumed(
     assert summary["failed_segments"] == 1 and 0 < summary["restored"] < 2500
     assert again.returncode == 0, again.stderr
     assert _values(moto_url, "target") == _values(moto_url, "src")
+
+
+def test_an_incremental_export_goes_on_from_the_last_export_there(
+    env: dict[str, str], moto_url: str, fault_proxy: Any
+) -> None:
+    _source(moto_url, 5)
+    make_bucket(moto_url, "exports", versioned=False)
+    source = f"{fault_proxy.url}/src"
+
+    none_yet = run(env, "backup-table", source, "s3://exports/daily", "--export", "--incremental")
+    full = run(env, "backup-table", source, "s3://exports/daily", "--export")
+    elsewhere = run(env, "backup-table", source, "s3://exports/other", "--export", "--incremental")
+    incremental = run(
+        env, "backup-table", source, "s3://exports/daily", "--export", "--incremental"
+    )
+
+    assert none_yet.returncode == 2 and "run a full export first" in none_yet.stderr
+    assert full.returncode == 0, full.stderr
+    assert elsewhere.returncode == 2  # the last export must be in the same place
+    assert incremental.returncode == 0, incremental.stderr
+    asked = [c.document or {} for c in fault_proxy.calls("ExportTableToPointInTime")]
+    assert [a.get("ExportType", "FULL_EXPORT") for a in asked] == [
+        "FULL_EXPORT",
+        "INCREMENTAL_EXPORT",
+    ]
+    arn = json.loads(full.stdout.splitlines()[-1])["export"]
+    described = client(moto_url).describe_export(ExportArn=arn)["ExportDescription"]
+    since = asked[1]["IncrementalExportSpecification"]["ExportFromTime"]
+    assert since == described["ExportTime"].timestamp()
