@@ -95,6 +95,7 @@ class Reporter:
             f"segments {snapshot.count(DONE, FAILED)}/{self._segments} done "
             + (f"({failed} failed) " if failed else "")
             + f"{self._spec.describe(totals)} {rate:.0f} {field}/s"
+            + (f" (rate cap {snapshot.rate_cap:.0f}/s)" if snapshot.rate_cap else "")
             + self._expected(totals.get(field, 0), rate)
         )
 

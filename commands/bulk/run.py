@@ -25,6 +25,7 @@ from commands.bulk.plan import Plan
 from commands.bulk.progress import Reporter
 from commands.bulk.spec import BulkSpec, Outcome
 from commands.bulk.watchdog import Watchdog
+from tasks.coord.ratelimit import rate_in_force
 from tasks.coord.redis_conn import check, connection
 from tasks.core import collector
 from tasks.core.errors import UnavailableError
@@ -156,6 +157,8 @@ def _watch(
         for record in records:
             spec.on_record(record)
         mine = Snapshot([snapshot.segments[i] for i in wanted])
+        if spec.params.get("rate"):
+            mine.rate_cap = rate_in_force(connection(), job.id)
         reporter.update(mine)
         if all(s.finished for s in mine.segments):
             return snapshot

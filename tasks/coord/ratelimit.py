@@ -88,3 +88,9 @@ class RateLimiter:
         if float(wait) > 0:
             time.sleep(float(wait))
         return float(wait)
+
+
+def rate_in_force(client: redis.Redis, name: str) -> float | None:
+    """The rate a job's bucket allows now (None before its first take)."""
+    found = client.hget(settings().key("rate", name), "rate")
+    return float(found) if found is not None else None

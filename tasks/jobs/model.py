@@ -82,6 +82,7 @@ class Snapshot:
 
     segments: list[SegmentState]
     cancelled: bool = False
+    rate_cap: float | None = None  # the job's rate limit in force (it adapts to throttling)
 
     @property
     def totals(self) -> dict[str, int]:

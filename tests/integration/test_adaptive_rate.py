@@ -4,6 +4,7 @@ above the rate asked for (``tasks.coord.ratelimit``), with real Redis and a thro
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -69,7 +70,17 @@ def test_a_restore_against_an_endpoint_throttling_every_third_write_slows_and_fi
     create_table(moto_url, "target")
     fault_proxy.add_rule(Rule("BatchWriteItem", action="throttle", every=3, table="target"))
 
-    done = run(env, "restore-table", "s3://dumps/d/j", f"{fault_proxy.url}/target", "--rate", "400")
+    target = f"{fault_proxy.url}/target"
+    done = run(
+        env,
+        "restore-table",
+        "s3://dumps/d/j",
+        target,
+        "--rate",
+        "400",
+        "--progress-interval",
+        "0.5",
+    )
 
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.splitlines()[-1])
@@ -77,4 +88,6 @@ def test_a_restore_against_an_endpoint_throttling_every_third_write_slows_and_fi
     assert len(scan_all(moto_url, "target")) == 600
     rate = float(redis_client.hget(settings().key("rate", summary["job"]), "rate") or 0)
     assert 0 < rate < 400  # it slowed down
+    caps = [float(c) for c in re.findall(r"rate cap (\d+)/s", done.stderr)]
+    assert caps and min(caps) < 400  # and the progress lines said so
     assert fault_proxy.counts("BatchWriteItem", "target").injected > 0
