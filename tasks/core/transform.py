@@ -145,7 +145,10 @@ def compile_filter(text: str) -> Any:
     try:
         return jmespath.compile(text)
     except JMESPathError as exc:
-        raise ConfigurationError(f"--filter {text!r} does not parse: {exc}") from exc
+        where = getattr(exc, "lex_position", None)
+        detail = getattr(exc, "msg", None) or str(exc).splitlines()[0]
+        at = f" at column {where}" if where is not None else ""
+        raise ConfigurationError(f"--filter {text!r} does not parse: {detail}{at}") from exc
 
 
 @lru_cache(maxsize=64)
