@@ -62,6 +62,7 @@ class ReplicaSink:
     replica: Table
     transform: TransformSpec = field(default_factory=TransformSpec)
     _loaded: Transform | None = field(default=None, init=False, repr=False)
+    left_out: set[str] = field(default_factory=set)  # keys the transform turned into deletes
 
     @property
     def name(self) -> str:
@@ -90,7 +91,9 @@ class ReplicaSink:
                 failed[_canonical(item, self._loaded.key_names)] = Failure(str(exc), False)
                 continue
             if shaped is None:
-                gone.append(Key.of({n: item[n] for n in self._loaded.key_names}))
+                key = Key.of({n: item[n] for n in self._loaded.key_names})
+                self.left_out.add(key.canonical)
+                gone.append(key)
             else:
                 kept.append(shaped)
         return {**failed, **dynamo.batch_write(self.replica, kept, gone)}

@@ -71,3 +71,25 @@ def test_a_bad_definition_is_one_line_and_exit_2(env: dict[str, str], moto_url: 
         line = lines[0]
         assert line.startswith("error: ") and message in line
     assert scan_all(moto_url, "replica") == {}
+
+
+def test_replicate_record_and_diff_record_through_the_transform(
+    env: dict[str, str], moto_url: str
+) -> None:
+    _tables(moto_url)
+    tables = [f"{moto_url}/primary", f"{moto_url}/replica"]
+
+    copied = run(env, "replicate-record", *tables, '{"id":"k01"}', *SHAPE)
+    hidden = run(env, "replicate-record", *tables, '{"id":"k00"}', *SHAPE)  # internal
+    same = run(env, "diff-record", *tables, '{"id":"k01"}', *SHAPE)
+    plain = run(env, "diff-record", *tables, '{"id":"k01"}')
+
+    assert copied.returncode == 0 and copied.stdout.startswith("[put]"), copied.stderr
+    assert hidden.returncode == 0 and hidden.stdout.startswith("[deleted]"), hidden.stderr
+    assert scan_all(moto_url, "replica")['{"id":{"S":"k01"}}'] == {
+        "id": {"S": "k01"},
+        "kind": {"S": "public"},
+        "user_id": {"S": "u"},
+    }
+    assert same.returncode == 0 and "through transform" in same.stdout
+    assert plain.returncode == 1
