@@ -14,9 +14,11 @@ import click
 
 from commands.exits import DIFFERENT, OK, handle_errors
 from commands.options import common_options, ignore_attribute_option, setup
+from commands.transform_options import transform_from, transform_options
 from tasks.aws import dynamo
 from tasks.core.keys import Key
 from tasks.core.locations import REPLICA
+from tasks.core.transform import load
 from tasks.core.typed_json import Item, items_equal, to_wire
 from tasks.diff.match import PAIR, differing_attributes, judge
 
@@ -32,15 +34,21 @@ def show(item: Item | None) -> str:
 @click.argument("replica")
 @click.argument("key")
 @ignore_attribute_option
+@transform_options
 @common_options
 @handle_errors
 def main(primary: str, replica: str, key: str, ignore: tuple[str, ...], **params: Any) -> None:
     """Compare the item with KEY ({"id":"abc"} or {"id":{"S":"abc"}}) on both tables."""
     cfg = setup(params)
     left, right = cfg.table(primary), cfg.table(replica, REPLICA)
-    item_key = Key.parse(key, dynamo.same_schema(left, right))
+    schema = dynamo.same_schema(left, right)
+    item_key = Key.parse(key, schema)
+    shape = transform_from(params, left)
     items = dynamo.get_item(left, item_key), dynamo.get_item(right, item_key)
-    click.echo(f"primary {left}:\n{show(items[0])}")
+    if not shape.empty and items[0] is not None:  # the replica should hold t(primary)
+        items = load(shape, schema.names)(items[0]), items[1]
+    through = f" through transform {shape.identity}" if not shape.empty else ""
+    click.echo(f"primary {left}{through}:\n{show(items[0])}")
     click.echo(f"replica {right}:\n{show(items[1])}")
     if items_equal(*items, ignore=ignore):
         click.echo("✔ the items are equal")

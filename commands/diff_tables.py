@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Mapping
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,6 +23,7 @@ from commands.bulk.run import execute
 from commands.bulk.spec import BulkSpec, Outcome
 from commands.exits import DIFFERENT, FAILURE, OK, handle_errors
 from commands.options import common_options, ignore_attribute_option, setup
+from commands.transform_options import transform_from, transform_options
 from tasks.aws import dynamo
 from tasks.coord.redis_conn import check
 from tasks.core.config import settings
@@ -136,6 +138,7 @@ def _check_inputs(options: DiffOptions, chosen: Plan) -> None:
     hidden=True,
     help="The original's flag for HOST:PORT/TABLE; accepted, no longer needed.",
 )
+@transform_options
 @segment_options
 @common_options
 @handle_errors
@@ -165,7 +168,9 @@ def main(
     cfg = setup(params)
     chosen = plan(segment, segments)
     specs = cfg.location(primary).spec, cfg.location(replica).spec
+    shape = transform_from(params, cfg.table(primary))
     options = DiffOptions(*specs, ignore, repair, backfill, page_size, rate)
+    options = replace(options, transform=None if shape.empty else shape.to_params())
     _check_inputs(options, chosen)
     with report.open("w", encoding="utf-8") if report else nullcontext() as out:
         outcome = execute(chosen, _spec(options, Printer(out)), pickup_timeout, progress_interval)

@@ -13,6 +13,7 @@ import click
 
 from commands.exits import FAILURE, OK, handle_errors
 from commands.options import common_options, setup
+from commands.transform_options import transform_from, transform_options
 from tasks.aws import dynamo
 from tasks.core.keys import Key
 from tasks.core.locations import REPLICA
@@ -23,6 +24,7 @@ from tasks.replication.sync import ReplicaSink, sync_keys
 @click.argument("primary")
 @click.argument("replica")
 @click.argument("key")
+@transform_options
 @common_options
 @handle_errors
 def main(primary: str, replica: str, key: str, **params: Any) -> None:
@@ -30,12 +32,14 @@ def main(primary: str, replica: str, key: str, **params: Any) -> None:
     cfg = setup(params)
     left, right = cfg.table(primary), cfg.table(replica, REPLICA)
     item_key = Key.parse(key, dynamo.same_schema(left, right))
-    outcome = sync_keys(left, ReplicaSink(right), [item_key])
+    shape = transform_from(params, left)
+    sink = ReplicaSink(right, shape)
+    outcome = sync_keys(left, sink, [item_key])
     shown = item_key.canonical
     if outcome.failed:
         (failure,) = outcome.failed.values()
         click.echo(f"error: {shown} was not replicated: {failure.reason}", err=True)
         sys.exit(FAILURE)
-    action = "put" if outcome.puts else "deleted"
+    action = "put" if outcome.puts and item_key.canonical not in sink.left_out else "deleted"
     click.echo(f"[{action}] {shown}")
     sys.exit(OK)

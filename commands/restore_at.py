@@ -54,6 +54,7 @@ class Request:
     show: bool
     before_history: bool
     rate: int | None
+    transform: dict[str, Any] | None = None  # TransformSpec.to_params: write t(item)
 
 
 @dataclass
@@ -121,6 +122,7 @@ def _params(request: Request, existed: bool, keys: list[Key] | None) -> dict[str
         "dry_run": request.dry_run,
         "show": request.show,
         "rate": request.rate or 0,
+        "transform": request.transform,
     }
     if keys is not None:
         params["keys"] = [k.canonical for k in keys]

@@ -53,6 +53,7 @@ def restore_export(
     create: bool,
     rate: int | None,
     options: Segments,
+    transform: dict[str, object] | None = None,
 ) -> None:
     """Restore the export (and the incremental exports after it) into ``target``."""
     first = export.read(location)
@@ -68,6 +69,7 @@ def restore_export(
             "rate": rate or 0,
             "schema": None,
             "layout": one.kind,
+            "transform": transform,
         }
         outcome = run_job("restore-table", params, options, print_failed_key)
         outcomes.append(outcome)

@@ -21,6 +21,7 @@ from commands.exits import handle_errors
 from commands.options import common_options, setup
 from commands.restore_at import COMPARE_CHOICES, Request, restore_at, window_from
 from commands.restore_export import restore_export, source_of
+from commands.transform_options import transform_from, transform_options
 from tasks.backup.format import SCHEMA_METADATA, schema_metadata
 from tasks.backup.restore import find_source, prepare_target
 from tasks.core.errors import InvalidInputError
@@ -76,6 +77,7 @@ from tasks.core.times import parse_moment
     "--create", is_flag=True, help="Create TABLE with the backup's key schema if missing."
 )
 @click.option("--rate", type=click.IntRange(min=1), help="At most this many items per second.")
+@transform_options
 @segment_options
 @common_options
 @handle_errors
@@ -98,6 +100,8 @@ def main(
     """Restore TABLE from the backup at S3URL."""
     options = segments_from(params)
     target = setup(params).table(table, REPLICA)
+    shape = transform_from(params, target)
+    transform = None if shape.empty else shape.to_params()
     at_only = {"--key": key, "--keys": keys_file, "--since": since, "--dry-run": dry_run}
     at_only.update({"--show": show, "--before-history": before_history})
     given = [name for name, value in at_only.items() if value]
@@ -106,13 +110,21 @@ def main(
         if given:
             raise InvalidInputError(f"{', '.join(given)}: not for a restore from an export")
         moment = parse_moment(at) if at else None
-        restore_export(exported, target, at=moment, create=create, rate=rate, options=options)
+        restore_export(
+            exported,
+            target,
+            at=moment,
+            create=create,
+            rate=rate,
+            options=options,
+            transform=transform,
+        )
         return
     source = parse_s3(s3url)
     if given and not at:
         raise InvalidInputError(f"{', '.join(given)} restore a point in time: give --at TIME too")
     if not at:
-        _restore_files(source, target, create, rate, options)
+        _restore_files(source, target, create, rate, options, transform)
         return
     request = Request(
         source=source,
@@ -126,6 +138,7 @@ def main(
         show=show,
         before_history=before_history,
         rate=rate,
+        transform=transform,
     )
     restore_at(request, options)
 
@@ -136,6 +149,7 @@ def _restore_files(
     create: bool,
     rate: int | None,
     options: Segments,
+    transform: dict[str, Any] | None = None,
 ) -> None:
     backup = find_source(source)
     prepare_target(target, backup.schema, create)
@@ -146,6 +160,7 @@ def _restore_files(
         "files": list(backup.files),
         "rate": rate or 0,
         "schema": recorded,
+        "transform": transform,
     }
     finish(
         run_job("restore-table", job, options, print_failed_key),

@@ -25,6 +25,7 @@ from tasks.coord import pending
 from tasks.core.iters import batched
 from tasks.core.keys import Key
 from tasks.core.locations import S3Location, TableLocation
+from tasks.core.transform import TransformSpec
 
 
 @dataclass(frozen=True)
@@ -32,10 +33,11 @@ class Target:
     task: str  # tasks.names.REPLICATE or tasks.names.BACKUP_RECORD
     arg: str  # the replica location (its spec) or the S3 URL, as the task receives it
     name: str  # the target's identity in Redis (pending marks), as the task's sink names it
+    transform: TransformSpec = field(default_factory=TransformSpec)  # a replica's messages carry it
 
     @classmethod
-    def replica(cls, location: TableLocation) -> Target:
-        return cls(names.REPLICATE, location.spec, str(location))
+    def replica(cls, location: TableLocation, transform: TransformSpec | None = None) -> Target:
+        return cls(names.REPLICATE, location.spec, str(location), transform or TransformSpec())
 
     @classmethod
     def backup(cls, location: S3Location) -> Target:
@@ -96,6 +98,8 @@ class Enqueuer:
             kwargs: dict[str, Any] = {"created": [oldest[k] for k in chunk], "session": session}
             if target.task == names.BACKUP_RECORD:
                 kwargs["changed"] = [newest[k] for k in chunk]
+            if not target.transform.empty:
+                kwargs["transform"] = target.transform.to_params()
             self.app.send_task(
                 target.task,
                 args=(self.primary, target.arg, [k.wire for k in chunk]),

@@ -12,6 +12,7 @@ from tasks import names
 from tasks.backup.incremental import S3Sink
 from tasks.core.config import settings
 from tasks.core.locations import REPLICA, Table, parse_s3
+from tasks.core.transform import TransformSpec
 from tasks.replication.batches import TASK_OPTIONS, Message, newest, run_message
 from tasks.replication.sync import ReplicaSink
 from worker.app import app
@@ -26,12 +27,15 @@ def replicate(
     created: list[float] | None = None,
     session: str | None = None,
     attempt: int = 0,
+    transform: dict[str, Any] | None = None,
 ) -> dict[str, int]:
-    """Replicate ``keys`` (typed wire JSON) from ``primary`` to ``replica``."""
+    """Replicate ``keys`` (typed wire JSON) from ``primary`` to ``replica``, through the
+    ``transform`` (``tasks.core.transform.TransformSpec.to_params``) when given."""
 
     def sink() -> tuple[Table, ReplicaSink]:
         cfg = settings()
-        return cfg.table(primary), ReplicaSink(cfg.table(replica, REPLICA))
+        shape = TransformSpec.from_params(transform)
+        return cfg.table(primary), ReplicaSink(cfg.table(replica, REPLICA), shape)
 
     message = Message("replicate", primary, replica, keys, created, session, attempt)
     return run_message(self, message, sink)

@@ -30,6 +30,7 @@ from commands.migrate.phases import Migrator, Options, Verify
 from commands.migrate.preflight import Rate
 from commands.migrate.record import PHASES, Migration, MigrationStore
 from commands.options import common_options, setup
+from commands.transform_options import transform_from, transform_options
 from tasks.coord.redis_conn import check, connection
 from tasks.core.errors import InvalidInputError, ReplicatorError
 from tasks.core.locations import REPLICA, parse_s3, shown
@@ -162,6 +163,7 @@ def default_name(source: str, target: str) -> str:
     is_flag=True,
     help="Also log the tail's own lines: leases, shards, its periodic stats.",
 )
+@transform_options
 @waiting_options
 @common_options
 @handle_errors
@@ -206,6 +208,7 @@ def run(
         verify_segments=VERIFY_SEGMENTS,
         backup=parse_s3(backup) if backup else None,
         export_to=parse_s3(export_to) if export_to else None,
+        transform=transform_from(params, cfg.table(source)),
         with_stream=with_stream,
         exit_when_ready=exit_when_ready,
         lag_threshold=lag_threshold,

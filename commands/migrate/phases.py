@@ -42,7 +42,9 @@ from tasks.core.errors import ReplicatorError, TransientError
 from tasks.core.keys import Key
 from tasks.core.locations import S3Location, Table, shown
 from tasks.core.times import age_text
-from tasks.core.typed_json import items_equal
+from tasks.core.transform import TransformSpec
+from tasks.core.transform import load as load_transform
+from tasks.core.typed_json import Item, items_equal
 from tasks.diff.match import KINDS
 from tasks.diff.segment import DiffOptions
 from tasks.jobs.model import Job
@@ -92,6 +94,7 @@ class Options:
     verify_segments: int
     backup: S3Location | None
     export_to: S3Location | None  # --backfill export: where DynamoDB writes the export
+    transform: TransformSpec  # TARGET holds t(SOURCE item): backfill, tail and verify alike
     with_stream: bool
     exit_when_ready: bool
     lag_threshold: float
@@ -171,6 +174,11 @@ class Migrator:
         self.say(f"[migrate] created {self.target} like {self.source}")
 
     @property
+    def _transform_params(self) -> dict[str, object] | None:
+        shape = self.options.transform
+        return None if shape.empty else shape.to_params()
+
+    @property
     def _exporting(self) -> bool:
         return self.options.export_to is not None
 
@@ -188,7 +196,7 @@ class Migrator:
 
     def _start_tail(self) -> None:
         assert self.record.captured_at is not None
-        targets = [Target.replica(self.target.location)]
+        targets = [Target.replica(self.target.location, self.options.transform)]
         if self.options.backup is not None:
             targets.append(Target.backup(self.options.backup))
         self.tail = Tail(
@@ -210,6 +218,7 @@ class Migrator:
             self.target.location.spec,
             backfill=True,
             rate=self._checked.items_per_second,
+            transform=self._transform_params,
         )
         plan = Plan("fanout", self.options.segments)
         outcome = self._bulk(options, plan, self._expected(1.0))
@@ -241,6 +250,7 @@ class Migrator:
             "rate": self._checked.items_per_second,
             "schema": None,
             "layout": done.kind,
+            "transform": self._transform_params,
         }
         spec = self._spec("restore-table", params, done.items, "read")
         outcome = self._run_bulk(spec, Plan("fanout", self.options.segments), True)
@@ -352,7 +362,12 @@ class Migrator:
         total = self.options.verify_segments
         sample = self.options.verify.segments(total, random.Random())
         plan = Plan("fanout", total, only=sample)
-        options = DiffOptions(self.source.location.spec, self.target.location.spec, repair=True)
+        options = DiffOptions(
+            self.source.location.spec,
+            self.target.location.spec,
+            repair=True,
+            transform=self._transform_params,
+        )
         found: list[Key] = []
 
         def collect(line: str) -> None:
@@ -363,7 +378,10 @@ class Migrator:
         expected = self._expected(len(plan.wanted) / total)
         totals = self._bulk(options, plan, expected, on_record=collect).totals
         repaired = sum(totals.get(f"repaired_{kind}", 0) for kind in KINDS)
-        unequal = recheck(self.source, self.target, found, RECHECK_SECONDS)
+        shape = self.options.transform
+        names = [k["AttributeName"] for k in self._checked.source.key_schema]
+        view = None if shape.empty else load_transform(shape, names)
+        unequal = recheck(self.source, self.target, found, RECHECK_SECONDS, view or (lambda i: i))
         assert self.tail is not None
         live = len(self.tail.changed(found))
         self.tail.unwatch()
@@ -415,6 +433,7 @@ class Migrator:
                 "source": record.source,
                 "target": record.target,
                 "items_copied": record.counts.get("copied", 0),
+                "transform": self.options.transform.identity or None,
                 **replication_lag(record),
                 "discrepancies_found": record.counts.get("discrepancies_found", 0),
                 "discrepancies_live_writes": record.counts.get("discrepancies_live_writes", 0),
@@ -450,8 +469,15 @@ def _following(behind: float, waiting: int) -> str:
     return f"the tail reads {behind:.1f} s behind the stream's tip, {waiting} keys waiting"
 
 
-def recheck(source: Table, target: Table, keys: list[Key], within: float) -> list[str]:
-    """The keys (canonical JSON) that still differ after ``within`` seconds of re-reading."""
+def recheck(
+    source: Table,
+    target: Table,
+    keys: list[Key],
+    within: float,
+    shape: Callable[[Item], Item | None] = lambda item: item,
+) -> list[str]:
+    """The keys (canonical JSON) whose TARGET item still differs from ``shape(SOURCE item)``
+    after ``within`` seconds of re-reading."""
     waiting = list(dict.fromkeys(keys))
     deadline = time.monotonic() + within
     while waiting:
@@ -462,12 +488,18 @@ def recheck(source: Table, target: Table, keys: list[Key], within: float) -> lis
             for k in waiting
             if k.canonical in left.failed
             or k.canonical in right.failed
-            or not items_equal(left.found.get(k.canonical), right.found.get(k.canonical))
+            or not items_equal(
+                _shaped(left.found.get(k.canonical), shape), right.found.get(k.canonical)
+            )
         ]
         if not waiting or time.monotonic() > deadline:
             break
         time.sleep(1.0)
     return [k.canonical for k in waiting]
+
+
+def _shaped(item: Item | None, shape: Callable[[Item], Item | None]) -> Item | None:
+    return None if item is None else shape(item)
 
 
 def _resumable(job_id: str) -> bool:

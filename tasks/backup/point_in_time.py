@@ -25,7 +25,7 @@ from tasks.aws import dynamo, s3
 from tasks.aws.s3 import Version
 from tasks.backup.history import key_versions
 from tasks.backup.incremental import is_object_id
-from tasks.backup.restore import TableWriter, job_limiter
+from tasks.backup.restore import TableWriter, job_limiter, job_sink
 from tasks.backup.rollback import (
     Decision,
     Planned,
@@ -62,11 +62,12 @@ def _rollback(job: Job) -> tuple[S3Location, Rollback]:
     params = job.params
     folder = parse_s3(params["source"])
     target = settings().table(params["target"], REPLICA)
+    schema = dynamo.schema(target)
     rollback = Rollback(
         folder=folder,
         target=target,
-        schema=dynamo.schema(target),
-        writer=TableWriter(target, job_limiter(job, target)),
+        schema=schema,
+        writer=TableWriter(target, job_limiter(job, target), job_sink(job, target, schema)),
         compare_table=bool(params.get("existed")),
         dry_run=bool(params.get("dry_run")),
         show=bool(params.get("show")),

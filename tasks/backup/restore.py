@@ -26,8 +26,10 @@ from tasks.core.config import settings
 from tasks.core.errors import InvalidInputError, NotFoundError, SchemaMismatchError
 from tasks.core.keys import Key
 from tasks.core.locations import REPLICA, S3Location, Table, parse_s3
+from tasks.core.transform import TransformSpec
 from tasks.core.typed_json import Item, KeySchema, key_of, validate_key
 from tasks.jobs.model import Job, Page, Work
+from tasks.replication.sync import ReplicaSink
 
 WRITE_CHUNK = 100
 DUMP = "dump"  # our backup files and snapshots; else an export's kind (tasks.backup.export)
@@ -106,6 +108,7 @@ class TableWriter:
 
     target: Table  # the replica side's credentials
     limiter: RateLimiter | None = None
+    sink: ReplicaSink | None = None  # with a transform: writes t(item), deletes what it leaves out
     puts: list[Item] = field(default_factory=list)
     deletes: list[Key] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
@@ -124,7 +127,10 @@ class TableWriter:
         """Write now (paced by the limiter); the failed keys by canonical JSON."""
         if self.limiter:
             self.limiter.take(len(puts) + len(deletes))
-        failures = dynamo.batch_write(self.target, puts, deletes)
+        if self.sink is not None:
+            failures = self.sink.write(puts, deletes)
+        else:
+            failures = dynamo.batch_write(self.target, puts, deletes)
         if self.limiter:
             stats.flush_throttles(connection())  # the next take sees this write's throttling
         return failures
@@ -141,6 +147,16 @@ class TableWriter:
         }
         self.puts, self.deletes = [], []
         return counts
+
+
+def job_sink(job: Job, target: Table, schema: KeySchema) -> ReplicaSink | None:
+    """The job's transform (``transform`` param) as a sink onto the target, or None."""
+    spec = TransformSpec.from_params(job.params.get("transform"))
+    if spec.empty:
+        return None
+    sink = ReplicaSink(target, spec)
+    sink.prepare(schema)
+    return sink
 
 
 def job_limiter(job: Job, target: Table) -> RateLimiter | None:
@@ -165,7 +181,7 @@ def restore_files_work(job: Job, segment: int) -> Work:
             (checkpoint or {}).get("file", -1),
             (checkpoint or {}).get("lines", 0),
         )
-        writer = TableWriter(target, limiter)
+        writer = TableWriter(target, limiter, job_sink(job, target, schema))
         for index, name in mine:
             if index < done_file:
                 continue

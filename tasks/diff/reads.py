@@ -16,6 +16,7 @@ from tasks.aws import dynamo
 from tasks.core.errors import PermanentError, TransientError
 from tasks.core.keys import Key
 from tasks.core.locations import Table
+from tasks.core.transform import Transform
 from tasks.core.typed_json import Item
 
 ScanPage = tuple[list[Item], Item | None]
@@ -74,3 +75,23 @@ class ReadAhead:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class Transformed:
+    """A side seen through a transform (the primary, when the replica holds ``t(item)``): items
+    the transform leaves out are absent from its pages and its reads."""
+
+    side: Side
+    transform: Transform
+
+    def scan(
+        self, segment: int, segments: int, start_key: Item | None, page_size: int | None
+    ) -> Iterator[ScanPage]:
+        for items, last in self.side.scan(segment, segments, start_key, page_size):
+            yield self.transform.items(items)[0], last
+
+    def get(self, keys: Sequence[Key]) -> dict[str, Item]:
+        found = self.side.get(keys)
+        shaped = {k: self.transform(item) for k, item in found.items()}
+        return {k: item for k, item in shaped.items() if item is not None}

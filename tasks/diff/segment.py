@@ -28,6 +28,8 @@ from tasks.coord.ratelimit import RateLimiter
 from tasks.coord.redis_conn import connection
 from tasks.core.config import settings
 from tasks.core.keys import Key
+from tasks.core.transform import TransformSpec
+from tasks.core.transform import load as load_transform
 from tasks.core.typed_json import (
     Item,
     KeySchema,
@@ -48,7 +50,7 @@ from tasks.diff.match import (
     differing_attributes,
     judge,
 )
-from tasks.diff.reads import DynamoTable, ReadAhead, Side
+from tasks.diff.reads import DynamoTable, ReadAhead, Side, Transformed
 from tasks.jobs.model import Job, Page, Work
 from tasks.replication.sync import ReplicaSink, sync_keys
 
@@ -67,6 +69,7 @@ class DiffOptions:
     page_size: int | None = None
     rate: float | None = None
     buffer_limit: int = 10_000
+    transform: dict[str, Any] | None = None  # TransformSpec.to_params: compare t(primary)
 
     def to_params(self) -> dict[str, Any]:
         return {**asdict(self), "ignore": list(self.ignore)}
@@ -312,15 +315,21 @@ def segment_diff(options: DiffOptions, segment: int, segments: int, job_id: str)
     primary, replica = cfg.table(options.primary), cfg.table(options.replica, REPLICA)
     schema = dynamo.same_schema(primary, replica)
 
+    shape = TransformSpec.from_params(options.transform)
+    loaded = None if shape.empty else load_transform(shape, schema.names)
+
     def repair(keys: Sequence[Key]) -> Mapping[str, Failure]:
-        failed = sync_keys(primary, ReplicaSink(replica), keys).failed
+        failed = sync_keys(primary, ReplicaSink(replica, shape), keys).failed
         stats.flush_throttles(connection())  # the limiter's next take sees their throttling
         return failed
 
     writes = options.repair or options.backfill
     watch = replica if writes else None  # a writing job slows down while the replica throttles
     limiter = RateLimiter(connection(), job_id, options.rate, watch) if options.rate else None
-    tables = {PRIMARY: DynamoTable(primary), REPLICA: DynamoTable(replica)}
+    seen: Side = (
+        DynamoTable(primary) if loaded is None else Transformed(DynamoTable(primary), loaded)
+    )
+    tables = {PRIMARY: seen, REPLICA: DynamoTable(replica)}
     return SegmentDiff(
         options,
         segment,

@@ -30,6 +30,7 @@ TARGET_COUNTERS = {
     "failed": ("replicator_key_failures", "Keys that failed an attempt."),
     "retried": ("replicator_key_retries", "Keys sent again after a failed attempt."),
     "dead_lettered": ("replicator_dead_lettered_keys", "Keys dead-lettered after retries."),
+    "filtered": ("replicator_filtered_keys", "Keys a transform left out (deleted on the target)."),
 }
 LAG_QUANTILES = (0.5, 0.99, 1.0)
 

@@ -100,10 +100,13 @@ def run_batch(
     def retry(again: list[dict[str, Any]]) -> None:
         send((message.primary, message.target, again))
 
+    filtered = len(getattr(destination, "left_out", ()))  # keys a transform left out
     shown = str(source), destination.name
     retried, dead = settle(message.kind, *shown, failed, message.attempt, retry)
-    _count(destination.name, {"failed": len(failed), "retried": retried, "dead_lettered": dead})
+    tally = {"failed": len(failed), "retried": retried, "dead_lettered": dead, "filtered": filtered}
+    _count(destination.name, tally)
     summary = {**counts, "keys": len(message.keys), "retried": retried, "dead_lettered": dead}
+    summary["filtered"] = filtered
     log.info(
         message.kind,
         task_id=task_id,

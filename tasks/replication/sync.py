@@ -22,9 +22,17 @@ from tasks.aws.dynamo import Failure
 from tasks.coord import pending
 from tasks.coord.guard import StaleWriteGuard, Written
 from tasks.coord.redis_conn import connection
-from tasks.core.errors import InvalidInputError, ReplicatorError, TransientError
+from tasks.core.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    PermanentError,
+    ReplicatorError,
+    TransientError,
+)
 from tasks.core.keys import Key
 from tasks.core.locations import Table
+from tasks.core.transform import KeyChangedError, Transform, TransformSpec
+from tasks.core.transform import load as load_transform
 from tasks.core.typed_json import Item, KeySchema, validate_key
 
 
@@ -48,7 +56,13 @@ class Sink(Protocol):
 
 @dataclass
 class ReplicaSink:
+    """The replica table; with a transform it receives ``t(item)``, and a key whose item the
+    transform leaves out is deleted (``tasks.core.transform``)."""
+
     replica: Table
+    transform: TransformSpec = field(default_factory=TransformSpec)
+    _loaded: Transform | None = field(default=None, init=False, repr=False)
+    left_out: set[str] = field(default_factory=set)  # keys the transform turned into deletes
 
     @property
     def name(self) -> str:
@@ -60,9 +74,33 @@ class ReplicaSink:
 
     def prepare(self, primary_schema: KeySchema) -> None:
         dynamo.require_schema(self.replica, primary_schema, "the primary")
+        if not self.transform.empty and self._loaded is None:
+            try:
+                self._loaded = load_transform(self.transform, primary_schema.names)
+            except ConfigurationError as exc:  # a worker without the module: never untransformed
+                raise PermanentError(f"transform {self.transform.identity}: {exc}") from exc
 
     def write(self, present: Sequence[Item], absent: Sequence[Key]) -> dict[str, Failure]:
-        return dynamo.batch_write(self.replica, present, absent)
+        if self._loaded is None:
+            return dynamo.batch_write(self.replica, present, absent)
+        kept, gone, failed = [], list(absent), {}
+        for item in present:
+            try:
+                shaped = self._loaded(item)
+            except KeyChangedError as exc:
+                failed[_canonical(item, self._loaded.key_names)] = Failure(str(exc), False)
+                continue
+            if shaped is None:
+                key = Key.of({n: item[n] for n in self._loaded.key_names})
+                self.left_out.add(key.canonical)
+                gone.append(key)
+            else:
+                kept.append(shaped)
+        return {**failed, **dynamo.batch_write(self.replica, kept, gone)}
+
+
+def _canonical(item: Item, names: Sequence[str]) -> str:
+    return Key.of({n: item[n] for n in names}).canonical
 
 
 @dataclass

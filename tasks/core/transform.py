@@ -1,0 +1,199 @@
+"""One reshaping of items, applied the same by every path: ``t(item) -> item | None``.
+
+A ``TransformSpec`` is what a pipeline (or a command's flags) defines, in this order:
+
+1. ``skip_expired``: an item whose TTL attribute (``ttl_attribute``, epoch seconds) lies in the
+   past is absent (DynamoDB's TTL deletion can lag by days);
+2. ``filter``: a JMESPath expression over the plain item (``kind != 'internal'``); an item for
+   which it is not true is absent;
+3. ``exclude``: attributes dropped; ``rename``: attributes renamed (``old=new``);
+4. ``callable``: ``module:function``, item in (typed, client form) -> item or None out, loaded
+   once per process, applied last.
+
+Absent means absent everywhere: replication deletes the key from the replica, a diff counts a
+replica item whose primary item is filtered out as extraneous. A transform never changes the
+key: a result whose key attributes differ raises ``KeyChangedError`` (the key is failed, never
+written). ``identity`` is a short hash of the definition, carried by messages and shown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+import jmespath
+from boto3.dynamodb.types import TypeDeserializer
+from jmespath.exceptions import JMESPathError
+
+from tasks.core.errors import ConfigurationError, PermanentError
+from tasks.core.typed_json import Item
+
+Function = Callable[[Item], Item | None]
+
+
+class KeyChangedError(PermanentError):
+    """A transform returned an item with other key attributes: never written."""
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """A transform's definition (what a pipelines file or flags say); empty: the identity."""
+
+    exclude: tuple[str, ...] = ()
+    rename: tuple[tuple[str, str], ...] = ()
+    filter: str | None = None
+    skip_expired: bool = False
+    ttl_attribute: str | None = None
+    callable: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self == TransformSpec()
+
+    def to_params(self) -> dict[str, Any]:
+        """JSON-safe, for messages and job records (``from_params`` reads it back)."""
+        return {
+            "exclude": list(self.exclude),
+            "rename": [list(pair) for pair in self.rename],
+            "filter": self.filter,
+            "skip_expired": self.skip_expired,
+            "ttl_attribute": self.ttl_attribute,
+            "callable": self.callable,
+        }
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> TransformSpec:
+        if not params:
+            return cls()
+        return cls(
+            exclude=tuple(params.get("exclude") or ()),
+            rename=tuple((str(a), str(b)) for a, b in params.get("rename") or ()),
+            filter=params.get("filter"),
+            skip_expired=bool(params.get("skip_expired")),
+            ttl_attribute=params.get("ttl_attribute"),
+            callable=params.get("callable"),
+        )
+
+    @property
+    def identity(self) -> str:
+        """A short hash of the definition ("" for the identity transform)."""
+        if self.empty:
+            return ""
+        text = json.dumps(self.to_params(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Transform:
+    """A loaded ``TransformSpec``: the filter compiled, the callable imported."""
+
+    spec: TransformSpec
+    key_names: tuple[str, ...]
+    _filter: Any = field(default=None, repr=False)
+    _function: Function | None = field(default=None, repr=False)
+
+    def __call__(self, item: Item) -> Item | None:
+        spec = self.spec
+        if spec.skip_expired and spec.ttl_attribute and _expired(item, spec.ttl_attribute):
+            return None
+        if self._filter is not None and self._filter.search(plain(item)) is not True:
+            return None
+        shaped = {k: v for k, v in item.items() if k not in spec.exclude}
+        for old, new in spec.rename:
+            if old in shaped:
+                shaped[new] = shaped.pop(old)
+        result = self._function(shaped) if self._function else shaped
+        if result is not None and any(result.get(k) != item.get(k) for k in self.key_names):
+            raise KeyChangedError(
+                f"transform {spec.identity} changed the key attributes "
+                f"({', '.join(self.key_names)}): not written"
+            )
+        return result
+
+    def items(self, items: Sequence[Item]) -> tuple[list[Item], list[Item]]:
+        """(transformed items to write, original items now absent)."""
+        kept, gone = [], []
+        for item in items:
+            shaped = self(item)
+            if shaped is None:
+                gone.append(item)
+            else:
+                kept.append(shaped)
+        return kept, gone
+
+
+def load(spec: TransformSpec, key_names: Sequence[str]) -> Transform:
+    """Compile and import what ``spec`` names; ConfigurationError naming the option and cause."""
+    for name in (*spec.exclude, *(old for old, _ in spec.rename), *(n for _, n in spec.rename)):
+        if name in key_names:
+            option = "--exclude-attributes" if name in spec.exclude else "--rename-attribute"
+            raise ConfigurationError(f"{option}: {name} is a key attribute (keys never change)")
+    compiled = compile_filter(spec.filter) if spec.filter else None
+    function = import_callable(spec.callable) if spec.callable else None
+    return Transform(spec, tuple(key_names), compiled, function)
+
+
+@lru_cache(maxsize=64)
+def compile_filter(text: str) -> Any:
+    try:
+        return jmespath.compile(text)
+    except JMESPathError as exc:
+        where = getattr(exc, "lex_position", None)
+        detail = getattr(exc, "msg", None) or str(exc).splitlines()[0]
+        at = f" at column {where}" if where is not None else ""
+        raise ConfigurationError(f"--filter {text!r} does not parse: {detail}{at}") from exc
+
+
+@lru_cache(maxsize=64)
+def import_callable(path: str) -> Function:
+    """``module:function``, imported once per process."""
+    module_name, _, name = path.partition(":")
+    if not module_name or not name:
+        raise ConfigurationError(f"--transform {path!r}: expected module:function")
+    try:
+        found = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(f"--transform {path!r} does not load: {exc}") from exc
+    if not callable(found):
+        raise ConfigurationError(f"--transform {path!r} is not callable")
+    return found  # type: ignore[no-any-return]
+
+
+_DESERIALIZE = TypeDeserializer().deserialize
+
+
+def plain(item: Item) -> dict[str, Any]:
+    """The item as plain values for a JMESPath filter: numbers as int (or float: JMESPath
+    compares only those), sets as sorted lists, binary as bytes."""
+    return {name: _plain(_DESERIALIZE(value)) for name, value in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, set):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if hasattr(value, "value") and isinstance(value.value, bytes):
+        return value.value
+    return value
+
+
+def _expired(item: Item, attribute: str) -> bool:
+    found = item.get(attribute)
+    if not isinstance(found, Mapping) or "N" not in found:
+        return False  # DynamoDB's TTL ignores a missing or non-number attribute
+    try:
+        return Decimal(found["N"]) < Decimal(time.time())
+    except ArithmeticError:
+        return False
