@@ -155,7 +155,7 @@ def run(
     if with_stream and not create:
         raise InvalidInputError("--with-stream goes with --create")
     src, dst = cfg.table(source), cfg.table(target, REPLICA)
-    check()
+    check(celery=True)
     store = MigrationStore(connection())
     chosen = name or default_name(src.location.spec, dst.location.spec)
     record = _record(store, chosen, src.location.spec, dst.location.spec)
