@@ -13,8 +13,10 @@ otherwise retry (the producer's enqueue loop): retrying cannot help them.
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import redis
 from kombu import Connection  # type: ignore[attr-defined]
@@ -68,7 +70,7 @@ def check_one(what: str, endpoint: Endpoint) -> None:
     try:
         _connect(endpoint)
     except Exception as exc:
-        raise classify(exc, f"{what} at {masked(endpoint.url)}") from exc
+        raise classify(exc, endpoint, f"{what} at {masked(endpoint.url)}") from exc
 
 
 def _connect(endpoint: Endpoint) -> None:
@@ -87,10 +89,10 @@ def _connect(endpoint: Endpoint) -> None:
         client.close()
 
 
-def classify(exc: BaseException, where: str) -> ReplicatorError:
-    """The project's error for a failure to connect to ``where`` (a server that just answered
-    nothing else): configuration or unreachable."""
-    cause = fatal_cause(exc) or _closed_at_once(exc)
+def classify(exc: BaseException, endpoint: Endpoint, where: str) -> ReplicatorError:
+    """The project's error for a failure to connect to ``endpoint`` (named ``where``):
+    configuration or unreachable."""
+    cause = fatal_cause(exc) or _closed_at_once(exc, endpoint) or _stalled(exc, endpoint)
     if cause:
         return ConfigurationError(f"cannot connect to {where}: {cause}")
     return UnavailableError(f"{where} is unreachable: {masked(_text(exc))}")
@@ -127,13 +129,34 @@ def fatal_cause(exc: BaseException) -> str | None:
     return None
 
 
-def _closed_at_once(exc: BaseException) -> str | None:
+def _closed_at_once(exc: BaseException, endpoint: Endpoint) -> str | None:
     text = " | ".join(_text(e) for e in _chain(exc)).lower()
     if not any(word in text for word in CLOSED):
         return None
+    if endpoint.ssl is None:
+        return (
+            "the server closed the connection at once: is it a TLS port spoken to in plain "
+            "text? Use rediss:// or amqps:// for a TLS port"
+        )
     return (
-        "the server closed the connection at once: a TLS port spoken to in plain text (use "
-        "rediss:// or amqps://), or a client certificate it wants (REPLICATOR_TLS_CERT_FILE)?"
+        "the server closed the TLS connection at once: does it want a client certificate "
+        "(REPLICATOR_TLS_CERT_FILE and REPLICATOR_TLS_KEY_FILE, mutual TLS)?"
+    )
+
+
+def _stalled(exc: BaseException, endpoint: Endpoint) -> str | None:
+    """A TLS handshake that timed out on a port that accepts connections: a plain port."""
+    text = " | ".join(_text(e) for e in _chain(exc)).lower()
+    if endpoint.ssl is None or ("timeout" not in text and "timed out" not in text):
+        return None
+    parts = urlsplit(endpoint.url)
+    try:
+        socket.create_connection((parts.hostname or "localhost", parts.port or 0), TIMEOUT).close()
+    except OSError:
+        return None
+    return (
+        f"the server accepts connections but no TLS handshake within {TIMEOUT:g} s: is it a "
+        "plain (non-TLS) port? Use redis:// or amqp:// for a plain port"
     )
 
 

@@ -4,12 +4,13 @@ clients that agree.
 TLS is asked for by the URL's scheme (``rediss://``, ``amqps://``); how it verifies comes from
 the settings (``REPLICATOR_TLS_CA_FILE``, ``REPLICATOR_TLS_CERT_FILE`` / ``REPLICATOR_TLS_KEY_FILE``
 for mutual TLS, ``REPLICATOR_TLS_VERIFY``, on by default), overridden per URL by its ``ssl_*``
-query options (``ssl_cert_reqs``, ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``,
-``ssl_check_hostname``), the ones Celery documents for Redis URLs. ``endpoint`` turns a URL into
-the URL without those options and the client options of its kind: redis-py's keyword arguments
-(also Celery's ``broker_use_ssl`` / ``redis_backend_use_ssl`` for Redis) or py-amqp's ``ssl``
-options (Celery's ``broker_use_ssl`` for RabbitMQ). A TLS URL always verifies the server's
-certificate and name unless verification is switched off explicitly: never a silent fallback.
+query options (``ssl_cert_reqs``, ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``), the
+ones Celery documents for Redis URLs; the server's name is checked whenever its certificate is.
+``endpoint`` turns a URL into the URL without those options and the client options of its kind:
+redis-py's keyword arguments (also Celery's ``broker_use_ssl`` / ``redis_backend_use_ssl`` for
+Redis) or py-amqp's ``ssl`` options (Celery's ``broker_use_ssl`` for RabbitMQ). A TLS URL
+always verifies the server's certificate and name unless verification is switched off
+explicitly: never a silent fallback.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # a URL's ssl_* query option -> the setting it overrides
 QUERY_OPTIONS = {
     "ssl_cert_reqs": "verify",
-    "ssl_check_hostname": "check_hostname",
     "ssl_ca_certs": "ca_file",
     "ssl_certfile": "cert_file",
     "ssl_keyfile": "key_file",
@@ -43,7 +43,11 @@ class Tls:
     cert_file: str | None = None  # a client certificate (mutual TLS), with key_file
     key_file: str | None = None
     verify: ssl.VerifyMode = ssl.CERT_REQUIRED
-    check_hostname: bool = True
+
+    @property
+    def check_hostname(self) -> bool:
+        """The server's name is checked whenever its certificate is."""
+        return self.verify != ssl.CERT_NONE
 
     def problems(self) -> list[str]:
         found = []
@@ -88,7 +92,6 @@ def from_env(env: Mapping[str, str]) -> Tls:
         cert_file=env.get("REPLICATOR_TLS_CERT_FILE") or None,
         key_file=env.get("REPLICATOR_TLS_KEY_FILE") or None,
         verify=ssl.CERT_NONE if verify in FALSE else ssl.CERT_REQUIRED,
-        check_hostname=verify not in FALSE,
     )
 
 
@@ -125,8 +128,6 @@ def _overridden(tls: Tls, given: Mapping[str, str], what: str) -> Tls:
     for option, value in given.items():
         values[QUERY_OPTIONS[option]] = _parsed(option, value, what)
     merged = replace(tls, **values)
-    if merged.verify == ssl.CERT_NONE:
-        merged = replace(merged, check_hostname=False)
     problems = merged.problems()
     if problems:
         raise ConfigurationError(f"{what}: {'; '.join(problems)}")
@@ -139,10 +140,6 @@ def _parsed(option: str, value: str, what: str) -> Any:
         if mode is None:
             raise ConfigurationError(f"{what}: ssl_cert_reqs must be required, optional or none")
         return mode
-    if option == "ssl_check_hostname":
-        if value.lower() not in TRUE + FALSE:
-            raise ConfigurationError(f"{what}: ssl_check_hostname must be true or false")
-        return value.lower() in TRUE
     return value or None
 
 

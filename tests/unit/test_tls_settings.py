@@ -7,6 +7,7 @@ import ssl
 from pathlib import Path
 
 import pytest
+from celery import Celery
 
 from tasks.core.config import from_env
 from tasks.core.errors import ConfigurationError
@@ -66,7 +67,9 @@ def test_the_settings_reach_every_connection_and_url_options_win(pems: dict[str,
     }
 
 
-def test_amqps_url_options_are_translated_for_py_amqp(pems: dict[str, str]) -> None:
+def test_amqps_url_options_are_translated_for_py_amqp(
+    pems: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"{AMQP}?ssl_cert_reqs=required&ssl_ca_certs={pems['ca']}&heartbeat=5"
     conf = celery_config(from_env({"CELERY_BROKER_URL": url}))
     assert conf["broker_url"] == f"{AMQP}?heartbeat=5"
@@ -75,6 +78,14 @@ def test_amqps_url_options_are_translated_for_py_amqp(pems: dict[str, str]) -> N
         "ca_certs": pems["ca"],
         "server_hostname": None,
     }
+    # Celery prefers the environment's CELERY_BROKER_URL to broker_url: the connection it
+    # builds must still be the URL without ssl_* options (py-amqp refuses them), with the options
+    monkeypatch.setenv("CELERY_BROKER_URL", url)
+    app = Celery("tls-test", set_as_current=False)
+    app.conf.update(conf)
+    for connection in (app.connection_for_write(), app.connection_for_read()):
+        assert "ssl_" not in connection.as_uri() and connection.ssl == conf["broker_use_ssl"]
+    app.close()
 
 
 def test_verification_is_off_only_when_asked() -> None:
