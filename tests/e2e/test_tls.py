@@ -31,8 +31,10 @@ from producer.poller import Poller, PollerOptions
 from producer.sources.dynamodb_streams import DynamoDBStreamsSource
 from tasks.coord import reach
 from tasks.coord.redis_conn import connection
-from tasks.core.config import from_env, settings
+from tasks.core import config
+from tasks.core.config import settings
 from tasks.core.tls import host as host_of
+from tests.e2e.test_flower import PASSWORD as FLOWER_PASSWORD
 from tests.e2e.test_flower import USER, _answers, queue_lengths, start_flower
 from tests.support import pki, rabbitmq, servers
 from tests.support.fake_streams import FakeStreams
@@ -40,7 +42,6 @@ from tests.support.servers import ROOT, celery_client, free_port, wait_until
 from tests.support.tables import client, create_table, scan_all, table
 
 REDIS_PASSWORD = "planted-tls-redis-pw-5e1d"
-FLOWER_PASSWORD = "planted-flower-pw-77c0"
 
 
 @dataclass(frozen=True)
@@ -91,21 +92,33 @@ def tls_url(server: servers.Server, password: str = REDIS_PASSWORD) -> str:
 
 @pytest.fixture(params=["redis", "amqp"])
 def secured(
-    request: pytest.FixtureRequest, env: dict[str, str], certs: pki.Pki, tls_redis: servers.Server
+    request: pytest.FixtureRequest,
+    env: dict[str, str],
+    certs: pki.Pki,
+    tls_redis: servers.Server,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Secured:
-    """Every connection over TLS with a password: Redis for all, or RabbitMQ as broker."""
+    """Every connection over TLS with a password: Redis for all, or RabbitMQ as broker. This
+    process's environment gets it too (Celery reads CELERY_RESULT_BACKEND from there)."""
     url = tls_url(tls_redis)
     extra = {**tls_files(certs), "REPLICATOR_REDIS_URL": url, "CELERY_RESULT_BACKEND": url}
-    reach.redis_client(from_env({**env, **extra}).redis).flushall()
     flower = {"FLOWER_BASIC_AUTH": f"{USER}:{FLOWER_PASSWORD}"}
     if request.param == "redis":
-        return Secured({**extra, "CELERY_BROKER_URL": url}, flower, f"127.0.0.1:{tls_redis.port}")
-    node: rabbitmq.Node = request.getfixturevalue("tls_node")
-    return Secured(
-        {**extra, "CELERY_BROKER_URL": node.tls_url},
-        {**flower, "FLOWER_BROKER_API": node.management_api},
-        f"127.0.0.1:{node.tls_port}",
-    )
+        found = Secured({**extra, "CELERY_BROKER_URL": url}, flower, f"127.0.0.1:{tls_redis.port}")
+    else:
+        node: rabbitmq.Node = request.getfixturevalue("tls_node")
+        found = Secured(
+            {**extra, "CELERY_BROKER_URL": node.tls_url},
+            {**flower, "FLOWER_BROKER_API": node.management_api},
+            f"127.0.0.1:{node.tls_port}",
+        )
+    for name, value in found.extra.items():
+        monkeypatch.setenv(name, value)
+    config.reset()
+    flushed = reach.redis_client(settings().redis)
+    flushed.flushall()
+    flushed.close()
+    return found
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -152,7 +165,7 @@ def test_replication_a_fanned_out_diff_and_flower_over_tls(
     diff = run(tls_env, "diff-tables", primary, replica, "--segments", "2")
     assert diff.returncode == 1, diff.stderr
     summary = json.loads(diff.stdout.strip().splitlines()[-1])
-    assert (summary["different"], summary["scanned"]) == (1, 20)
+    assert (summary["different"], summary["missing"], summary["extraneous"]) == (1, 0, 0)
     worker.stop()  # from now on the messages sent wait in their queues, for Flower to count
 
     port = free_port()
