@@ -15,8 +15,10 @@ the worker. No password appears in any output.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,8 +56,11 @@ class Secured:
 
 
 @pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> pki.Pki:
-    return pki.make(tmp_path_factory.mktemp("pki"))
+def certs() -> Iterator[pki.Pki]:
+    """Outside pytest's temporary folders, which the RabbitMQ node's user cannot enter."""
+    folder = Path(tempfile.mkdtemp(prefix="replicator-pki-"))
+    yield pki.make(folder)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

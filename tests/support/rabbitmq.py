@@ -152,7 +152,15 @@ class Node:
             self.process = subprocess.Popen(
                 ["rabbitmq-server"], env=self._env(), stdout=out, stderr=subprocess.STDOUT
             )
-        wait_until(lambda: _port_open(self.port), 120, f"RabbitMQ node {self.name}", 0.2)
+        process = self.process
+        wait_until(
+            lambda: _port_open(self.port) or process.poll() is not None,
+            120,
+            f"RabbitMQ node {self.name}",
+            0.2,
+        )
+        if process.poll() is not None:
+            raise RuntimeError(f"RabbitMQ node {self.name} exited; its log: {self.log}")
         done = ctl("await_startup", "--timeout", "60", node=self.name)
         if done.returncode:
             raise RuntimeError(f"RabbitMQ node {self.name} did not start: {done.stderr}")
