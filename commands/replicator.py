@@ -87,7 +87,7 @@ def replay(target: str | None, dry_run: bool, **params: Any) -> None:
     the cause (listed as the reason) is fixed.
     """
     setup(params)
-    check()
+    check(celery=True)
     from worker.app import app
 
     client = connection()

@@ -176,7 +176,7 @@ def main(**params: Any) -> None:
     stop = threading.Event()
     _stop_on_signals(stop)  # a SIGTERM while starting is a clean stop too
     plan = _plan(params)
-    check()
+    check(celery=True)
     _check_tables(plan)
     source = _source(plan, params)
     from worker.app import app
@@ -196,6 +196,8 @@ def main(**params: Any) -> None:
     if params["metrics_port"]:
         _serve_metrics(poller, params)
     poller.run()
+    if poller.reader.failure is not None:
+        raise poller.reader.failure
 
 
 def _serve_metrics(poller: Poller, params: dict[str, Any]) -> None:

@@ -21,9 +21,10 @@ from producer.records import ChangeRecord, MalformedRecordError
 from producer.shards import ShardGraph
 from producer.sources import SHARD_END, Page, Position, ShardInfo, Source, sequence_at_least
 from producer.stats import ProducerStats, ShardStatus
+from tasks.coord import reach
 from tasks.core import logs
 from tasks.core.backoff import delay
-from tasks.core.errors import ExpiredIteratorError, TrimmedDataError
+from tasks.core.errors import ConfigurationError, ExpiredIteratorError, TrimmedDataError
 
 log = logs.get("producer")
 TRIM_HORIZON = Position("TRIM_HORIZON")
@@ -56,6 +57,8 @@ class ShardReader:
     stop: threading.Event
     options: ReadOptions = field(default_factory=ReadOptions)
     on_finished: Callable[[str], None] = lambda _shard: None
+    # a failure retrying cannot mend (a certificate, a password): the producer stops with it
+    failure: ConfigurationError | None = None
     _iterators: dict[str, tuple[int, str | None]] = field(default_factory=dict)
 
     def read(self, held: Held) -> Outcome:
@@ -133,7 +136,8 @@ class ShardReader:
         return records
 
     def _deliver(self, held: Held, records: Sequence[ChangeRecord]) -> bool:
-        """Filter and enqueue; retries sending until it works, we stop, or the lease is gone."""
+        """Filter and enqueue; retries sending until it works, we stop, or the lease is gone;
+        a failure no retry mends (``reach.fatal``) stops the producer."""
         kept = [r for r in records if self.record_filter.keep(r)]
         self.stats.add(records_filtered=len(records) - len(kept))
         attempt = 0
@@ -143,6 +147,12 @@ class ShardReader:
                 self.stats.add(keys_enqueued=sent, keys_coalesced=coalesced)
                 return True
             except Exception as exc:
+                failure = reach.fatal(exc, "the broker or Redis")
+                if failure is not None:
+                    log.error("enqueue failed; stopping", error=str(failure))
+                    self.failure = failure
+                    self.stop.set()
+                    return False
                 log.warning("enqueue failed; retrying", error=str(exc), attempt=attempt)
                 if self.stop.wait(delay(attempt, 0.5, 10.0)) or not held.active:
                     return False

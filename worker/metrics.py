@@ -34,7 +34,7 @@ def _serve(**_: Any) -> None:
         port, address = cfg.metrics_port, cfg.metrics_address
         if not port:
             return
-        counts = queues.reader(cfg.broker_url, QUEUES)
+        counts = queues.reader(cfg.broker, QUEUES)
         serve(port, RedisCollector(connection, counts), address)
     except ConfigurationError as exc:
         log.error("metrics endpoint not started", error=str(exc))

@@ -4,6 +4,9 @@
 Redis (``redis://``, the default, redis://127.0.0.1:6379/0). Results and the coordination state
 are in Redis either way (``CELERY_RESULT_BACKEND``, ``REPLICATOR_REDIS_URL``).
 
+``rediss://`` and ``amqps://`` URLs connect over TLS, verified as ``REPLICATOR_TLS_*`` says
+(``tasks.core.tls``): the broker, the results and the coordination Redis agree.
+
 Both brokers give a dead worker's messages to another worker within seconds, and never take a
 message from a live worker, however long its task runs:
 
@@ -35,8 +38,7 @@ SWEEP_LOCK_SECONDS = 15
 
 def celery_config(cfg: Settings) -> dict[str, Any]:
     common = {
-        "broker_url": cfg.broker_url,
-        "result_backend": cfg.result_backend,
+        **connection_config(cfg),
         "result_backend_transport_options": {"visibility_timeout": cfg.visibility_timeout},
         "broker_connection_retry_on_startup": True,
         "task_default_queue": REPLICATION_QUEUE,
@@ -58,6 +60,26 @@ def celery_config(cfg: Settings) -> dict[str, Any]:
     }
     broker = rabbitmq_config(cfg) if cfg.broker_kind == "amqp" else redis_config(cfg)
     return {**common, **broker}
+
+
+def connection_config(cfg: Settings) -> dict[str, Any]:
+    """The broker and result backend URLs, and their TLS options (``tasks.core.tls``): the
+    ``ssl_*`` options of a URL move to ``broker_use_ssl`` / ``redis_backend_use_ssl``, where
+    Celery, kombu and Flower all read them."""
+    broker, backend = cfg.broker, cfg.backend
+    found: dict[str, Any] = {
+        "broker_url": broker.url,
+        # Celery prefers CELERY_BROKER_URL as found in the environment (ssl_* options and all)
+        # to broker_url, but not to these two
+        "broker_read_url": broker.url,
+        "broker_write_url": broker.url,
+        "result_backend": backend.url,
+    }
+    if broker.ssl is not None:
+        found["broker_use_ssl"] = dict(broker.ssl)
+    if backend.ssl is not None:
+        found["redis_backend_use_ssl"] = dict(backend.ssl)
+    return found
 
 
 def redis_config(cfg: Settings) -> dict[str, Any]:

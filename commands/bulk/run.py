@@ -102,14 +102,14 @@ def _run_here(
 
 def _resumed(job_id: str) -> tuple[JobStore, Job]:
     """A fanned-out job sent by an earlier run: its segments are on the queue or running."""
-    check()
+    check(celery=True)
     store = RedisJobStore(connection())
     return store, store.load(job_id)
 
 
 def _fan_out(chosen: Plan, spec: BulkSpec) -> tuple[JobStore, Job]:
     try:
-        check()
+        check(celery=True)
     except UnavailableError as exc:
         raise UnavailableError(
             f"{exc}. --segments N alone fans out over Celery workers through Redis; to work in "

@@ -221,7 +221,7 @@ def run(
     if (backfill_mode == "export") != (export_to is not None):
         raise InvalidInputError("--backfill export and --export-to s3://BUCKET/PREFIX go together")
     src, dst = cfg.table(source), cfg.table(target, REPLICA)
-    check()
+    check(celery=True)
     store = MigrationStore(connection())
     chosen = name or default_name(src.location.spec, dst.location.spec)
     record, earlier = _record(store, chosen, src.location.spec, dst.location.spec)

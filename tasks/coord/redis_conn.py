@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import re
 import threading
 from collections.abc import Mapping
 
 import redis
 
+from tasks.coord import reach
 from tasks.core import config
 from tasks.core.config import settings
-from tasks.core.errors import UnavailableError
 
 _lock = threading.Lock()
 _client: redis.Redis | None = None
@@ -31,8 +30,8 @@ def connection() -> redis.Redis:
     global _client  # noqa: PLW0603
     with _lock:
         if _client is None:
-            _client = redis.Redis.from_url(
-                settings().redis_url,
+            _client = reach.redis_client(
+                settings().redis,
                 socket_timeout=10,
                 socket_connect_timeout=5,
                 health_check_interval=30,
@@ -41,13 +40,10 @@ def connection() -> redis.Redis:
         return _client
 
 
-def check() -> None:
-    """Raise UnavailableError naming the URL when Redis does not answer."""
-    try:
-        connection().ping()
-    except redis.RedisError as exc:
-        url = masked(settings().redis_url)
-        raise UnavailableError(f"Redis at {url} is unreachable: {exc}") from exc
+def check(celery: bool = False) -> None:
+    """Connect to Redis (and with ``celery`` to the broker and the result backend) once; raise
+    ConfigurationError (TLS, password) or UnavailableError naming the server and the cause."""
+    reach.check(celery)
 
 
 def text(value: bytes | str) -> str:
@@ -58,8 +54,3 @@ def text(value: bytes | str) -> str:
 def texts(row: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
     """A hash reply as text."""
     return {text(k): text(v) for k, v in row.items()}
-
-
-def masked(url: str) -> str:
-    """The URL with its password replaced by *** (for messages and logs)."""
-    return re.sub(r"://([^:@/]*):[^@/]+@", r"://\1:***@", url)

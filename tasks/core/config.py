@@ -25,8 +25,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from tasks.core import tls as tls_config
 from tasks.core.errors import ConfigurationError
 from tasks.core.locations import PRIMARY, Table, TableLocation, parse_table
+from tasks.core.tls import Endpoint, Tls, endpoint
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -102,6 +104,8 @@ class Settings:
     # the Prometheus endpoint of a worker (0: none)
     metrics_port: int = 0
     metrics_address: str = "0.0.0.0"
+    # TLS of rediss:// and amqps:// URLs (tasks.core.tls): CA, client certificate, verification
+    tls: Tls = field(default_factory=Tls)
     # the environment the settings were read from (table locations, child processes)
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -109,6 +113,21 @@ class Settings:
     def broker_kind(self) -> str:
         """``amqp`` (RabbitMQ) or ``redis``: what ``broker_url`` points at."""
         return broker_kind(self.broker_url)
+
+    @property
+    def broker(self) -> Endpoint:
+        """The broker's URL as clients connect to it, with its TLS options."""
+        return endpoint(self.broker_url, self.tls, "CELERY_BROKER_URL")
+
+    @property
+    def backend(self) -> Endpoint:
+        """The result backend's URL as clients connect to it, with its TLS options."""
+        return endpoint(self.result_backend, self.tls, "CELERY_RESULT_BACKEND")
+
+    @property
+    def redis(self) -> Endpoint:
+        """The coordination Redis's URL as clients connect to it, with its TLS options."""
+        return endpoint(self.redis_url, self.tls, "REPLICATOR_REDIS_URL")
 
     def side(self, name: str) -> SideCredentials:
         return self.credentials.get(name, SideCredentials())
@@ -197,6 +216,10 @@ def from_env(env: Mapping[str, str]) -> Settings:
             for side in SIDES
         },
     }
+    try:
+        values["tls"] = tls_config.from_env(env)
+    except ConfigurationError as exc:
+        problems.append(str(exc))
     for name, var in {**_INT_FIELDS, **_FLOAT_FIELDS}.items():
         if env.get(var, "").strip():
             kind = int if name in _INT_FIELDS else float
@@ -226,13 +249,7 @@ def _validated(settings: Settings) -> Settings:
     ]
     if not 0 <= settings.metrics_port <= 65535:
         problems.append(f"REPLICATOR_METRICS_PORT={settings.metrics_port} is not a port number")
-    if not settings.redis_url.startswith(REDIS_SCHEMES):
-        problems.append(f"the Redis URL {settings.redis_url!r} must start with redis://")
-    if not settings.broker_url.startswith(REDIS_SCHEMES + AMQP_SCHEMES):
-        scheme = settings.broker_url.partition("://")[0] or settings.broker_url[:10]
-        problems.append(
-            f"CELERY_BROKER_URL must start with amqp:// (RabbitMQ) or redis://, not {scheme!r}"
-        )
+    problems += _url_problems(settings)
     if not 1 <= settings.keys_per_message <= MAX_KEYS_PER_MESSAGE:
         problems.append(f"keys_per_message must be between 1 and {MAX_KEYS_PER_MESSAGE}")
     for base, cap in (("backoff_base", "backoff_cap"), ("task_backoff_base", "task_backoff_cap")):
@@ -241,6 +258,35 @@ def _validated(settings: Settings) -> Settings:
     if problems:
         raise ConfigurationError("; ".join(problems))
     return settings
+
+
+def _url_problems(settings: Settings) -> list[str]:
+    problems = []
+    if not settings.redis_url.startswith(REDIS_SCHEMES):
+        problems.append(
+            "REPLICATOR_REDIS_URL must start with redis://, rediss:// (TLS) or unix://, "
+            f"not {_scheme(settings.redis_url)!r}"
+        )
+    if not settings.broker_url.startswith(REDIS_SCHEMES + AMQP_SCHEMES):
+        problems.append(
+            "CELERY_BROKER_URL must start with amqp:// or amqps:// (RabbitMQ, amqps: TLS), "
+            f"or redis:// or rediss:// (Redis, rediss: TLS), not {_scheme(settings.broker_url)!r}"
+        )
+    tls_problems = settings.tls.problems()
+    if problems or tls_problems:
+        return problems + tls_problems
+    for name in ("broker", "backend", "redis"):
+        try:
+            getattr(settings, name)
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def _scheme(url: str) -> str:
+    """A URL's scheme, or its first characters (never a password)."""
+    scheme, found, _ = url.partition("://")
+    return f"{scheme}://" if found else url[:6]
 
 
 _lock = threading.Lock()

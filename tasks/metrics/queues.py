@@ -15,7 +15,9 @@ import redis
 from kombu import Connection  # type: ignore[attr-defined]
 from kombu.exceptions import ChannelError
 
+from tasks.coord.reach import redis_client
 from tasks.core.config import broker_kind
+from tasks.core.tls import Endpoint
 
 # Celery's Redis transport keeps priority levels as extra lists: NAME, NAME\x06\x16N.
 PRIORITY_SEP = "\x06\x16"
@@ -42,10 +44,11 @@ def from_redis(broker: redis.Redis, queues: Sequence[str]) -> QueueCounts:
     return QueueCounts(waiting, int(broker.hlen("unacked")))
 
 
-def from_amqp(url: str, queues: Sequence[str]) -> QueueCounts:
+def from_amqp(broker: Endpoint, queues: Sequence[str]) -> QueueCounts:
     """Ready messages per queue; a queue not declared yet (no worker ever started) holds 0."""
     waiting = {}
-    with Connection(url, connect_timeout=5) as conn:  # type: ignore[no-untyped-call]
+    tls = dict(broker.ssl) if broker.ssl is not None else False
+    with Connection(broker.url, ssl=tls, connect_timeout=5) as conn:  # type: ignore[no-untyped-call]
         for queue in queues:
             channel = conn.channel()
             try:
@@ -57,9 +60,9 @@ def from_amqp(url: str, queues: Sequence[str]) -> QueueCounts:
     return QueueCounts(waiting)
 
 
-def reader(broker_url: str, queues: Sequence[str]) -> Callable[[], QueueCounts]:
-    """A function counting ``queues`` on the broker at ``broker_url``, at each call."""
-    if broker_kind(broker_url) == "amqp":
-        return lambda: from_amqp(broker_url, queues)
-    client = redis.Redis.from_url(broker_url, socket_timeout=10)
+def reader(broker: Endpoint, queues: Sequence[str]) -> Callable[[], QueueCounts]:
+    """A function counting ``queues`` on the broker (``Settings.broker``), at each call."""
+    if broker_kind(broker.url) == "amqp":
+        return lambda: from_amqp(broker, queues)
+    client = redis_client(broker, socket_timeout=10)
     return lambda: from_redis(client, queues)

@@ -95,13 +95,14 @@ def test_queue_depth_on_rabbitmq_counts_the_ready_messages(
 ) -> None:
     """RabbitMQ's counts come from a passive declaration of each queue (a vhost of the test's
     own): messages published as the producer publishes them, and 0 for a queue never declared."""
+    cfg = from_env({**env, "CELERY_BROKER_URL": broker_url})
     app = Celery("metrics-test", set_as_current=False)
-    app.conf.update(celery_config(from_env({**env, "CELERY_BROKER_URL": broker_url})))
+    app.conf.update(celery_config(cfg))
     for i in range(3):
         app.send_task(names.REPLICATE, args=("us-east-1/p", "us-east-1/r", [{"id": {"S": str(i)}}]))
     app.close()
 
-    counts = reader(broker_url, ("replication", "never-declared"))()
+    counts = reader(cfg.broker, ("replication", "never-declared"))()
 
     assert counts.waiting == {"replication": 3, "never-declared": 0}
     assert counts.unacked is None  # AMQP has no such count (the management API has)

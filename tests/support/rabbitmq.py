@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.pki import Pki
 from tests.support.servers import _port_open, free_port, wait_until
 
 BOTH_BROKERS = pytest.mark.parametrize("broker", ["redis", "amqp"], indirect=True)
@@ -43,10 +44,14 @@ def ctl(
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def installed() -> bool:
+    return bool(shutil.which("rabbitmqctl") and shutil.which("rabbitmq-server"))
+
+
 @functools.cache
 def unavailable() -> str | None:
     """Why RabbitMQ cannot be used here (a skip reason), or None; starts the node if needed."""
-    if not shutil.which("rabbitmqctl") or not shutil.which("rabbitmq-server"):
+    if not installed():
         return "RabbitMQ is not installed (rabbitmqctl and rabbitmq-server; scripts/setup.sh)"
     if not _port_open(PORT):
         subprocess.run(["rabbitmq-server", "-detached"], capture_output=True, check=False)
@@ -83,14 +88,34 @@ def management_api() -> str | None:
 
 
 class Node:
-    """A RabbitMQ node of the test's own, started, stopped and restarted at will."""
+    """A RabbitMQ node of the test's own, started, stopped and restarted at will.
 
-    def __init__(self) -> None:
+    With ``tls`` it also listens on ``tls_port`` (TLS, a client certificate signed by the test's
+    CA required), and with ``management`` serves the management API on ``management_port``."""
+
+    def __init__(self, tls: Pki | None = None, management: bool = False) -> None:
         self.name = f"replicator-test-{uuid.uuid4().hex[:8]}@localhost"
         self.port, self.dist_port = free_port(), free_port()
+        self.tls_port, self.management_port = free_port(), free_port()
         self.base = Path(tempfile.mkdtemp(prefix="rabbitmq-node-"))
-        (self.base / "rabbitmq.conf").write_text(f"listeners.tcp.1 = {HOST}:{self.port}\n")
-        (self.base / "enabled_plugins").write_text("[].\n")
+        lines = [f"listeners.tcp.1 = {HOST}:{self.port}"]
+        if tls:
+            lines += [
+                f"listeners.ssl.1 = {HOST}:{self.tls_port}",
+                f"ssl_options.cacertfile = {tls.ca}",
+                f"ssl_options.certfile = {tls.server_cert}",
+                f"ssl_options.keyfile = {tls.server_key}",
+                "ssl_options.verify = verify_peer",
+                "ssl_options.fail_if_no_peer_cert = true",
+            ]
+        if management:
+            lines += [
+                f"management.tcp.ip = {HOST}",
+                f"management.tcp.port = {self.management_port}",
+            ]
+        (self.base / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
+        plugins = "[rabbitmq_management]" if management else "[]"
+        (self.base / "enabled_plugins").write_text(f"{plugins}.\n")
         shutil.chown(self.base, "rabbitmq", "rabbitmq")  # the server runs as rabbitmq
         os.chmod(self.base, 0o755)
         self.log = self.base / "server.log"
@@ -99,6 +124,16 @@ class Node:
     @property
     def url(self) -> str:
         return url("", self.port)
+
+    @property
+    def tls_url(self) -> str:
+        """The TLS listener's amqps:// URL (guest, the default vhost)."""
+        return f"amqps://{USER}:{PASSWORD}@{HOST}:{self.tls_port}/"
+
+    @property
+    def management_api(self) -> str:
+        """The management API's URL with credentials (Flower's --broker-api)."""
+        return f"http://{USER}:{PASSWORD}@{HOST}:{self.management_port}/api/"
 
     def _env(self) -> dict[str, str]:
         return {
@@ -117,7 +152,15 @@ class Node:
             self.process = subprocess.Popen(
                 ["rabbitmq-server"], env=self._env(), stdout=out, stderr=subprocess.STDOUT
             )
-        wait_until(lambda: _port_open(self.port), 120, f"RabbitMQ node {self.name}", 0.2)
+        process = self.process
+        wait_until(
+            lambda: _port_open(self.port) or process.poll() is not None,
+            120,
+            f"RabbitMQ node {self.name}",
+            0.2,
+        )
+        if process.poll() is not None:
+            raise RuntimeError(f"RabbitMQ node {self.name} exited; its log: {self.log}")
         done = ctl("await_startup", "--timeout", "60", node=self.name)
         if done.returncode:
             raise RuntimeError(f"RabbitMQ node {self.name} did not start: {done.stderr}")

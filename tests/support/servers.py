@@ -6,6 +6,7 @@ Each is started on a free port of 127.0.0.1 and stopped when the test (or sessio
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -19,6 +20,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.support import pki
+from tests.support.pki import Pki
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,14 +89,16 @@ def start_redis(
     port: int | None = None,
     workdir: Path | None = None,
     password: str | None = None,
+    tls: Pki | None = None,
 ) -> Server:
+    """A redis-server; with ``tls``, its only port speaks TLS and wants a client certificate
+    signed by the test's CA (mutual TLS)."""
     port = port or free_port()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="redis-"))
     log = workdir / "redis.log"
     args = [
         redis_binary(),
-        "--port",
-        str(port),
+        *(_tls_args(tls, port) if tls else ["--port", str(port)]),
         "--bind",
         "127.0.0.1",
         "--save",
@@ -106,8 +112,41 @@ def start_redis(
         *(["--requirepass", password] if password else []),
     ]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: _port_open(port), 10, "redis-server")
+    wait_until(lambda: _port_open(port) or process.poll() is not None, 10, "redis-server")
+    if process.poll() is not None:
+        raise RuntimeError(f"redis-server exited: {log.read_text() if log.exists() else ''}")
     return Server("redis", port, process, log, workdir)
+
+
+def _tls_args(tls: Pki, port: int) -> list[str]:
+    return [
+        "--port",
+        "0",
+        "--tls-port",
+        str(port),
+        "--tls-cert-file",
+        str(tls.server_cert),
+        "--tls-key-file",
+        str(tls.server_key),
+        "--tls-ca-cert-file",
+        str(tls.ca),
+        "--tls-auth-clients",
+        "yes",
+    ]
+
+
+@functools.cache
+def redis_tls_unavailable() -> str | None:
+    """Why no TLS redis-server can be started here (a skip reason), or None."""
+    try:
+        server = start_redis(tls=pki.make(Path(tempfile.mkdtemp(prefix="pki-"))))
+    except RuntimeError as exc:
+        return (
+            f"{redis_binary()} has no TLS built in (Debian's redis-server has; "
+            f"scripts/setup.sh): {exc}"
+        )
+    server.stop()
+    return None
 
 
 def start_moto() -> Server:
@@ -241,7 +280,7 @@ def start_worker(
         lambda: "ready" in worker.output() or process.poll() is not None, 60, "celery worker"
     )
     if process.poll() is not None:
-        raise RuntimeError(f"worker exited:\n{worker.output()}")
+        raise RuntimeError(f"worker exited with status {process.returncode}:\n{worker.output()}")
     return worker
 
 

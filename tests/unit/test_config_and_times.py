@@ -41,7 +41,7 @@ def test_all_problems_are_reported_together() -> None:
     assert "REPLICATOR_AWS_MAX_ATTEMPTS" in str(error.value)
     assert "REPLICATOR_BACKOFF_CAP" in str(error.value)
     with pytest.raises(
-        ConfigurationError, match=r"must start with amqp:// \(RabbitMQ\) or redis://"
+        ConfigurationError, match=r"must start with amqp:// or amqps:// \(RabbitMQ, amqps: TLS\)"
     ):
         from_env({"CELERY_BROKER_URL": "sqs://x"})
     with pytest.raises(ConfigurationError, match="between 1 and 1000"):
