@@ -13,6 +13,7 @@ from commands.exits import handle_errors
 from commands.flower import flower
 from commands.migrate import migrate
 from commands.options import common_options, setup
+from commands.pipelines import pipelines
 from producer import status as producer_status
 from tasks import names
 from tasks.coord import deadletters, stats
@@ -30,6 +31,7 @@ def main() -> None:
 
 main.add_command(flower)
 main.add_command(migrate)
+main.add_command(pipelines)
 
 
 @main.group("dead-letters")

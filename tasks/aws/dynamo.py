@@ -48,6 +48,7 @@ class TableInfo:
     schema: KeySchema
     stream_arn: str | None
     stream_view_type: str | None
+    arn: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ def _describe(table: Table) -> TableInfo:
         schema=KeySchema(hash_key=parts["HASH"], range_key=parts.get("RANGE")),
         stream_arn=raw.get("LatestStreamArn") if stream.get("StreamEnabled") else None,
         stream_view_type=stream.get("StreamViewType"),
+        arn=raw.get("TableArn", ""),
     )
 
 
@@ -340,6 +342,35 @@ def scan_pages(
         yield response.get("Items", []), start_key
         if not start_key:
             return
+
+
+# -- listing tables (the pipelines file's discover rules) --------------------------------------
+
+
+def table_names(where: Table) -> list[str]:
+    """Every table of ``where``'s account, region and endpoint (``where``'s name is ignored)."""
+    client, names = _client(where), []
+    args: dict[str, Any] = {}
+    while True:
+        with translated(f"ListTables {where.location.region}"):
+            page = client.list_tables(**args)
+        names += page.get("TableNames", [])
+        if not page.get("LastEvaluatedTableName"):
+            return names
+        args = {"ExclusiveStartTableName": page["LastEvaluatedTableName"]}
+
+
+def tags(table: Table) -> dict[str, str]:
+    """The table's tags (ListTagsOfResource, every page)."""
+    client, found = _client(table), {}
+    args: dict[str, Any] = {"ResourceArn": describe(table).arn}
+    while True:
+        with translated(f"ListTagsOfResource {table}"):
+            page = client.list_tags_of_resource(**args)
+        found.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
+        if not page.get("NextToken"):
+            return found
+        args = {**args, "NextToken": page["NextToken"]}
 
 
 # -- creating tables (restore) -----------------------------------------------------------------
