@@ -107,8 +107,9 @@ class Fleet:
         self.scheduler.run(self.stop)  # returns once stopped and the pages in hand are done
         self.wake.set()
         self.reload.set()
+        deadline = time.monotonic() + JOIN_SECONDS  # one wait for all: a bounded stop
         for thread in threads:
-            thread.join(JOIN_SECONDS)
+            thread.join(max(0.0, deadline - time.monotonic()))
         for running in self.running():
             running.poller.release()
 
