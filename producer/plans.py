@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from producer.enqueue import Target
@@ -24,6 +25,8 @@ from tasks.core.errors import ConfigurationError, ReplicatorError
 from tasks.core.locations import REPLICA, Table, parse_s3
 from tasks.core.pipelines import TEMPLATE, Discover, Pipeline, PipelinesFile
 from tasks.core.times import parse_time
+
+CHECKS_AT_ONCE = 8
 
 
 @dataclass(frozen=True)
@@ -123,14 +126,19 @@ def discovered(rule: Discover) -> list[Pipeline]:
 
 
 def check_all(pipelines: Iterable[Pipeline], path: str) -> list[str]:
-    """Every problem reaching the pipelines' tables and streams, each with its line."""
-    found = []
-    for pipeline in pipelines:
-        try:
-            check(plan(pipeline))
-        except ReplicatorError as exc:
-            found.append(f"{path}:{pipeline.line}: {where(pipeline)}: {exc}")
-    return found
+    """Every problem reaching the pipelines' tables and streams, each with its line (a few
+    pipelines at once: each check is four calls or so, 40 ms each across regions)."""
+    with ThreadPoolExecutor(CHECKS_AT_ONCE, thread_name_prefix="check") as pool:
+        found = pool.map(lambda p: _problem(p, path), pipelines)
+        return [problem for problem in found if problem]
+
+
+def _problem(pipeline: Pipeline, path: str) -> str | None:
+    try:
+        check(plan(pipeline))
+    except ReplicatorError as exc:
+        return f"{path}:{pipeline.line}: {where(pipeline)}: {exc}"
+    return None
 
 
 def where(pipeline: Pipeline) -> str:

@@ -44,6 +44,11 @@ STARTS = ("trim-horizon", "trim_horizon", "latest")
 TURNOVER_ROLES = ("before", "after")
 # Options of the whole process, not of one pipeline: flags / environment of `python -m producer`.
 PROCESS_KEYS = ("readers", "lease_seconds", "poll_interval", "metrics_port", "metrics_address")
+# Credentials are per side and process: the workers read the primary and write the replica with
+# their own, so a pipeline's own profile or role could not reach them.
+CREDENTIAL_KEYS = tuple(
+    f"{side}_{what}" for side in ("primary", "replica") for what in ("profile", "role_arn")
+)
 
 
 @dataclass(frozen=True)
@@ -62,10 +67,6 @@ class Pipeline:
     skip_ttl_deletes: bool = False
     page_limit: int = 1000
     checkpoint: str | None = None  # the checkpoint name (default: the stream and targets)
-    primary_profile: str | None = None
-    primary_role_arn: str | None = None
-    replica_profile: str | None = None
-    replica_role_arn: str | None = None
     line: int = field(default=0, compare=False)  # where the file defines it
     origin: str = field(default="pipeline", compare=False)  # or "discover"
 
@@ -87,6 +88,14 @@ DISCOVER_KEYS: dict[str, tuple[type, ...]] = {
 }
 DEFAULT_KEYS = {k: v for k, v in DISCOVER_KEYS.items() if k not in ("name", "pattern", "tags")}
 SECTIONS = ("defaults", "pipeline", "discover")
+_HINTS = {
+    **{key: " (a process option: a flag of python -m producer)" for key in PROCESS_KEYS},
+    **{
+        key: " (credentials are per side for every process: --primary-profile, "
+        "REPLICATOR_PRIMARY_ROLE_ARN, ...; the workers use their own)"
+        for key in CREDENTIAL_KEYS
+    },
+}
 _KINDS = {str: "a string", int: "an integer", bool: "true or false", dict: "a table"}
 
 
@@ -226,9 +235,7 @@ def _typed(
     for key, value in raw.items():
         line = section.keys.get(key, section.line)
         if key not in allowed:
-            hint = (
-                " (a process option: a flag of python -m producer)" if key in PROCESS_KEYS else ""
-            )
+            hint = _HINTS.get(key, "")
             problems.add(line, where, f"unknown key {key!r}{hint}")
         elif not isinstance(value, allowed[key]) or (
             isinstance(value, bool) and bool not in allowed[key]

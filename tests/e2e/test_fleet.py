@@ -242,3 +242,46 @@ def _owners(killed: Command, survivor: Command) -> dict[str, str]:
         pid = f":{command.process.pid}:"
         found[app] = next(e["owner"] for e in events if pid in e["owner"])
     return found
+
+
+def test_a_changed_pipeline_restarts_and_a_bad_reload_changes_nothing(
+    env: dict[str, str], moto_url: str, start_worker: Any, start_producer: Any, tmp_path: Path
+) -> None:
+    create_table(moto_url, "orders", stream="NEW_AND_OLD_IMAGES")
+    create_table(moto_url, "orders-copy")
+    path = tmp_path / "fleet.toml"
+    path.write_text(fleet_file(moto_url, moto_url, ("orders",)))
+    start_worker(concurrency=2)
+    producer = start_producer("--config", str(path))
+    wait_until(lambda: "orders" in consumers(), 60, "the pipeline registered")
+    consumer = consumers()["orders"]
+    write_items(moto_url, "orders", range(0, 50))
+    wait_until(lambda: converged(moto_url, "orders", 50), 120, "orders", interval=1.0)
+
+    path.write_text(fleet_file(moto_url, moto_url, ("orders",)) + "colour = 'blue'\n")
+    producer.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: "pipelines not reloaded" in producer.output(), 60, "the bad file refused")
+    assert "unknown key 'colour'" in producer.output()
+    assert "pipeline stopped" not in producer.output()
+
+    path.write_text(fleet_file(moto_url, moto_url, ("orders",)) + "page_limit = 10\n")
+    producer.process.send_signal(signal.SIGHUP)
+    wait_until(
+        lambda: [e["reason"] for e in logged(producer, "pipeline stopped")] == ["changed"],
+        60,
+        "the changed pipeline stopped",
+    )
+    write_items(moto_url, "orders", range(50, 120))
+    wait_until(lambda: converged(moto_url, "orders", 120), 120, "orders again", interval=1.0)
+    assert producer.terminate() == 0, producer.output()
+
+    events = [(e["event"], e["owner"]) for e in leases(consumer).history()]
+    owner = events[0][1]
+    # Released by the pipeline that stopped, then taken by the one that started: never two.
+    assert events[:3] == [("acquire", owner), ("release", ""), ("acquire", owner)], events
+    assert len(logged(producer, "pipeline started")) == 2
+
+
+def logged(command: Command, event: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in command.output().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == event]

@@ -125,3 +125,12 @@ replica = "eu-west-1/{table}-copy"
         "s3://dr-bucket/dr/",
         "discover",
     )
+
+
+def test_credentials_are_refused_per_pipeline_with_a_hint() -> None:
+    (line,) = problems(
+        '[[pipeline]]\nname = "a"\nprimary = "us-east-1/orders"\nreplica = "eu-west-1/orders"\n'
+        'replica_role_arn = "arn:aws:iam::1:role/r"\n'
+    )
+    assert line.startswith("fleet.toml:5: pipeline 'a': unknown key 'replica_role_arn' (cred")
+    assert "the workers use their own" in line
