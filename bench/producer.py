@@ -81,6 +81,7 @@ class Result:
     cpu: float = 0.0
     rss_mb: float = 0.0
     taken_over_s: float | None = None
+    killed_shards: int = 0
 
 
 class QueueWatch(threading.Thread):
@@ -237,6 +238,7 @@ def run_case(case: Case, moto: servers.Server, store_url: str, seconds: float, l
     result = Result(case, cpu=(cpu_after - cpu_before) / (ended - began), rss_mb=rss)
     if killed:
         result.taken_over_s = taken_over(reads, *killed)
+        result.killed_shards = len(killed[1])
     result.lags_ms = sorted(
         (arrived - created) * 1000 for arrived, created in watch.samples if began <= created < ended
     )
@@ -335,7 +337,9 @@ def table(results: list[Result]) -> str:
         code = "before" if c.tree != ROOT else "this"
         p50, p99 = stats.quantile(r.lags_ms, 0.5), stats.quantile(r.lags_ms, 0.99)
         shards = c.shards * c.streams
-        taken = "-" if r.taken_over_s is None else f"{r.taken_over_s:.1f} s"
+        taken = "-"
+        if r.taken_over_s is not None:
+            taken = f"{r.killed_shards} shards in {r.taken_over_s:.1f} s"
         poll = "default" if c.poll is None else f"{c.poll * 1000:.0f} ms"
         lines.append(
             f"| {code} | {c.service} | {c.streams} × {c.shards} | {c.producers} | {poll} "

@@ -69,6 +69,10 @@ class Fleet:
             options.readers, options.idle_sleep, self._read, self._forget
         )
         self._running: dict[str, Running] = {}  # by pipeline name
+        # The readers find a shard's pipeline here without a lock: the scheduler calls them
+        # while it holds its own, which the lease thread takes too (a new lease is scheduled).
+        # Replaced whole, never changed in place.
+        self._by_consumer: dict[str, Poller] = {}
         self._lock = threading.RLock()  # the lease thread and a reload take turns
 
     # -- what the readers call ----------------------------------------------------------------
@@ -78,7 +82,7 @@ class Fleet:
             return list(self._running.values())
 
     def _poller(self, held: Held) -> Poller | None:
-        return next((r.poller for r in self.running() if r.poller.consumer == held.consumer), None)
+        return self._by_consumer.get(held.consumer)
 
     def _read(self, held: Held) -> Outcome:
         poller = self._poller(held)
@@ -130,18 +134,19 @@ class Fleet:
         except ReplicatorError as exc:
             log.error("pipeline not started", pipeline=pipeline.name, error=str(exc))
             return
-        taken = [r.pipeline.name for r in self.running() if r.poller.consumer == poller.consumer]
-        if taken:
+        other = self._by_consumer.get(poller.consumer)
+        if other:
             log.error(
                 "pipeline not started: another pipeline has its checkpoint name",
                 pipeline=pipeline.name,
-                other=taken[0],
+                other=other.pipeline,
                 consumer=poller.consumer,
             )
             return
         poller.register()
         with self._lock:
             self._running[pipeline.name] = Running(pipeline, poller)
+            self._by_consumer = {**self._by_consumer, poller.consumer: poller}
         self.wake.set()
         log.info("pipeline started", pipeline=pipeline.name, consumer=poller.consumer)
 
@@ -185,6 +190,7 @@ class Fleet:
             time.sleep(0.05)
         with self._lock:
             self._running.pop(running.pipeline.name, None)
+            self._by_consumer = {c: p for c, p in self._by_consumer.items() if c != poller.consumer}
         for held in poller.held():
             held.lost = True  # its read is still in flight after a lease time: its
             # checkpoint is refused once another producer holds the shard
