@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/producer.py [--seconds 30] [--shards 1,16,64,256] [--producers 1,2]
                                        [--rate 100] [--before-tree DIR] [--before-only]
-    .venv/bin/python bench/producer.py --fleet [--poll-intervals 0.5,0.25]
+    .venv/bin/python bench/producer.py --fleet [--poll-intervals 0.5,0.25,0.4]
 
 Every figure comes from this run. A latency proxy (``bench/stream_service.py``) delays each call
 to the stream service by 40 ms and notes every GetRecords and its shard. Behind it:

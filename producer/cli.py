@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -186,10 +186,10 @@ def main(config_path: str | None, **params: Any) -> None:
     fleet = Fleet(load, options, stop, reload)
     if params["metrics_port"]:
         _serve_metrics(fleet, params)
-    fleet.run()
+    fleet.run(pipelines)
 
 
-def _loader(config_path: str | None, params: dict[str, Any]) -> Any:
+def _loader(config_path: str | None, params: dict[str, Any]) -> Callable[[], list[Pipeline]]:
     if config_path:
         if params["primary"]:
             raise ConfigurationError("give --config FILE or --primary TABLE, not both")

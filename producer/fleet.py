@@ -95,9 +95,9 @@ class Fleet:
 
     # -- running ------------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Start every pipeline, read until ``stop``, then hand every lease back."""
-        self.apply(self._load())
+    def run(self, pipelines: Sequence[Pipeline]) -> None:
+        """Start ``pipelines`` (checked already), read until ``stop``, hand every lease back."""
+        self.apply(pipelines, checked=True)
         threads = [
             threading.Thread(target=target, name=name, daemon=True)
             for name, target in (
@@ -117,8 +117,9 @@ class Fleet:
         for running in self.running():
             running.poller.release()
 
-    def apply(self, pipelines: Sequence[Pipeline]) -> None:
-        """Start the new pipelines, stop the removed ones, restart the changed ones."""
+    def apply(self, pipelines: Sequence[Pipeline], checked: bool = False) -> None:
+        """Start the new pipelines, stop the removed ones, restart the changed ones; a new
+        pipeline's tables and stream are reached first unless ``checked``."""
         wanted = {p.name: p for p in pipelines}
         for running in self.running():
             name = running.pipeline.name
@@ -126,11 +127,11 @@ class Fleet:
                 self._retire(running, "changed" if name in wanted else "removed")
         for name, pipeline in wanted.items():
             if name not in self._running and not self.stop.is_set():
-                self._start(pipeline)
+                self._start(pipeline, checked)
 
-    def _start(self, pipeline: Pipeline) -> None:
+    def _start(self, pipeline: Pipeline, checked: bool) -> None:
         try:
-            poller = self._poller_for(pipeline)
+            poller = self._poller_for(pipeline, checked)
         except ReplicatorError as exc:
             log.error("pipeline not started", pipeline=pipeline.name, error=str(exc))
             return
@@ -150,11 +151,11 @@ class Fleet:
         self.wake.set()
         log.info("pipeline started", pipeline=pipeline.name, consumer=poller.consumer)
 
-    def _poller_for(self, pipeline: Pipeline) -> Poller:
+    def _poller_for(self, pipeline: Pipeline, checked: bool) -> Poller:
         from worker.app import app
 
         plan = plans.plan(pipeline)
-        source = plans.source(plan)
+        source = plans.source(plan) if checked else plans.check(plan)
         enqueuer = Enqueuer(
             app,
             self.redis,

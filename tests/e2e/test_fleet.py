@@ -273,7 +273,11 @@ def test_a_changed_pipeline_restarts_and_a_bad_reload_changes_nothing(
     )
     write_items(moto_url, "orders", range(50, 120))
     wait_until(lambda: converged(moto_url, "orders", 120), 120, "orders again", interval=1.0)
+    shown = replicator(env, "status")  # every pipeline that registered, as a table
     assert producer.terminate() == 0, producer.output()
+    header, row = shown.stdout.splitlines()
+    assert header.split()[:3] == ["pipeline", "producers", "shards"]
+    assert row.split()[:3] == ["orders", "1", "1"], shown.stdout + shown.stderr
 
     events = [(e["event"], e["owner"]) for e in leases(consumer).history()]
     owner = events[0][1]
