@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/producer.py [--seconds 30] [--shards 1,16,64,256] [--producers 1,2]
                                        [--rate 100] [--before-tree DIR] [--before-only]
+    .venv/bin/python bench/producer.py --fleet [--poll-intervals 0.5,0.25,0.4]
 
 Every figure comes from this run. A latency proxy (``bench/stream_service.py``) delays each call
 to the stream service by 40 ms and notes every GetRecords and its shard. Behind it:
@@ -11,6 +12,13 @@ to the stream service by 40 ms and notes every GetRecords and its shard. Behind 
 * moto's Kinesis with 1 and 8 shards and 50 changes a second written by this script, one
   producer: the issue's "before" set-up, for the code in ``--before-tree`` (a checkout of the
   code before shard leases, e.g. ``git archive BASE | tar -x -C /tmp/before``) and for this code.
+
+``--fleet`` runs the fleet cases instead, each for every ``--poll-intervals`` value (the gap
+before a shard at its tip is read again): 32 shards with one producer at 50 changes a second;
+100 pipelines of 4 shards each (a pipelines file, 100 streams of the fake service) over two
+producers at 100 changes a second in all; and that fleet again with one producer SIGKILLed in
+the middle of the window ("taken over": from the kill until the last of its shards was read
+again, from the proxy's notes). Memory is the producers' resident set at the window's end.
 
 Lag is, per change (each has its own key), the time from its creation until its key's message
 was in the broker's queue (this script pops the messages from Redis as they come). "visited
@@ -41,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 
 from tasks.coord import stats  # noqa: E402
+from tasks.coord.redis_conn import text  # noqa: E402
 from tests.support import servers  # noqa: E402
 from tests.support.tables import client, create_table  # noqa: E402
 from tests.support.workload import kinesis_record  # noqa: E402
@@ -56,6 +65,10 @@ class Case:
     producers: int
     rate: float
     tree: Path = ROOT
+    streams: int = 1  # > 1: a pipelines file of one pipeline per stream
+    poll: float | None = None  # --poll-interval (None: the default)
+    kill: bool = False  # SIGKILL one producer in the middle of the window
+    warmup: float = WARMUP
 
 
 @dataclass
@@ -66,6 +79,9 @@ class Result:
     reads_per_s: float = 0.0
     max_shard_reads: int = 0
     cpu: float = 0.0
+    rss_mb: float = 0.0
+    taken_over_s: float | None = None
+    killed_shards: int = 0
 
 
 class QueueWatch(threading.Thread):
@@ -98,6 +114,7 @@ def start_service(case: Case, moto_url: str, log_dir: Path) -> tuple[subprocess.
     args = [sys.executable, str(ROOT / "bench" / "stream_service.py")]
     if case.service == "fake":
         args += ["fake", "--shards", str(case.shards), "--rate", str(case.rate)]
+        args += ["--streams", str(case.streams)]
         args += ["--port", str(servers.free_port())]
     else:
         args += ["proxy", "--upstream", moto_url]
@@ -108,9 +125,25 @@ def start_service(case: Case, moto_url: str, log_dir: Path) -> tuple[subprocess.
     return process, f"http://127.0.0.1:{port}"
 
 
+def pipelines_file(case: Case, url: str, log_dir: Path) -> Path:
+    path = log_dir / f"pipelines-{case.label}.toml"
+    path.write_text(
+        "".join(
+            f'[[pipeline]]\nname = "p{i}"\nprimary = "{url}/primary-{i}"\n'
+            f'replica = "{url}/replica-{i}"\nkinesis_stream = "changes-{i}"\n\n'
+            for i in range(case.streams)
+        )
+    )
+    return path
+
+
 def start_producers(case: Case, url: str, env: dict[str, str], log_dir: Path) -> list[Any]:
     args = ["--primary", f"{url}/primary", "--replica", f"{url}/replica"]
     args += ["--kinesis-stream", "changes", "--name", "bench"]
+    if case.streams > 1:
+        args = ["--config", str(pipelines_file(case, url, log_dir))]
+    if case.poll is not None:
+        args += ["--poll-interval", str(case.poll)]
     started = []
     for i in range(case.producers):
         out = (log_dir / f"producer-{case.label}-{i}.log").open("wb")
@@ -174,11 +207,22 @@ def run_case(case: Case, moto: servers.Server, store_url: str, seconds: float, l
     if writer:
         writer.start()
     producers = start_producers(case, url, env, log)
+    killed: tuple[float, set[str]] | None = None
     try:
-        time.sleep(WARMUP)
+        time.sleep(case.warmup)
         began, cpu_before = time.time(), sum(cpu_seconds(p.pid) for p in producers)
-        time.sleep(seconds)
+        if case.kill:
+            time.sleep(seconds / 2)
+            killed = time.time(), held_by(store, producers[0].pid)
+            producers[0].send_signal(signal.SIGKILL)
+            producers[0].wait()
+            producers = producers[1:]
+            cpu_before = cpu_seconds(producers[0].pid)
+            time.sleep(seconds / 2)
+        else:
+            time.sleep(seconds)
         ended, cpu_after = time.time(), sum(cpu_seconds(p.pid) for p in producers)
+        rss = sum(rss_mb(p.pid) for p in producers)
         time.sleep(3)  # the window's last changes reach the queue
         reads = _reads(url)
     finally:
@@ -191,12 +235,39 @@ def run_case(case: Case, moto: servers.Server, store_url: str, seconds: float, l
             writer.done.set()
         service.terminate()
         service.wait(10)
-    result = Result(case, cpu=(cpu_after - cpu_before) / (ended - began))
+    result = Result(case, cpu=(cpu_after - cpu_before) / (ended - began), rss_mb=rss)
+    if killed:
+        result.taken_over_s = taken_over(reads, *killed)
+        result.killed_shards = len(killed[1])
     result.lags_ms = sorted(
         (arrived - created) * 1000 for arrived, created in watch.samples if began <= created < ended
     )
     _read_figures(result, reads, began, ended)
     return result
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def held_by(store: redis.Redis, pid: int) -> set[str]:
+    """The shards (stream/shardId) whose lease the producer of ``pid`` holds."""
+    found = set()
+    for consumer, about in store.hgetall("replicator:consumers").items():
+        stream = json.loads(about)["stream"]
+        for shard, lease in store.hgetall(f"replicator:lease:{text(consumer)}").items():
+            if f":{pid}:" in json.loads(lease)["owner"]:
+                found.add(f"{stream}/{text(shard)}")
+    return found
+
+
+def taken_over(reads: dict[str, list[float]], at: float, shards: set[str]) -> float:
+    """Seconds from ``at`` until each of ``shards`` was read again, for the last of them."""
+    again = [min((t for t in reads.get(s, []) if t > at), default=float("inf")) for s in shards]
+    return max(again, default=at) - at
 
 
 def _reads(url: str) -> dict[str, list[float]]:
@@ -222,7 +293,23 @@ def _read_figures(
     result.max_shard_reads = most
 
 
+def fleet_cases(args: argparse.Namespace) -> list[Case]:
+    found = []
+    for poll in args.poll_intervals:
+        found += [
+            Case(f"fleet-32-{poll}", "fake", 32, 1, 50, poll=poll),
+            Case(f"fleet-100x4-{poll}", "fake", 4, 2, 100, streams=100, poll=poll, warmup=40),
+        ]
+    poll = args.poll_intervals[-1]
+    found.append(
+        Case(f"fleet-kill-{poll}", "fake", 4, 2, 100, streams=100, poll=poll, kill=True, warmup=40)
+    )
+    return found
+
+
 def cases(args: argparse.Namespace) -> list[Case]:
+    if args.fleet:
+        return fleet_cases(args)
     found = []
     if args.before_tree:
         for shards in (1, 8):
@@ -240,18 +327,25 @@ def cases(args: argparse.Namespace) -> list[Case]:
 
 def table(results: list[Result]) -> str:
     head = (
-        "| code | service | shards | producers | changes/s | visited every | lag p50 | lag p99 "
-        "| GetRecords/s | max reads/s of a shard | producer CPU |"
+        "| code | service | pipelines × shards | producers | poll gap | changes/s | visited every "
+        "| lag p50 | lag p99 | GetRecords/s | max reads/s of a shard | producer CPU "
+        "| CPU per shard | memory | per shard | taken over |"
     )
-    lines = [head, "|" + "---|" * 4 + "---:|" * 7]
+    lines = [head, "|" + "---|" * 5 + "---:|" * 11]
     for r in results:
         c = r.case
         code = "before" if c.tree != ROOT else "this"
         p50, p99 = stats.quantile(r.lags_ms, 0.5), stats.quantile(r.lags_ms, 0.99)
+        shards = c.shards * c.streams
+        taken = "-"
+        if r.taken_over_s is not None:
+            taken = f"{r.killed_shards} shards in {r.taken_over_s:.1f} s"
+        poll = "default" if c.poll is None else f"{c.poll * 1000:.0f} ms"
         lines.append(
-            f"| {code} | {c.service} | {c.shards} | {c.producers} | {c.rate:.0f} "
-            f"| {r.visit_ms:.0f} ms | {p50:.0f} ms | {p99:.0f} ms | {r.reads_per_s:.0f} "
-            f"| {r.max_shard_reads} | {r.cpu:.0%} |"
+            f"| {code} | {c.service} | {c.streams} × {c.shards} | {c.producers} | {poll} "
+            f"| {c.rate:.0f} | {r.visit_ms:.0f} ms | {p50:.0f} ms | {p99:.0f} ms "
+            f"| {r.reads_per_s:.0f} | {r.max_shard_reads} | {r.cpu:.0%} | {r.cpu / shards:.2%} "
+            f"| {r.rss_mb:.0f} MB | {r.rss_mb / shards:.2f} MB | {taken} |"
         )
     return "\n".join(lines)
 
@@ -268,6 +362,13 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--before-tree", help="the code before shard leases, to compare")
     parser.add_argument("--before-only", action="store_true", help="only the moto rows")
+    parser.add_argument("--fleet", action="store_true", help="only the fleet cases")
+    parser.add_argument(
+        "--poll-intervals",
+        type=lambda s: [float(x) for x in s.split(",")],
+        default=[0.5, 0.25],
+        help="seconds, for the fleet cases",
+    )
     args = parser.parse_args()
     log_dir = ROOT / ".tmp" / "bench-producer"
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """A stream service for benchmarks: a fake Kinesis, and a latency proxy in front of any service.
 
     python bench/stream_service.py fake --shards 256 --rate 100 --port P --proxy-port Q
+    python bench/stream_service.py fake --streams 100 --shards 4 --rate 100 --port P --proxy-port Q
     python bench/stream_service.py proxy --upstream http://127.0.0.1:M --proxy-port Q
 
 Both speak HTTP/1.1 with keep-alive on 127.0.0.1 (asyncio, one process), so that boto3 talks to
@@ -12,7 +13,8 @@ them as to the real service.
   the producer checks at start. It writes ``--rate`` changes a second itself, each to a random
   shard, each with a new key; a record's ``Data`` is the JSON that "Kinesis Data Streams for
   DynamoDB" writes, stamped with its creation time. Iterators are base64 of
-  ``stream:shard:sequence``, as moto's are.
+  ``stream:shard:sequence``, as moto's are. With ``--streams K`` it serves K streams,
+  ``changes-0`` ... ``changes-{K-1}``, of ``--shards`` shards each (``--rate`` is over all).
 * The proxy delays every request by ``--latency`` seconds (40 ms: a realistic round trip to the
   service) before forwarding it, and notes when each GetRecords arrived and for which shard;
   ``GET /__reads`` returns them as JSON (``{shard: [epoch seconds, ...]}``).
@@ -72,12 +74,19 @@ def reply(status: int, body: Any, content_type: str = "application/x-amz-json-1.
 
 
 def iterator(shard: str, sequence: int) -> str:
-    return base64.b64encode(f"{STREAM}:{shard}:{sequence}".encode()).decode()
+    """``shard`` is ``stream/shardId``."""
+    stream, _, shard_id = shard.rpartition("/")
+    return base64.b64encode(f"{stream}:{shard_id}:{sequence}".encode()).decode()
 
 
 def shard_of(iterator_text: str) -> tuple[str, int]:
-    _, shard, sequence = base64.b64decode(iterator_text).decode().split(":")
-    return shard, int(sequence)
+    """The shard (``stream/shardId``) and the position of an iterator."""
+    stream, shard, sequence = base64.b64decode(iterator_text).decode().split(":")
+    return f"{stream}/{shard}", int(sequence)
+
+
+def stream_of(request: dict[str, Any]) -> str:
+    return str(request.get("StreamName") or request.get("StreamARN", "").rsplit("/", 1)[-1])
 
 
 @dataclass
@@ -89,10 +98,12 @@ class Shard:
 
 
 class FakeKinesis:
-    def __init__(self, shards: int, rate: float, seed: int = 1) -> None:
+    def __init__(self, shards: int, rate: float, seed: int = 1, streams: int = 1) -> None:
         step = 2**128 // shards
-        self.shards = {
-            f"shardId-{i:012d}": Shard(f"shardId-{i:012d}", i * step, (i + 1) * step - 1)
+        names = [STREAM] if streams == 1 else [f"{STREAM}-{i}" for i in range(streams)]
+        self.shards = {  # by stream/shardId
+            f"{s}/shardId-{i:012d}": Shard(f"{s}/shardId-{i:012d}", i * step, (i + 1) * step - 1)
+            for s in names
             for i in range(shards)
         }
         self.rate, self.rng, self.written = rate, random.Random(seed), 0
@@ -146,26 +157,30 @@ class FakeKinesis:
         }
         return 200, {"Table": table}
 
-    def _DescribeStreamSummary(self, _request: dict[str, Any]) -> tuple[int, Any]:
+    def _DescribeStreamSummary(self, request: dict[str, Any]) -> tuple[int, Any]:
+        stream = stream_of(request)
         summary = {
-            "StreamName": STREAM,
-            "StreamARN": ARN,
+            "StreamName": stream,
+            "StreamARN": ARN.replace(STREAM, stream),
             "StreamStatus": "ACTIVE",
             "RetentionPeriodHours": 24,
             "StreamCreationTimestamp": 1.7e9,
             "EnhancedMonitoring": [],
-            "OpenShardCount": len(self.shards),
+            "OpenShardCount": len([s for s in self.shards if s.startswith(f"{stream}/")]),
         }
         return 200, {"StreamDescriptionSummary": summary}
 
     def _ListShards(self, request: dict[str, Any]) -> tuple[int, Any]:
-        names = sorted(self.shards)
-        start = int(request.get("NextToken") or 0)
+        stream, _, start_text = (request.get("NextToken") or f"{stream_of(request)}|0").partition(
+            "|"
+        )
+        names = sorted(s for s in self.shards if s.startswith(f"{stream}/"))
+        start = int(start_text)
         page = names[start : start + PAGE]
         body: dict[str, Any] = {
             "Shards": [
                 {
-                    "ShardId": name,
+                    "ShardId": name.rpartition("/")[2],
                     "HashKeyRange": {
                         "StartingHashKey": str(self.shards[name].start_hash),
                         "EndingHashKey": str(self.shards[name].end_hash),
@@ -176,11 +191,11 @@ class FakeKinesis:
             ]
         }
         if start + PAGE < len(names):
-            body["NextToken"] = str(start + PAGE)
+            body["NextToken"] = f"{stream}|{start + PAGE}"
         return 200, body
 
     def _GetShardIterator(self, request: dict[str, Any]) -> tuple[int, Any]:
-        shard = self.shards[request["ShardId"]]
+        shard = self.shards[f"{stream_of(request)}/{request['ShardId']}"]
         kind = request["ShardIteratorType"]
         if kind == "LATEST":
             position = len(shard.records)
@@ -283,7 +298,7 @@ class LatencyProxy:
 async def main_async(args: argparse.Namespace) -> None:
     tasks: list[Any] = []
     if args.role == "fake":
-        fake = FakeKinesis(args.shards, args.rate)
+        fake = FakeKinesis(args.shards, args.rate, streams=args.streams)
         server = await serve_fake(fake, args.port)
         upstream = ("127.0.0.1", args.port)
         tasks.append(asyncio.ensure_future(fake.write()))
@@ -302,6 +317,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("role", choices=["fake", "proxy"])
     parser.add_argument("--shards", type=int, default=1)
+    parser.add_argument("--streams", type=int, default=1)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--proxy-port", type=int, required=True)

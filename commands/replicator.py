@@ -13,10 +13,13 @@ from commands.exits import handle_errors
 from commands.flower import flower
 from commands.migrate import migrate
 from commands.options import common_options, setup
+from commands.pipelines import pipelines
+from producer import fleet_status, plans
 from producer import status as producer_status
 from tasks import names
 from tasks.coord import deadletters, stats
 from tasks.coord.redis_conn import check, connection
+from tasks.core import pipelines as pipelines_file
 from tasks.core.iters import batched
 from tasks.core.times import age_text
 
@@ -30,6 +33,7 @@ def main() -> None:
 
 main.add_command(flower)
 main.add_command(migrate)
+main.add_command(pipelines)
 
 
 @main.group("dead-letters")
@@ -126,17 +130,32 @@ def purge(target: str | None, yes: bool, **params: Any) -> None:
 
 @main.command("status")
 @common_options
-@click.argument("replica")
+@click.argument("replica", required=False)
+@click.option(
+    "--config",
+    "config_path",
+    envvar="REPLICATOR_CONFIG",
+    type=click.Path(),
+    help="The fleet of this pipelines file (default, without REPLICA: every pipeline that ran).",
+)
+@click.option("--json", "as_json", is_flag=True, help="The fleet: one JSON object per pipeline.")
 @handle_errors
-def status(replica: str, **params: Any) -> None:
+def status(replica: str | None, config_path: str | None, as_json: bool, **params: Any) -> None:
     """Counters and apply lag (p50/p99, ms) for a replica or backup target, and the producers
     that feed it: leases per producer, each shard's iterator age, lag and stalled time.
+
+    Without REPLICA, the fleet: one row per pipeline (of --config FILE, or every pipeline a
+    producer registered): producers, shards held, lag p50/p99, worst iterator age, stalled
+    shards, dead letters and warnings.
 
     Warnings (a stream nearing its retention, a checkpoint not advancing, no producer running)
     go to stderr, one line each.
     """
     cfg = setup(params)
     check()
+    if replica is None:
+        _fleet_status(config_path, as_json)
+        return
     target = replica if replica.startswith("s3://") else str(cfg.location(replica))
     counts = stats.read(connection(), target)
     summary: dict[str, Any] = {k: int(v) for k, v in counts.items() if k != "last_applied_at"}
@@ -147,3 +166,46 @@ def status(replica: str, **params: Any) -> None:
     for stream in streams:
         for warning in stream.warnings:
             click.echo(f"warning: {warning}", err=True)
+
+
+FLEET_COLUMNS = ("pipeline", "producers", "shards", "lag p50", "lag p99", "iter age", "stalled")
+
+
+def _fleet_status(config_path: str | None, as_json: bool) -> None:
+    names = None
+    if config_path:
+        names = [p.name for p in plans.resolve(pipelines_file.load(config_path))]
+    rows = fleet_status.rows(connection(), names)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.as_json(), sort_keys=True, separators=(",", ":")))
+    else:
+        click.echo(_table(rows))
+    for row in rows:
+        for warning in row.warnings:
+            click.echo(f"warning: {warning}", err=True)
+
+
+def _table(rows: list[fleet_status.PipelineRow]) -> str:
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0f}ms"
+
+    lines = [(*FLEET_COLUMNS, "dead letters", "warnings")]
+    lines += [
+        (
+            r.pipeline,
+            str(r.producers),
+            str(r.shards),
+            ms(r.lag_ms_p50),
+            ms(r.lag_ms_p99),
+            age_text(r.max_iterator_age_s),
+            str(r.stalled_shards),
+            str(r.dead_letters),
+            str(len(r.warnings)),
+        )
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )

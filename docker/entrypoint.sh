@@ -29,7 +29,12 @@ case "$role" in
     ;;
   producer)
     need CELERY_BROKER_URL "set it to the broker's URL (amqp://... or redis://...) in .env"
-    need PRIMARY_TABLE "set PRIMARY_TABLE=REGION/TABLE (or http://HOST:PORT/TABLE) in .env"
+    if [ -n "${REPLICATOR_CONFIG:-}" ]; then
+      # every pipeline of the mounted pipelines file (docker-compose.fleet.yml)
+      [ -r "$REPLICATOR_CONFIG" ] || fail "the pipelines file $REPLICATOR_CONFIG cannot be read: set PIPELINES_FILE=./pipelines.toml in .env"
+      exec python -m producer --config "$REPLICATOR_CONFIG" "$@"
+    fi
+    need PRIMARY_TABLE "set PRIMARY_TABLE=REGION/TABLE (or http://HOST:PORT/TABLE) in .env, or PIPELINES_FILE with docker-compose.fleet.yml"
     if [ -z "${REPLICA_TABLE:-}" ] && [ -z "${BACKUP_URL:-}" ]; then
       fail "set REPLICA_TABLE=REGION/TABLE and/or BACKUP_URL=s3://BUCKET/PREFIX in .env"
     fi
@@ -43,6 +48,7 @@ case "$role" in
     exec replicator flower "$@"
     ;;
   demo-tables)
+    need PRIMARY_TABLE "set PRIMARY_TABLE=http://moto:5000/TABLE in .env"
     exec python /app/docker/demo_tables.py "$@"
     ;;
   *)

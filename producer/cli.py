@@ -1,59 +1,51 @@
-"""`python -m producer`: tail a table's change stream and enqueue replicate / backup tasks."""
+"""`python -m producer`: tail change streams and enqueue replicate / backup tasks.
+
+One table pair from the flags (``--primary`` ...), or every pipeline of a pipelines file
+(``--config FILE``); either way the pipelines run as one fleet (``producer.fleet``).
+"""
 
 from __future__ import annotations
 
 import signal
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 
 from commands.exits import handle_errors
 from commands.options import common_options, setup
-from producer.enqueue import Enqueuer, Target
-from producer.filters import RecordFilter
-from producer.metrics import ProducerCollector, ProducerView
+from producer import plans
+from producer.fleet import Fleet
+from producer.metrics import ProducerCollector, ProducerView, view_of
 from producer.poller import (
     DEFAULT_IDLE_WAIT,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_READERS,
-    Poller,
     PollerOptions,
 )
-from producer.sources import Position, Source
-from producer.sources.dynamodb_streams import DynamoDBStreamsSource
-from producer.sources.kinesis import KinesisSource
-from tasks import names
-from tasks.aws import dynamo
-from tasks.coord.redis_conn import check, connection
-from tasks.core.config import settings
+from tasks.coord.redis_conn import check
+from tasks.core import pipelines as pipelines_file
 from tasks.core.errors import ConfigurationError
-from tasks.core.locations import REPLICA, Table, parse_s3
-from tasks.core.times import parse_time
+from tasks.core.pipelines import Pipeline
 from tasks.metrics.serve import serve
 
-
-@dataclass(frozen=True)
-class Plan:
-    primary: Table
-    targets: tuple[Target, ...]
-    start: Position
-    record_filter: RecordFilter
-
-
-def _start_position(text: str) -> tuple[Position, float | None]:
-    lowered = text.lower()
-    if lowered in ("trim-horizon", "trim_horizon"):
-        return Position("TRIM_HORIZON"), None
-    if lowered == "latest":
-        return Position("LATEST"), None
-    moment = parse_time(text)
-    return Position("AT_TIMESTAMP", timestamp=moment), moment
+FLAG_OPTIONS = (
+    "primary",
+    "replica",
+    "backup",
+    "stream_arn",
+    "kinesis_stream",
+    "turnover_role",
+    "turnover_at",
+)
 
 
-def _plan(params: dict[str, Any]) -> Plan:
+def _flags_pipeline(params: dict[str, Any]) -> Pipeline:
+    """The single-table flags, as one pipeline."""
     problems = []
+    if not params["primary"]:
+        problems.append("give --primary TABLE, or --config FILE")
     if not params["replica"] and not params["backup"]:
         problems.append("give --replica LOCATION and/or --backup s3://BUCKET/PREFIX")
     if bool(params["turnover_role"]) != bool(params["turnover_at"]):
@@ -62,45 +54,47 @@ def _plan(params: dict[str, Any]) -> Plan:
         problems.append("give --stream-arn or --kinesis-stream, not both")
     if problems:
         raise ConfigurationError("; ".join(problems))
-    cfg = settings()
-    primary = cfg.table(params["primary"])
-    targets = []
-    if params["replica"]:
-        targets.append(Target.replica(cfg.location(params["replica"])))
-    if params["backup"]:
-        targets.append(Target.backup(parse_s3(params["backup"])))
-    start, not_before = _start_position(params["start"])
-    turnover_at = parse_time(params["turnover_at"]) if params["turnover_at"] else None
-    record_filter = RecordFilter(
-        params["turnover_role"], turnover_at, params["skip_ttl_deletes"], not_before
+    return Pipeline(
+        name=params["name"] or params["primary"],
+        checkpoint=params["name"],
+        start=params["start"],
+        skip_ttl_deletes=params["skip_ttl_deletes"],
+        page_limit=params["page_limit"],
+        origin="flags",
+        **{k: params[k] for k in FLAG_OPTIONS},
     )
-    return Plan(primary, tuple(targets), start, record_filter)
 
 
-def _source(plan: Plan, params: dict[str, Any]) -> Source:
-    if params["kinesis_stream"]:
-        return KinesisSource(plan.primary, params["kinesis_stream"])
-    return DynamoDBStreamsSource(plan.primary, params["stream_arn"])
+def _file_pipelines(path: str) -> list[Pipeline]:
+    """The file's pipelines and what its discover rules select now."""
+    return plans.resolve(pipelines_file.load(path))
 
 
-def _check_tables(plan: Plan) -> None:
-    dynamo.describe(plan.primary)
-    for target in plan.targets:
-        if target.task == names.REPLICATE:
-            dynamo.same_schema(plan.primary, settings().table(target.arg, REPLICA))
+def _check_file(path: str, pipelines: Sequence[Pipeline]) -> None:
+    problems = plans.check_all(pipelines, path)
+    if problems:
+        raise ConfigurationError("\n".join(problems))
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+def _stop_on_signals(stop: threading.Event, reload: threading.Event) -> None:
     def handler(signum: int, _frame: Any) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: reload.set())
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @common_options
-@click.option("--primary", required=True, help="The table whose changes are replicated.")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="REPLICATOR_CONFIG",
+    type=click.Path(),
+    help="A pipelines file: run every pipeline it lists (instead of the flags of one table).",
+)
+@click.option("--primary", help="The table whose changes are replicated.")
 @click.option("--replica", help="Replica table location.")
 @click.option("--backup", help="Incremental backup location s3://BUCKET/PREFIX.")
 @click.option("--stream-arn", help="DynamoDB stream ARN (default: the table's latest stream).")
@@ -128,6 +122,7 @@ def _stop_on_signals(stop: threading.Event) -> None:
     type=click.FloatRange(0.01, 60),
     default=DEFAULT_IDLE_WAIT,
     show_default=True,
+    envvar="REPLICATOR_POLL_INTERVAL",
     help="Seconds before a shard at its tip is read again (a shard is read at most 5 times a "
     "second).",
 )
@@ -170,44 +165,41 @@ def _stop_on_signals(stop: threading.Event) -> None:
     help="Address the metrics endpoint listens on.",
 )
 @handle_errors
-def main(**params: Any) -> None:
-    """Tail PRIMARY's change stream and enqueue per-key replicate (and backup) tasks."""
-    cfg = setup(params)
-    stop = threading.Event()
-    _stop_on_signals(stop)  # a SIGTERM while starting is a clean stop too
-    plan = _plan(params)
+def main(config_path: str | None, **params: Any) -> None:
+    """Tail PRIMARY's change stream (or those of every pipeline of --config FILE) and enqueue
+    per-key replicate (and backup) tasks."""
+    setup(params)
+    stop, reload = threading.Event(), threading.Event()
+    _stop_on_signals(stop, reload)  # a SIGTERM while starting is a clean stop too
+    load = _loader(config_path, params)
+    pipelines = load()
     check(celery=True)
-    _check_tables(plan)
-    source = _source(plan, params)
-    from worker.app import app
-
-    enqueuer = Enqueuer(
-        app, connection(), plan.primary.location.spec, plan.targets, cfg.keys_per_message
-    )
-    consumer = params["name"] or "|".join([source.stream_id, *(t.name for t in plan.targets)])
+    if config_path:
+        _check_file(config_path, pipelines)
+    else:
+        plans.check(plans.plan(pipelines[0]))
     options = PollerOptions(
-        start=plan.start,
-        page_limit=params["page_limit"],
         idle_sleep=params["poll_interval"],
         readers=params["readers"],
         lease_seconds=params["lease_seconds"],
     )
-    poller = Poller(source, consumer, enqueuer, plan.record_filter, options, stop=stop)
+    fleet = Fleet(load, options, stop, reload)
     if params["metrics_port"]:
-        _serve_metrics(poller, params)
-    poller.run()
-    if poller.reader.failure is not None:
-        raise poller.reader.failure
+        _serve_metrics(fleet, params)
+    fleet.run(pipelines)
 
 
-def _serve_metrics(poller: Poller, params: dict[str, Any]) -> None:
-    view = ProducerView(
-        stream=poller.source.stream_id,
-        producer=poller.owner,
-        retention=poller.source.retention_seconds,
-        stats=lambda: poller.stats,
-        checkpoint_ages=poller.checkpoints.ages,
-        leases=lambda: poller.keeper.last_snapshot,
-        ready_shards=lambda: len(poller.graph.ready()),
-    )
-    serve(params["metrics_port"], ProducerCollector(view), params["metrics_address"])
+def _loader(config_path: str | None, params: dict[str, Any]) -> Callable[[], list[Pipeline]]:
+    if config_path:
+        if params["primary"]:
+            raise ConfigurationError("give --config FILE or --primary TABLE, not both")
+        return lambda: _file_pipelines(config_path)
+    pipeline = _flags_pipeline(params)
+    return lambda: [pipeline]
+
+
+def _serve_metrics(fleet: Fleet, params: dict[str, Any]) -> None:
+    def views() -> list[ProducerView]:
+        return [view_of(running.poller) for running in fleet.running()]
+
+    serve(params["metrics_port"], ProducerCollector(views), params["metrics_address"])

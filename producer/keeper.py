@@ -39,6 +39,12 @@ class Held:
     lost: bool = False  # another producer holds it now (or it vanished)
     wanted: bool = False  # another producer asked for it: hand it over after the page in hand
     done: bool = False  # read to its end (SHARD_END written; the lease is gone with it)
+    consumer: str = ""  # the checkpoint name whose lease this is (one per pipeline)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The shard among every pipeline's shards (shard ids repeat across streams)."""
+        return self.consumer, self.shard_id
 
     def readable(self, now: float) -> bool:
         return not (self.lost or self.wanted or self.done) and now < self.deadline
@@ -54,7 +60,7 @@ class LeaseKeeper:
         table: LeaseTable,
         ready: Callable[[], list[str]],
         stats: ProducerStats,
-        idle: Callable[[str], bool],
+        idle: Callable[[Held], bool],
         on_taken: Callable[[Held], None],
         lease_seconds: float,
     ) -> None:
@@ -65,6 +71,7 @@ class LeaseKeeper:
         self._held: dict[str, Held] = {}
         self._lock = threading.Lock()
         self.last_snapshot: dict[str, int] = {}  # leases per live producer, for the metrics
+        self.closing = False  # handing every lease over, taking none: the pipeline stops
 
     def get(self, shard_id: str) -> Held | None:
         with self._lock:
@@ -77,7 +84,14 @@ class LeaseKeeper:
     def tick(self) -> None:
         self._renew()
         self._hand_over()
-        self._balance()
+        if not self.closing:
+            self._balance()
+
+    def close(self) -> None:
+        """Take no more leases; hand each over once its page in hand is done (``tick``)."""
+        self.closing = True
+        for held in self.held():
+            held.wanted = True
 
     def _deadline(self, sent_at: float) -> float:
         return sent_at + self.lease_seconds * STOP_FRACTION
@@ -108,7 +122,7 @@ class LeaseKeeper:
 
     def _hand_over(self) -> None:
         for held in self.held():
-            if held.wanted and not held.done and self._idle(held.shard_id):
+            if held.wanted and not held.done and self._idle(held):
                 self._release(held, "handed over")
 
     def _release(self, held: Held, why: str) -> None:
@@ -141,7 +155,9 @@ class LeaseKeeper:
         if got is None:
             return False
         token, checkpoint = got
-        held = Held(shard_id, token, checkpoint, self._deadline(sent_at))
+        held = Held(
+            shard_id, token, checkpoint, self._deadline(sent_at), consumer=self.table.consumer
+        )
         with self._lock:
             self._held[shard_id] = held
         self._stats.add(leases_taken=1)

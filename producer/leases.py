@@ -165,7 +165,7 @@ class LeaseTable:
 
     def __init__(self, client: redis.Redis, consumer: str, me: str, lease_seconds: float) -> None:
         cfg = settings()
-        self._redis, self.me = client, me
+        self._redis, self.me, self.consumer = client, me, consumer
         self.lease_ms = int(lease_seconds * 1000)
         self.key = cfg.key("lease", consumer)
         self.history_key = cfg.key("lease-history", consumer)

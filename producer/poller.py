@@ -15,7 +15,10 @@ At-least-once: a shard's checkpoint advances only after every key of the page wa
 released so that another producer continues at once, and ``run`` returns.
 
 The poller is a reusable component: give it a consumer name and, for shards without a
-checkpoint, a start position (or one per shard); stop it by setting ``stop``.
+checkpoint, a start position (or one per shard); stop it by setting ``stop``. ``run`` drives it
+with threads of its own; a fleet (``producer.fleet``) drives many pollers instead, with one
+shared ``ReadScheduler`` and one thread each calling every poller's ``lease_step`` and
+``discovery_step``.
 """
 
 from __future__ import annotations
@@ -51,7 +54,13 @@ log = logs.get("producer")
 
 DEFAULT_LEASE_SECONDS = 10.0
 DEFAULT_READERS = 32
-DEFAULT_IDLE_WAIT = 0.5
+# The gap before a shard at its tip is read again (`--poll-interval`), most of the lag at the
+# tip. bench/producer.py --fleet behind 40 ms: 32 shards, one producer, lag p99 618 ms at 0.5 s,
+# 466 ms at 0.4 s, 499 ms at 0.25 s; 100 pipelines x 4 shards over two producers 1079 / 948 /
+# 955 ms (CPU-bound there). At 0.4 s a shard at its tip is read every 0.44 s, 2.3 times a
+# second: two readers of one shard (DynamoDB Streams allows two; a migration's tail beside the
+# producer) stay under the services' 5 reads a second per shard.
+DEFAULT_IDLE_WAIT = 0.4
 JOIN_SECONDS = 10.0
 
 
@@ -83,7 +92,11 @@ class Poller:
         client: redis.Redis | None = None,
         owner: str | None = None,
         stop: threading.Event | None = None,
+        scheduler: ReadScheduler | None = None,  # shared by a fleet's pollers
+        wake: threading.Event | None = None,  # set when the lease keeper should tick at once
+        pipeline: str = "",
     ) -> None:
+        self.pipeline = pipeline
         self.source, self.consumer, self.options = source, consumer, options or PollerOptions()
         self.targets = [target.name for target in enqueuer.targets]
         self.owner = owner or producer_id()
@@ -94,7 +107,9 @@ class Poller:
         self.checkpoints = Checkpoints(self.redis, consumer)
         self.leases = LeaseTable(self.redis, consumer, self.owner, self.options.lease_seconds)
         self._rediscover = threading.Event()
-        self._rebalance = threading.Event()  # wakes the lease keeper: shards became ready
+        self._rebalance = wake or threading.Event()  # wakes the lease keeper: shards are ready
+        self._discovery_attempt = 0
+        self._next_status = time.monotonic() + self.options.status_every
         self.reader = ShardReader(
             source,
             self.checkpoints,
@@ -107,7 +122,7 @@ class Poller:
             ReadOptions(self.options.start, self.options.positions, self.options.page_limit),
             on_finished=self._finished,
         )
-        self.scheduler = ReadScheduler(
+        self.scheduler = scheduler or ReadScheduler(
             self.options.readers, self.options.idle_sleep, self.reader.read, self.reader.forget
         )
         self.keeper = LeaseKeeper(
@@ -120,14 +135,7 @@ class Poller:
         )
 
     def run(self) -> ProducerStats:
-        status.register(  # what `replicator status TARGET` lists for each of its targets
-            self.redis,
-            self.consumer,
-            self.source.stream_id,
-            self.targets,
-            self.source.retention_seconds,
-            self.options.lease_seconds,
-        )
+        self.register()
         threads = [
             threading.Thread(target=self._discovery_loop, name="discovery", daemon=True),
             threading.Thread(target=self._lease_loop, name="leases", daemon=True),
@@ -139,12 +147,28 @@ class Poller:
         self._rebalance.set()
         for thread in threads:
             thread.join(JOIN_SECONDS)  # discovery may be in botocore's retries: not waited for
+        self.release()
+        return self.stats
+
+    def register(self) -> None:
+        """Say what ``replicator status`` lists for this consumer (and each of its targets)."""
+        status.register(
+            self.redis,
+            self.consumer,
+            self.source.stream_id,
+            self.targets,
+            self.source.retention_seconds,
+            self.options.lease_seconds,
+            self.pipeline,
+        )
+
+    def release(self) -> None:
+        """Hand every lease back (the reads have stopped) and leave the live producers."""
         try:
             self.keeper.release_all()
         except (TransientError, redis.RedisError) as exc:
             log.warning("could not release the leases; they expire by themselves", error=str(exc))
         log.info("producer stopped", stream=self.source.stream_id, **self.stats.summary())
-        return self.stats
 
     def _taken(self, held: Held) -> None:
         self.stats.shards[held.shard_id] = ShardStatus()  # progress is measured from now
@@ -161,19 +185,34 @@ class Poller:
     # -- discovery ----------------------------------------------------------------------------
 
     def _discovery_loop(self) -> None:
-        attempt = 0
         while not self.stop.is_set():
-            try:
-                self._discover()
-                self._rebalance.set()
-                attempt, wait = 0, self.options.discover_every * random.uniform(0.9, 1.1)
-            except (TransientError, redis.RedisError) as exc:
-                # Throttled (DescribeStream: 10 calls a second per account) or unreachable.
-                wait = delay(attempt, 1.0, 60.0)
-                attempt += 1
-                log.warning("shard discovery failed; retrying", error=str(exc), attempt=attempt)
-            self._rediscover.wait(wait)
+            self._rediscover.wait(self.discovery_step())
             self._rediscover.clear()
+
+    def discovery_step(self) -> float:
+        """List the shards once; the seconds until the next time (backing off on failures)."""
+        try:
+            self._discover()
+            self._rebalance.set()
+            self._discovery_attempt = 0
+            return self.options.discover_every * random.uniform(0.9, 1.1)
+        except (TransientError, redis.RedisError) as exc:
+            # Throttled (DescribeStream: 10 calls a second per account) or unreachable.
+            wait = delay(self._discovery_attempt, 1.0, 60.0)
+            self._discovery_attempt += 1
+            log.warning(
+                "shard discovery failed; retrying",
+                error=str(exc),
+                attempt=self._discovery_attempt,
+                stream=self.source.stream_id,
+            )
+            return wait
+
+    def discovery_wanted(self) -> bool:
+        """A shard finished: its children may be listed now (cleared by asking)."""
+        wanted = self._rediscover.is_set()
+        self._rediscover.clear()
+        return wanted
 
     def _discover(self) -> None:
         checkpoints = self.checkpoints.load()  # before listing: see ShardGraph.update
@@ -198,19 +237,22 @@ class Poller:
     # -- leases, status -----------------------------------------------------------------------
 
     def _lease_loop(self) -> None:
-        next_status = time.monotonic() + self.options.status_every
         while not self.stop.is_set():
-            try:
-                self.keeper.tick()
-                status.publish(self.redis, self.consumer, self.owner, self.stats.shards)
-            except (TransientError, redis.RedisError) as exc:
-                log.warning("lease renewal failed; retrying", error=str(exc))
-            now = time.monotonic()
-            if now >= next_status:
-                self._log_status()
-                next_status = now + self.options.status_every
+            self.lease_step()
             self._rebalance.wait(self.keeper.tick_seconds)
             self._rebalance.clear()
+
+    def lease_step(self) -> None:
+        """Renew, hand over and take leases; publish the shards' state; log it now and then."""
+        try:
+            self.keeper.tick()
+            status.publish(self.redis, self.consumer, self.owner, self.stats.shards)
+        except (TransientError, redis.RedisError) as exc:
+            log.warning("lease renewal failed; retrying", error=str(exc), consumer=self.consumer)
+        now = time.monotonic()
+        if now >= self._next_status:
+            self._log_status()
+            self._next_status = now + self.options.status_every
 
     def _log_status(self) -> None:
         stream, retention = self.source.stream_id, self.source.retention_seconds

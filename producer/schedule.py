@@ -44,8 +44,8 @@ class ReadScheduler:
         self._idle_wait = max(idle_wait, self._gap)
         self._due: list[tuple[float, int, Held]] = []
         self._order = itertools.count()
-        self._running: set[str] = set()
-        self._failures: dict[str, int] = {}
+        self._running: set[tuple[str, str]] = set()  # Held.key: shards of every pipeline
+        self._failures: dict[tuple[str, str], int] = {}
         self._cond = threading.Condition()
 
     def add(self, held: Held, at: float | None = None) -> None:
@@ -53,10 +53,10 @@ class ReadScheduler:
             heapq.heappush(self._due, (at or time.monotonic(), next(self._order), held))
             self._cond.notify()
 
-    def idle(self, shard_id: str) -> bool:
+    def idle(self, held: Held) -> bool:
         """True when no read of the shard is in flight (callers set ``wanted`` first)."""
         with self._cond:
-            return shard_id not in self._running
+            return held.key not in self._running
 
     def run(self, stop: threading.Event) -> None:
         """Start reads as they fall due until ``stop``; then wait for the reads in flight."""
@@ -78,10 +78,10 @@ class ReadScheduler:
             _, _, held = heapq.heappop(self._due)
             if not held.active or held.wanted:
                 self._forget(held)
-            elif held.shard_id in self._running or not held.readable(now):
+            elif held.key in self._running or not held.readable(now):
                 heapq.heappush(self._due, (now + 0.1, next(self._order), held))
             else:
-                self._running.add(held.shard_id)
+                self._running.add(held.key)
                 self._pool.submit(self._job, held)
         return self._due[0][0] - now if self._due else 1.0
 
@@ -89,16 +89,16 @@ class ReadScheduler:
         started = time.monotonic()
         try:
             outcome = self._read(held)
-            self._failures.pop(held.shard_id, None)
+            self._failures.pop(held.key, None)
             wait = 0.0 if outcome.more else self._idle_wait
             at = None if outcome.over else max(started + self._gap, time.monotonic() + wait)
         except Exception as exc:
-            attempt = self._failures.get(held.shard_id, 0)
-            self._failures[held.shard_id] = attempt + 1
+            attempt = self._failures.get(held.key, 0)
+            self._failures[held.key] = attempt + 1
             log.warning("shard read failed; retrying", shard=held.shard_id, error=str(exc))
             at = time.monotonic() + max(self._gap, delay(attempt, 0.5, 10.0))
         with self._cond:
-            self._running.discard(held.shard_id)
+            self._running.discard(held.key)
             if at is not None:
                 heapq.heappush(self._due, (at, next(self._order), held))
             else:

@@ -44,8 +44,10 @@ def register(
     targets: Sequence[str],
     retention: float,
     lease_seconds: float,
+    pipeline: str = "",
 ) -> None:
     about = {
+        "pipeline": pipeline,
         "stream": stream,
         "targets": list(targets),
         "retention": retention,
@@ -106,6 +108,8 @@ class StreamStatus:
     name: str
     stream: str
     retention: float
+    pipeline: str = ""
+    targets: list[str] = field(default_factory=list)
     producers: dict[str, int] = field(default_factory=dict)  # live producer -> leases held
     shards: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -136,7 +140,13 @@ def _stream_status(client: redis.Redis, name: str, about: dict[str, Any]) -> Str
     table = LeaseTable(client, name, "", float(about.get("lease_seconds") or 10.0))
     snap = table.snapshot()
     now = time.time()
-    result = StreamStatus(name, str(about.get("stream")), float(about.get("retention") or 0))
+    result = StreamStatus(
+        name,
+        str(about.get("stream")),
+        float(about.get("retention") or 0),
+        str(about.get("pipeline") or ""),
+        list(about.get("targets", [])),
+    )
     result.producers = {p: 0 for p in snap.producers}
     states = {text(k): json.loads(v) for k, v in client.hgetall(_state_key(name)).items()}
     for shard, lease in sorted(snap.leases.items()):

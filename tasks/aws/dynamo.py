@@ -348,6 +348,35 @@ def scan_pages(
             return
 
 
+# -- listing tables (the pipelines file's discover rules) --------------------------------------
+
+
+def table_names(where: Table) -> list[str]:
+    """Every table of ``where``'s account, region and endpoint (``where``'s name is ignored)."""
+    client, names = _client(where), []
+    args: dict[str, Any] = {}
+    while True:
+        with translated(f"ListTables {where.location.region}"):
+            page = client.list_tables(**args)
+        names += page.get("TableNames", [])
+        if not page.get("LastEvaluatedTableName"):
+            return names
+        args = {"ExclusiveStartTableName": page["LastEvaluatedTableName"]}
+
+
+def tags(table: Table) -> dict[str, str]:
+    """The table's tags (ListTagsOfResource, every page)."""
+    client, found = _client(table), {}
+    args: dict[str, Any] = {"ResourceArn": describe(table).arn}
+    while True:
+        with translated(f"ListTagsOfResource {table}"):
+            page = client.list_tags_of_resource(**args)
+        found.update({t["Key"]: t["Value"] for t in page.get("Tags", [])})
+        if not page.get("NextToken"):
+            return found
+        args = {**args, "NextToken": page["NextToken"]}
+
+
 # -- creating tables (restore) -----------------------------------------------------------------
 
 

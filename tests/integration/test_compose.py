@@ -197,18 +197,36 @@ def test_the_example_env_says_how_to_switch_to_rabbitmq(tmp_path: Path) -> None:
     assert refused.returncode != 0 and "set RABBITMQ_PASSWORD" in refused.stderr
 
 
+FLEET_FILES = ("-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "docker-compose.fleet.yml"))
+
+
 @pytest.mark.parametrize(
-    ("missing", "named"),
-    [("PRIMARY_TABLE", "set PRIMARY_TABLE"), ("FLOWER_BASIC_AUTH", "set FLOWER_BASIC_AUTH")],
+    ("missing", "named", "files"),
+    [
+        ("FLOWER_BASIC_AUTH", "set FLOWER_BASIC_AUTH", ("-f", str(ROOT / "docker-compose.yml"))),
+        ("PIPELINES_FILE", "set PIPELINES_FILE", FLEET_FILES),
+    ],
 )
 def test_a_missing_required_setting_is_named_before_anything_starts(
-    tmp_path: Path, missing: str, named: str
+    tmp_path: Path, missing: str, named: str, files: tuple[str, ...]
 ) -> None:
     env = {k: v for k, v in example_env().items() if k != missing}
-    result = run_config(tmp_path, env)
+    result = run_config(tmp_path, env, files=files)
     assert result.returncode != 0
     assert named in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_fleet_file_mounts_a_pipelines_file_instead_of_the_tables(tmp_path: Path) -> None:
+    pipelines = tmp_path / "pipelines.toml"
+    pipelines.write_text("")
+    env = {k: v for k, v in example_env().items() if not k.endswith("_TABLE")}
+    result = run_config(tmp_path, {**env, "PIPELINES_FILE": str(pipelines)}, files=FLEET_FILES)
+    assert result.returncode == 0, result.stderr
+    producer = yaml.safe_load(result.stdout)["services"]["producer"]
+    assert producer["environment"]["REPLICATOR_CONFIG"] == "/etc/replicator/pipelines.toml"
+    (mount,) = producer["volumes"]
+    assert str(mount).startswith(str(pipelines)) or mount.get("source") == str(pipelines)
 
 
 def dockerfile_stages() -> list[list[str]]:
@@ -257,6 +275,11 @@ def test_dockerfile_passes_hadolint() -> None:
     [
         ("worker", {}, "CELERY_BROKER_URL is not set"),
         ("producer", {"CELERY_BROKER_URL": "redis://r:6379/0"}, "PRIMARY_TABLE is not set"),
+        (
+            "producer",
+            {"CELERY_BROKER_URL": "redis://r:6379/0", "REPLICATOR_CONFIG": "/nowhere.toml"},
+            "the pipelines file /nowhere.toml cannot be read",
+        ),
         (
             "producer",
             {"CELERY_BROKER_URL": "redis://r:6379/0", "PRIMARY_TABLE": "local/t"},

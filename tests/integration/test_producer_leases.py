@@ -16,7 +16,7 @@ from producer.checkpoints import Checkpoints
 from producer.enqueue import Enqueuer, Target
 from producer.filters import RecordFilter
 from producer.leases import LeaseTable
-from producer.metrics import ProducerCollector, ProducerView
+from producer.metrics import ProducerCollector, view_of
 from producer.poller import Poller, PollerOptions
 from producer.sources import SHARD_END, Position
 from producer.sources.dynamodb_streams import DynamoDBStreamsSource
@@ -215,17 +215,7 @@ def test_status_and_metrics_show_leases_ages_stalls_and_the_retention_warning(
     time.sleep(2)  # the stuck shard makes no progress; the lease keeper publishes the state
     assert "late299" not in app.sent_keys()  # still behind
 
-    collector = ProducerCollector(
-        ProducerView(
-            fake.arn,
-            poller.owner,
-            poller.source.retention_seconds,
-            lambda: poller.stats,
-            poller.checkpoints.ages,
-            lambda: poller.keeper.last_snapshot,
-            lambda: len(poller.graph.ready()),
-        )
-    )
+    collector = ProducerCollector(lambda: [view_of(poller)])
     metrics = {
         (m.name, s.labels.get("shard") or s.labels.get("producer")): s.value
         for m in collector.collect()
