@@ -57,17 +57,22 @@ def transform_options(func: Any) -> Any:
     return _apply(options)(func)
 
 
-def transform_from(params: dict[str, Any], primary: Table) -> TransformSpec:
-    """The TransformSpec of the flags (taken out of ``params``), loaded once to check it."""
+def spec_from_flags(params: dict[str, Any]) -> TransformSpec:
+    """The TransformSpec the flags give (taken out of ``params``), not checked yet."""
     exclude = params.pop("exclude_attributes", None)
     renames = params.pop("rename_attributes", ())
-    spec = TransformSpec(
+    return TransformSpec(
         exclude=tuple(a.strip() for a in exclude.split(",") if a.strip()) if exclude else (),
         rename=tuple(_pair(text) for text in renames),
         filter=params.pop("filter_expression", None),
         skip_expired=bool(params.pop("skip_expired", False)),
         callable=params.pop("transform_callable", None),
     )
+
+
+def transform_from(params: dict[str, Any], primary: Table) -> TransformSpec:
+    """The TransformSpec of the flags (taken out of ``params``), loaded once to check it."""
+    spec = spec_from_flags(params)
     if spec.empty:
         return spec
     described = definitions.describe(primary)

@@ -15,6 +15,7 @@ import click
 
 from commands.exits import handle_errors
 from commands.options import common_options, setup
+from commands.transform_options import spec_from_flags, transform_options
 from producer import plans
 from producer.fleet import Fleet
 from producer.metrics import ProducerCollector, ProducerView, view_of
@@ -60,6 +61,7 @@ def _flags_pipeline(params: dict[str, Any]) -> Pipeline:
         start=params["start"],
         skip_ttl_deletes=params["skip_ttl_deletes"],
         page_limit=params["page_limit"],
+        transform=spec_from_flags(params),  # checked with the tables
         origin="flags",
         **{k: params[k] for k in FLAG_OPTIONS},
     )
@@ -164,6 +166,7 @@ def _stop_on_signals(stop: threading.Event, reload: threading.Event) -> None:
     show_default=True,
     help="Address the metrics endpoint listens on.",
 )
+@transform_options
 @handle_errors
 def main(config_path: str | None, **params: Any) -> None:
     """Tail PRIMARY's change stream (or those of every pipeline of --config FILE) and enqueue

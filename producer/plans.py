@@ -12,19 +12,21 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from producer.enqueue import Target
 from producer.filters import RecordFilter
 from producer.sources import Position, Source
 from producer.sources.dynamodb_streams import DynamoDBStreamsSource
 from producer.sources.kinesis import KinesisSource
-from tasks.aws import dynamo
+from tasks.aws import definitions, dynamo
 from tasks.core.config import settings
 from tasks.core.errors import ConfigurationError, ReplicatorError
 from tasks.core.locations import REPLICA, Table, parse_s3
 from tasks.core.pipelines import TEMPLATE, Discover, Pipeline, PipelinesFile
 from tasks.core.times import parse_time
+from tasks.core.transform import TransformSpec
+from tasks.core.transform import load as load_transform
 
 CHECKS_AT_ONCE = 8
 
@@ -58,7 +60,7 @@ def plan(pipeline: Pipeline) -> Plan:
     cfg = settings()
     targets = []
     if pipeline.replica:
-        targets.append(Target.replica(cfg.location(pipeline.replica)))
+        targets.append(Target.replica(cfg.location(pipeline.replica), shape(pipeline)))
     if pipeline.backup:
         targets.append(Target.backup(parse_s3(pipeline.backup)))
     start, not_before = start_position(pipeline.start)
@@ -69,6 +71,17 @@ def plan(pipeline: Pipeline) -> Plan:
     return Plan(pipeline, cfg.table(pipeline.primary), tuple(targets), start, record_filter)
 
 
+def shape(pipeline: Pipeline) -> TransformSpec:
+    """The pipeline's transform, with the primary's TTL attribute for ``skip_expired``."""
+    spec = pipeline.transform
+    if spec.skip_expired and not spec.ttl_attribute:
+        ttl = definitions.describe(settings().table(pipeline.primary)).ttl_attribute
+        if not ttl:
+            raise ConfigurationError(f"skip_expired: {pipeline.primary} has no TTL attribute")
+        spec = replace(spec, ttl_attribute=ttl)
+    return spec
+
+
 def source(plan: Plan) -> Source:
     if plan.pipeline.kinesis_stream:
         return KinesisSource(plan.primary, plan.pipeline.kinesis_stream)
@@ -76,8 +89,12 @@ def source(plan: Plan) -> Source:
 
 
 def check(plan: Plan) -> Source:
-    """Reach the primary, the replica (same key schema) and the stream; the opened source."""
-    dynamo.describe(plan.primary)
+    """Reach the primary, the replica (same key schema) and the stream; load the transform; the
+    opened source."""
+    schema = dynamo.describe(plan.primary).schema
+    for target in plan.targets:
+        if not target.transform.empty:
+            load_transform(target.transform, schema.names)
     if plan.pipeline.replica:
         dynamo.same_schema(plan.primary, settings().table(plan.pipeline.replica, REPLICA))
     opened = source(plan)

@@ -38,6 +38,7 @@ from tasks.core.config import settings
 from tasks.core.errors import ConfigurationError, InvalidInputError
 from tasks.core.locations import parse_s3
 from tasks.core.times import parse_time
+from tasks.core.transform import TransformSpec
 
 TEMPLATE = "{table}"
 STARTS = ("trim-horizon", "trim_horizon", "latest")
@@ -67,6 +68,7 @@ class Pipeline:
     skip_ttl_deletes: bool = False
     page_limit: int = 1000
     checkpoint: str | None = None  # the checkpoint name (default: the stream and targets)
+    transform: TransformSpec = field(default_factory=TransformSpec)  # what the replica holds
     line: int = field(default=0, compare=False)  # where the file defines it
     origin: str = field(default="pipeline", compare=False)  # or "discover"
 
@@ -77,6 +79,8 @@ PIPELINE_KEYS: dict[str, tuple[type, ...]] = {
     if f.name == "skip_ttl_deletes"
     else (int,)
     if f.name == "page_limit"
+    else (dict,)
+    if f.name == "transform"
     else (str,)
     for f in fields(Pipeline)
     if f.name not in ("line", "origin")
@@ -231,7 +235,7 @@ def _typed(
     problems: _Problems,
 ) -> dict[str, Any]:
     """The known keys of well-typed values; every other key is a problem at its line."""
-    kept = {}
+    kept: dict[str, Any] = {}
     for key, value in raw.items():
         line = section.keys.get(key, section.line)
         if key not in allowed:
@@ -242,6 +246,11 @@ def _typed(
         ):
             kind = _KINDS[allowed[key][0]]
             problems.add(line, where, f"{key} must be {kind}, not {value!r}")
+        elif key == "transform":
+            try:
+                kept[key] = TransformSpec.from_file(value if isinstance(value, dict) else {})
+            except ConfigurationError as exc:
+                problems.add(line, where, f"transform: {exc}")
         else:
             kept[key] = value
     return kept

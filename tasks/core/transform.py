@@ -81,6 +81,27 @@ class TransformSpec:
             callable=params.get("callable"),
         )
 
+    @classmethod
+    def from_file(cls, table: Mapping[str, Any]) -> TransformSpec:
+        """A pipelines file's ``transform = { ... }`` table (the flags' names, without
+        dashes); ConfigurationError naming what is wrong."""
+        known = {"exclude_attributes", "rename_attributes", "filter", "skip_expired", "transform"}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigurationError(f"unknown transform keys {unknown} (known: {sorted(known)})")
+        exclude, rename = table.get("exclude_attributes", []), table.get("rename_attributes", {})
+        if not isinstance(exclude, list) or not all(isinstance(a, str) for a in exclude):
+            raise ConfigurationError("exclude_attributes must be a list of names")
+        if not isinstance(rename, dict) or not all(isinstance(v, str) for v in rename.values()):
+            raise ConfigurationError('rename_attributes must be a table { old = "new" }')
+        return cls(
+            exclude=tuple(exclude),
+            rename=tuple(sorted(rename.items())),
+            filter=table.get("filter"),
+            skip_expired=bool(table.get("skip_expired", False)),
+            callable=table.get("transform"),
+        )
+
     @property
     def identity(self) -> str:
         """A short hash of the definition ("" for the identity transform)."""
