@@ -67,16 +67,13 @@ def connection_config(cfg: Settings) -> dict[str, Any]:
     ``ssl_*`` options of a URL move to ``broker_use_ssl`` / ``redis_backend_use_ssl``, where
     Celery, kombu and Flower all read them."""
     broker, backend = cfg.broker, cfg.backend
-    found: dict[str, Any] = {
-        "broker_url": broker.url,
-        # Celery prefers CELERY_BROKER_URL as found in the environment (ssl_* options and all)
-        # to broker_url, but not to these two
-        "broker_read_url": broker.url,
-        "broker_write_url": broker.url,
-        "result_backend": backend.url,
-    }
+    found: dict[str, Any] = {"broker_url": broker.url, "result_backend": backend.url}
     if broker.ssl is not None:
         found["broker_use_ssl"] = dict(broker.ssl)
+        # Celery prefers CELERY_BROKER_URL as found in the environment (ssl_* options and all)
+        # to broker_url, but not to these two (set only with TLS: a plain app may be pointed
+        # at another broker later through broker_url)
+        found["broker_read_url"] = found["broker_write_url"] = broker.url
     if backend.ssl is not None:
         found["redis_backend_use_ssl"] = dict(backend.ssl)
     return found
