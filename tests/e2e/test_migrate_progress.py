@@ -54,7 +54,8 @@ def test_progress_on_a_pipe_names_the_phase_and_gives_items_rate_and_eta(
     assert lines[0].startswith("[migrate] piped: ") and "replicator migrate stop piped" in lines[0]
     backfill = [line for line in lines if line.startswith("[progress] backfill: segments ")]
     assert backfill, lines
-    assert re.search(rf"\d+ scanned/s, \d+/{ITEMS} scanned, ETA (\?|\d)", backfill[0]), backfill
+    pattern = rf"\d+ scanned/s( \(rate cap \d+/s\))?, \d+/{ITEMS} scanned, ETA (\?|\d)"
+    assert re.search(pattern, backfill[0]), backfill
     assert backfill[-1].endswith(f", {ITEMS}/{ITEMS} scanned, ETA 0s"), backfill
     verify = [line for line in lines if line.startswith("[progress] verify: segments ")]
     assert verify and "/10 done" in verify[-1], lines
