@@ -288,6 +288,7 @@ def start_worker(
 def celery_client(env: Mapping[str, str]) -> Iterator[Any]:
     """A Celery app set up from ``env`` as the project's processes set theirs up (to send tasks
     from the test process, whichever broker the test runs on)."""
+    import kombu.pools
     from celery import Celery
 
     from tasks.core.config import from_env
@@ -299,6 +300,10 @@ def celery_client(env: Mapping[str, str]) -> Iterator[Any]:
         yield app
     finally:
         app.close()
+        # Celery sends through kombu's process-wide producer pools, which tell connections
+        # apart by host, port and password but not by their TLS options: an app with another
+        # CA for the same server would send over this one's verified connection.
+        kombu.pools.reset()
 
 
 @dataclass
