@@ -141,12 +141,13 @@ def purge(target: str | None, yes: bool, **params: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The fleet: one JSON object per pipeline.")
 @handle_errors
 def status(replica: str | None, config_path: str | None, as_json: bool, **params: Any) -> None:
-    """Counters and apply lag (p50/p99, ms) for a replica or backup target, and the producers
-    that feed it: leases per producer, each shard's iterator age, lag and stalled time.
+    """Counters and apply lag (p50/p99, ms) for a replica or backup target, the transform its
+    messages carry, and the producers that feed it: leases per producer, each shard's iterator
+    age, lag and stalled time.
 
     Without REPLICA, the fleet: one row per pipeline (of --config FILE, or every pipeline a
-    producer registered): producers, shards held, lag p50/p99, worst iterator age, stalled
-    shards, dead letters and warnings.
+    producer registered): its transform, producers, shards held, lag p50/p99, worst iterator
+    age, stalled shards, dead letters and warnings.
 
     Warnings (a stream nearing its retention, a checkpoint not advancing, no producer running)
     go to stderr, one line each.
@@ -162,13 +163,24 @@ def status(replica: str | None, config_path: str | None, as_json: bool, **params
     summary.update(stats.lag_ms(connection(), target))
     streams = producer_status.read(connection(), target)
     summary["streams"] = [s.as_json() for s in streams]
+    transforms = {s.transforms[target] for s in streams if target in s.transforms}
+    summary["transform"] = ",".join(sorted(transforms)) or None
     click.echo(json.dumps(summary, sort_keys=True))
     for stream in streams:
         for warning in stream.warnings:
             click.echo(f"warning: {warning}", err=True)
 
 
-FLEET_COLUMNS = ("pipeline", "producers", "shards", "lag p50", "lag p99", "iter age", "stalled")
+FLEET_COLUMNS = (
+    "pipeline",
+    "transform",
+    "producers",
+    "shards",
+    "lag p50",
+    "lag p99",
+    "iter age",
+    "stalled",
+)
 
 
 def _fleet_status(config_path: str | None, as_json: bool) -> None:
@@ -194,6 +206,7 @@ def _table(rows: list[fleet_status.PipelineRow]) -> str:
     lines += [
         (
             r.pipeline,
+            r.transform or "-",
             str(r.producers),
             str(r.shards),
             ms(r.lag_ms_p50),

@@ -22,6 +22,7 @@ class PipelineRow:
     pipeline: str
     stream: str = ""
     targets: list[str] = field(default_factory=list)
+    transform: str = ""  # the identity of the transform its replicas get ("" for none)
     producers: int = 0
     shards: int = 0  # shards held by a live producer
     lag_ms_p50: float | None = None  # change created -> applied, over the recent samples
@@ -49,6 +50,7 @@ def _row(
     if stream is None:
         return PipelineRow(name, warnings=[f"pipeline {name}: no producer has run it yet"])
     row = PipelineRow(name, stream.stream, list(stream.targets))
+    row.transform = ",".join(sorted(set(stream.transforms.values())))
     row.producers = len(stream.producers)
     row.shards = len(stream.shards)
     row.max_iterator_age_s = max((s["iterator_age_s"] for s in stream.shards.values()), default=0)

@@ -99,6 +99,9 @@ class Poller:
         self.pipeline = pipeline
         self.source, self.consumer, self.options = source, consumer, options or PollerOptions()
         self.targets = [target.name for target in enqueuer.targets]
+        self.transforms = {
+            t.name: t.transform.identity for t in enqueuer.targets if t.transform.identity
+        }
         self.owner = owner or producer_id()
         self.redis = client or connection()
         self.stop = stop or threading.Event()
@@ -160,6 +163,7 @@ class Poller:
             self.source.retention_seconds,
             self.options.lease_seconds,
             self.pipeline,
+            self.transforms,
         )
 
     def release(self) -> None:

@@ -45,11 +45,15 @@ def register(
     retention: float,
     lease_seconds: float,
     pipeline: str = "",
+    transforms: Mapping[str, str] | None = None,
 ) -> None:
+    """``transforms``: the identity of the transform each target's messages carry (targets
+    without one are left out)."""
     about = {
         "pipeline": pipeline,
         "stream": stream,
         "targets": list(targets),
+        "transforms": dict(transforms or {}),
         "retention": retention,
         "lease_seconds": lease_seconds,
     }
@@ -110,6 +114,7 @@ class StreamStatus:
     retention: float
     pipeline: str = ""
     targets: list[str] = field(default_factory=list)
+    transforms: dict[str, str] = field(default_factory=dict)  # target -> transform identity
     producers: dict[str, int] = field(default_factory=dict)  # live producer -> leases held
     shards: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -119,6 +124,7 @@ class StreamStatus:
         return {
             "name": self.name,
             "stream": self.stream,
+            "transforms": self.transforms,
             "producers": self.producers,
             "leases": sum(self.producers.values()),
             "max_iterator_age_s": max(ages, default=0.0),
@@ -146,6 +152,7 @@ def _stream_status(client: redis.Redis, name: str, about: dict[str, Any]) -> Str
         float(about.get("retention") or 0),
         str(about.get("pipeline") or ""),
         list(about.get("targets", [])),
+        dict(about.get("transforms") or {}),
     )
     result.producers = {p: 0 for p in snap.producers}
     states = {text(k): json.loads(v) for k, v in client.hgetall(_state_key(name)).items()}

@@ -276,8 +276,8 @@ def test_a_changed_pipeline_restarts_and_a_bad_reload_changes_nothing(
     shown = replicator(env, "status")  # every pipeline that registered, as a table
     assert producer.terminate() == 0, producer.output()
     header, row = shown.stdout.splitlines()
-    assert header.split()[:3] == ["pipeline", "producers", "shards"]
-    assert row.split()[:3] == ["orders", "1", "1"], shown.stdout + shown.stderr
+    assert header.split()[:4] == ["pipeline", "transform", "producers", "shards"]
+    assert row.split()[:4] == ["orders", "-", "1", "1"], shown.stdout + shown.stderr
 
     events = [(e["event"], e["owner"]) for e in leases(consumer).history()]
     owner = events[0][1]

@@ -1,5 +1,6 @@
 """The producer through a transform: the flags, and a pipelines file's ``transform`` table, reach
-the replica through the workers; a bad transform in the file is refused with its line."""
+the replica through the workers, and ``replicator status`` names the transform (the same identity
+for the same definition, however given); a bad transform in the file is refused with its line."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tasks.core.transform import TransformSpec
 from tests.e2e.test_pipelines_cli import replicator
 from tests.support.servers import wait_until
 from tests.support.tables import client, create_table, scan_all
@@ -15,6 +17,12 @@ from tests.support.tables import client, create_table, scan_all
 def _put(moto_url: str, key: str, kind: str) -> None:
     item = {"id": {"S": key}, "kind": {"S": kind}, "ssn": {"S": "1"}, "userId": {"S": "u"}}
     client(moto_url).put_item(TableName="primary", Item=item)
+
+
+# What both tests define, by flags and by the file: the identity status must name.
+IDENTITY = TransformSpec(
+    exclude=("ssn",), rename=(("userId", "user_id"),), filter="kind != 'internal'"
+).identity
 
 
 def _tables(moto_url: str) -> None:
@@ -31,7 +39,7 @@ def _expected(replica: dict[str, Any]) -> bool:
 
 
 def test_the_producer_flags_shape_the_replica(
-    moto_url: str, start_worker: Any, start_producer: Any
+    env: dict[str, str], moto_url: str, start_worker: Any, start_producer: Any
 ) -> None:
     _tables(moto_url)
     start_worker(concurrency=2)
@@ -53,6 +61,11 @@ def test_the_producer_flags_shape_the_replica(
     _put(moto_url, "b", "internal")  # stops matching: leaves the replica
 
     wait_until(lambda: _expected(scan_all(moto_url, "replica")), 60, "b gone, a reshaped")
+    shown = replicator(env, "status", f"{moto_url}/replica")
+    assert shown.returncode == 0, shown.stderr
+    summary = json.loads(shown.stdout)
+    assert len(IDENTITY) == 12 and summary["transform"] == IDENTITY, shown.stdout
+    assert list(summary["streams"][0]["transforms"].values()) == [IDENTITY]
 
 
 def test_a_pipelines_file_transform_and_its_errors(
@@ -88,6 +101,9 @@ transform = {{ filter = "kind == " }}
     _put(moto_url, "b", "internal")
 
     wait_until(lambda: _expected(scan_all(moto_url, "replica")), 60, "a reshaped, b left out")
+    header, row = replicator(env, "status").stdout.splitlines()
+    assert header.split()[:2] == ["pipeline", "transform"]
+    assert row.split()[:2] == ["shaped", IDENTITY], row
     refused = replicator(env, "pipelines", "check", str(bad))
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert f"{bad}:2" in refused.stderr and "--filter" in refused.stderr
