@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,10 +14,25 @@ from tests.support import rabbitmq, servers
 
 
 def _reset_process_caches() -> None:
-    """Settings are read again from the environment; what was built from them is dropped."""
+    """Settings are read again from the environment; what was built from them is dropped,
+    and the project's Celery app, once imported, is set up again from them (a process sets it
+    up once, when it imports it; this one runs many tests, on other servers)."""
     from tasks.core import config
 
     config.reset()
+    module = sys.modules.get("worker.app")
+    if module is not None:
+        from worker.settings import celery_config
+
+        app = module.app
+        app.close()  # its connection and producer pools
+        tls_only = ("broker_read_url", "broker_write_url", "broker_use_ssl")
+        app.conf.update(
+            {
+                **dict.fromkeys((*tls_only, "redis_backend_use_ssl")),
+                **celery_config(config.settings()),
+            }
+        )
 
 
 @pytest.fixture(scope="session")

@@ -11,17 +11,18 @@ from celery.signals import worker_init, worker_process_init
 from tasks.aws import clients
 from tasks.coord.redis_conn import check
 from tasks.core import collector, logs
+from tasks.core.config import settings
 from tasks.core.errors import ConfigurationError, ReplicatorError, UnavailableError
 from tasks.replication import warmup
 from worker import logging as _logging  # noqa: F401 - connects the setup_logging signal
 from worker import metrics as _metrics  # noqa: F401 - metrics endpoint and counters (signals)
-from worker.settings import CONFIG
+from worker.settings import celery_config
 from worker.visibility import RenewVisibility
 
 TASK_MODULES = ["tasks.per_key", "tasks.segments"]
 
 app = Celery("dynamodb-replicator", include=TASK_MODULES)
-app.conf.update(CONFIG)
+app.conf.update(celery_config(settings()))  # this process's settings when it imports the app
 app.steps["consumer"].add(RenewVisibility)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from kombu import Exchange, Queue  # type: ignore[attr-defined]
 
-from tasks.core.config import Settings, settings
+from tasks.core.config import Settings
 from tasks.names import QUEUES, REPLICATION_QUEUE, ROUTES
 
 # Redis as broker: one worker at a time sweeps, under a lock in Redis. A worker killed or frozen
@@ -122,6 +122,3 @@ def rabbitmq_config(cfg: Settings) -> dict[str, Any]:
         # another worker: stop them here rather than finishing them twice.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
     }
-
-
-CONFIG = celery_config(settings())

@@ -288,7 +288,6 @@ def start_worker(
 def celery_client(env: Mapping[str, str]) -> Iterator[Any]:
     """A Celery app set up from ``env`` as the project's processes set theirs up (to send tasks
     from the test process, whichever broker the test runs on)."""
-    import kombu.pools
     from celery import Celery
 
     from tasks.core.config import from_env
@@ -296,14 +295,24 @@ def celery_client(env: Mapping[str, str]) -> Iterator[Any]:
 
     app = Celery("tests", set_as_current=False)
     app.conf.update(celery_config(from_env(env)))
+    # Celery sends through kombu's process-wide producer pools, which tell connections apart by
+    # host, port and password but not by their TLS options: this app would send over another
+    # app's verified connection to the same server (with another CA, say). So it gets pools of
+    # its own, and leaves none behind (the other apps keep theirs: they hold them).
+    _forget_pools(app)
     try:
         yield app
     finally:
         app.close()
-        # Celery sends through kombu's process-wide producer pools, which tell connections
-        # apart by host, port and password but not by their TLS options: an app with another
-        # CA for the same server would send over this one's verified connection.
-        kombu.pools.reset()
+        _forget_pools(app)
+
+
+def _forget_pools(app: Any) -> None:
+    import kombu.pools
+
+    for group in (kombu.pools.producers, kombu.pools.connections):
+        with contextlib.suppress(KeyError):
+            del group[app.connection_for_write()]
 
 
 @dataclass
