@@ -72,10 +72,17 @@ def setup(params: dict[str, Any]) -> config.Settings:
     return merged
 
 
+def _names(_: click.Context, __: click.Parameter, given: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(name.strip() for text in given for name in text.split(",") if name.strip())
+
+
 ignore_attribute_option = click.option(
+    "--ignore-attributes",
     "--ignore-attribute",
     "ignore",
     multiple=True,
-    metavar="NAME",
-    help="An attribute that differs by design (repeatable).",
+    metavar="A,B",
+    callback=_names,
+    help="Attributes that differ by design, left out of the comparison (comma-separated, "
+    "repeatable): Global Tables' aws:rep:* attributes, attributes only the replica gets.",
 )

@@ -14,6 +14,7 @@ from commands.flower import flower
 from commands.migrate import migrate
 from commands.options import common_options, setup
 from commands.pipelines import pipelines
+from commands.verify import verify
 from producer import fleet_status, plans
 from producer import status as producer_status
 from tasks import names
@@ -34,6 +35,7 @@ def main() -> None:
 main.add_command(flower)
 main.add_command(migrate)
 main.add_command(pipelines)
+main.add_command(verify)
 
 
 @main.group("dead-letters")
@@ -147,7 +149,8 @@ def status(replica: str | None, config_path: str | None, as_json: bool, **params
 
     Without REPLICA, the fleet: one row per pipeline (of --config FILE, or every pipeline a
     producer registered): its transform, producers, shards held, lag p50/p99, worst iterator
-    age, stalled shards, dead letters and warnings.
+    age, stalled shards, its verifier's last full pass (how long ago), the drift it confirmed
+    and the coverage of the pass in hand (`replicator verify`), dead letters and warnings.
 
     Warnings (a stream nearing its retention, a checkpoint not advancing, no producer running)
     go to stderr, one line each.
@@ -180,6 +183,9 @@ FLEET_COLUMNS = (
     "lag p99",
     "iter age",
     "stalled",
+    "verified",
+    "drift",
+    "coverage",
 )
 
 
@@ -213,6 +219,9 @@ def _table(rows: list[fleet_status.PipelineRow]) -> str:
             ms(r.lag_ms_p99),
             age_text(r.max_iterator_age_s),
             str(r.stalled_shards),
+            "-" if r.verified_at is None else f"{age_text(time.time() - r.verified_at)} ago",
+            "-" if r.drift is None else str(r.drift),
+            "-" if r.coverage is None else f"{100 * r.coverage:.0f}%",
             str(r.dead_letters),
             str(len(r.warnings)),
         )

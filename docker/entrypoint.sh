@@ -1,6 +1,6 @@
 #!/bin/sh
 # The image's entry point: start one role of the stack.
-#   worker | producer | flower | demo-tables | any other command (run as given)
+#   worker | producer | verifier | flower | demo-tables | any other command (run as given)
 # Settings come from the environment (docker compose reads them from .env). A missing one is
 # reported once, naming it and saying how to set it, and the container exits 78 (EX_CONFIG).
 set -eu
@@ -42,6 +42,18 @@ case "$role" in
     if [ -n "${REPLICA_TABLE:-}" ]; then set -- "$@" --replica "$REPLICA_TABLE"; fi
     if [ -n "${BACKUP_URL:-}" ]; then set -- "$@" --backup "$BACKUP_URL"; fi
     exec python -m producer "$@"
+    ;;
+  verifier)
+    need CELERY_BROKER_URL "set it to the broker's URL (amqp://... or redis://...) in .env"
+    if [ -n "${REPLICATOR_CONFIG:-}" ]; then
+      # every pipeline of the mounted pipelines file with a replica, each with its verify table
+      [ -r "$REPLICATOR_CONFIG" ] || fail "the pipelines file $REPLICATOR_CONFIG cannot be read: set PIPELINES_FILE=./pipelines.toml in .env"
+      exec replicator verify --config "$REPLICATOR_CONFIG" "$@"
+    fi
+    need PRIMARY_TABLE "set PRIMARY_TABLE=REGION/TABLE (or http://HOST:PORT/TABLE) in .env, or PIPELINES_FILE with docker-compose.fleet.yml"
+    need REPLICA_TABLE "set REPLICA_TABLE=REGION/TABLE in .env: the verifier compares it with PRIMARY_TABLE"
+    exec replicator verify "$PRIMARY_TABLE" "$REPLICA_TABLE" \
+      --every "${VERIFY_EVERY:-24h}" --rate "${VERIFY_RATE:-5%}" "$@"
     ;;
   flower)
     # replicator flower refuses to start without FLOWER_BASIC_AUTH (or FLOWER_AUTH).

@@ -2,11 +2,14 @@
 
 A row joins what the producers registered and publish for the pipeline (``producer.status``:
 live producers, shards held, iterator ages, stalled checkpoints, warnings) with what the
-workers count per target (``tasks.coord.stats``: apply lag samples; ``tasks.coord.deadletters``).
+workers count per target (``tasks.coord.stats``: apply lag samples; ``tasks.coord.deadletters``)
+and what its verifier proved (``tasks.verify.state``: the last full pass, its drift, the
+coverage of the pass in hand).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -15,6 +18,10 @@ import redis
 
 from producer import status
 from tasks.coord import deadletters, stats
+from tasks.core.times import age_text
+from tasks.diff.match import KINDS
+from tasks.jobs.redis_store import RedisJobStore
+from tasks.verify import state as verify_state
 
 
 @dataclass
@@ -30,6 +37,9 @@ class PipelineRow:
     max_iterator_age_s: float = 0.0
     stalled_shards: int = 0
     dead_letters: int = 0
+    verified_at: float | None = None  # when the last full verify pass ended (epoch seconds)
+    drift: int | None = None  # drift keys that pass confirmed
+    coverage: float | None = None  # share of the pass in hand's segments done
     warnings: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -41,7 +51,35 @@ def rows(client: redis.Redis, names: Sequence[str] | None = None) -> list[Pipeli
     streams = {s.pipeline or s.name: s for s in status.read(client)}
     letters = [entry.target for _, entry in deadletters.entries(client)]
     wanted = sorted(streams) if names is None else list(names)
-    return [_row(client, name, streams.get(name), letters) for name in wanted]
+    found = [_row(client, name, streams.get(name), letters) for name in wanted]
+    for row in found:
+        _verified(client, row)
+    return found
+
+
+def _verified(client: redis.Redis, row: PipelineRow) -> None:
+    """The verifier's part of the row: last full pass, its drift, the current pass's coverage;
+    a warning for drift, and for no full pass within twice the pass time."""
+    cursor, last = verify_state.read(client, row.pipeline)
+    if cursor.job:
+        snapshot = RedisJobStore(client).snapshot(cursor.job)
+        done = sum(1 for s in snapshot.segments if s.finished)
+        row.coverage = round(done / max(len(snapshot.segments), 1), 4)
+    if last is None:
+        return
+    row.verified_at = float(last["ended"])
+    row.drift = sum(int(last.get(kind, 0)) for kind in KINDS)
+    age, every = time.time() - row.verified_at, float(last.get("every") or 0)
+    if row.drift:
+        row.warnings.append(
+            f"pipeline {row.pipeline}: verify pass {last['pass']} confirmed {row.drift} drift "
+            f"keys ({last.get('repaired', 0)} repaired)"
+        )
+    if every and age > 2 * every:
+        row.warnings.append(
+            f"pipeline {row.pipeline}: no full verify pass for {age_text(age)} (a pass takes "
+            f"{age_text(every)}): is its verifier running?"
+        )
 
 
 def _row(

@@ -16,8 +16,9 @@ Ctrl-C cancels the job, and its segments stop after the page in hand.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import click
 
@@ -32,7 +33,7 @@ from tasks.core.errors import UnavailableError
 from tasks.jobs.memory_store import MemoryJobStore
 from tasks.jobs.model import Job, JobStore, Snapshot
 from tasks.jobs.redis_store import RedisJobStore
-from tasks.kinds import display, run_here
+from tasks.kinds import KINDS, display, run_here
 from tasks.names import BULK_QUEUE
 from worker.app import app
 
@@ -117,16 +118,21 @@ def _fan_out(chosen: Plan, spec: BulkSpec) -> tuple[JobStore, Job]:
         ) from exc
     store = RedisJobStore(connection())
     job = store.create(spec.kind, chosen.segments, spec.params)
-    shown = {**display(job), **spec.label}
     for segment in chosen.wanted:
-        app.send_task(
-            spec.registered.task,
-            args=(job.id, segment),
-            queue=BULK_QUEUE,
-            retry_policy={"max_retries": 3, "interval_start": 0.2},
-            kwargsrepr=repr(shown),
-        )
+        send_segment(job, segment, spec.label)
     return store, job
+
+
+def send_segment(job: Job, segment: int, label: Mapping[str, Any]) -> None:
+    """Put a segment of a job on the ``bulk`` queue; monitors (Flower) show ``label`` beside the
+    job's kind, size and locations."""
+    app.send_task(
+        KINDS[job.kind].task,
+        args=(job.id, segment),
+        queue=BULK_QUEUE,
+        retry_policy={"max_retries": 3, "interval_start": 0.2},
+        kwargsrepr=repr({**display(job), **label}),
+    )
 
 
 def poll_interval(elapsed: float) -> float:

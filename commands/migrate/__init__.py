@@ -27,10 +27,10 @@ from commands.exits import OK, USAGE, exit_code, handle_errors
 from commands.migrate import operate
 from commands.migrate.heartbeat import Heartbeat
 from commands.migrate.phases import Migrator, Options, Verify
-from commands.migrate.preflight import Rate
 from commands.migrate.record import PHASES, Migration, MigrationStore
 from commands.options import common_options, setup
 from commands.transform_options import transform_from, transform_options
+from tasks.aws.capacity import Rate
 from tasks.coord.redis_conn import check, connection
 from tasks.core.errors import InvalidInputError, ReplicatorError
 from tasks.core.locations import REPLICA, parse_s3, shown

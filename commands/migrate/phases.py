@@ -30,11 +30,12 @@ import click
 from commands.bulk.plan import Plan
 from commands.bulk.run import execute
 from commands.bulk.spec import BulkSpec, Outcome
-from commands.migrate.preflight import Preflight, Rate, check
+from commands.migrate.preflight import Preflight, check
 from commands.migrate.record import Migration, MigrationStore
 from commands.migrate.tail import Tail
 from producer.enqueue import Target
 from tasks.aws import definitions, dynamo
+from tasks.aws.capacity import Rate
 from tasks.backup import export
 from tasks.coord import deadletters, stats
 from tasks.coord.redis_conn import connection
@@ -44,8 +45,8 @@ from tasks.core.locations import S3Location, Table, shown
 from tasks.core.times import age_text
 from tasks.core.transform import TransformSpec
 from tasks.core.transform import load as load_transform
-from tasks.core.typed_json import Item, items_equal
 from tasks.diff.match import KINDS
+from tasks.diff.recheck import settle
 from tasks.diff.segment import DiffOptions
 from tasks.jobs.model import Job
 
@@ -381,7 +382,7 @@ class Migrator:
         shape = self.options.transform
         names = [k["AttributeName"] for k in self._checked.source.key_schema]
         view = None if shape.empty else load_transform(shape, names)
-        unequal = recheck(self.source, self.target, found, RECHECK_SECONDS, view or (lambda i: i))
+        unequal = settle(self.source, self.target, found, RECHECK_SECONDS, view or (lambda i: i))
         assert self.tail is not None
         live = len(self.tail.changed(found))
         self.tail.unwatch()
@@ -467,39 +468,6 @@ def replication_lag(record: Migration) -> dict[str, float | None]:
 
 def _following(behind: float, waiting: int) -> str:
     return f"the tail reads {behind:.1f} s behind the stream's tip, {waiting} keys waiting"
-
-
-def recheck(
-    source: Table,
-    target: Table,
-    keys: list[Key],
-    within: float,
-    shape: Callable[[Item], Item | None] = lambda item: item,
-) -> list[str]:
-    """The keys (canonical JSON) whose TARGET item still differs from ``shape(SOURCE item)``
-    after ``within`` seconds of re-reading."""
-    waiting = list(dict.fromkeys(keys))
-    deadline = time.monotonic() + within
-    while waiting:
-        left = dynamo.batch_get(source, waiting)
-        right = dynamo.batch_get(target, waiting)
-        waiting = [
-            k
-            for k in waiting
-            if k.canonical in left.failed
-            or k.canonical in right.failed
-            or not items_equal(
-                _shaped(left.found.get(k.canonical), shape), right.found.get(k.canonical)
-            )
-        ]
-        if not waiting or time.monotonic() > deadline:
-            break
-        time.sleep(1.0)
-    return [k.canonical for k in waiting]
-
-
-def _shaped(item: Item | None, shape: Callable[[Item], Item | None]) -> Item | None:
-    return None if item is None else shape(item)
 
 
 def _resumable(job_id: str) -> bool:

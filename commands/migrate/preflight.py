@@ -14,17 +14,14 @@ only a new full diff could find what they changed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from tasks.aws import definitions, dynamo, s3
+from tasks.aws.capacity import Rate
 from tasks.aws.definitions import Definition
 from tasks.core.errors import InvalidInputError, NotFoundError, SchemaMismatchError
 from tasks.core.locations import S3Location, Table
 
-ON_DEMAND_ITEMS_PER_SECOND = 4000.0
-"""What ``N%`` is a share of for an on-demand table: a new on-demand table's initial peak
-(4,000 write units per second) for items of up to 1 KB."""
 STREAM_RETENTION_SECONDS = 24 * 3600.0
 """DynamoDB Streams keeps change records for 24 hours."""
 RETENTION_SHARE = 0.5
@@ -32,48 +29,6 @@ RETENTION_SHARE = 0.5
 EXPORT_ALLOWANCE_SECONDS = 2 * 3600
 """What an export is allowed to take before its load starts, in the retention check (AWS
 exports a table in minutes to a few hours, whatever its size, without read capacity)."""
-SCAN_AND_READ_UNITS = 1.5
-"""Read units per 4 KB per backfilled item: an eventually consistent scan (0.5) and the
-strongly consistent re-read before the write (1)."""
-
-
-@dataclass(frozen=True)
-class Rate:
-    """``--rate``: items/s (``400``) or a share of capacity (``50%``)."""
-
-    value: float
-    share: bool
-
-    @classmethod
-    def parse(cls, text: str) -> Rate:
-        raw = text.strip()
-        share = raw.endswith("%")
-        try:
-            value = float(raw[:-1] if share else raw)
-        except ValueError:
-            raise InvalidInputError(
-                f"--rate must be items per second (400) or a share of capacity (50%), got {text!r}"
-            ) from None
-        if not value > 0 or (share and value > 100):
-            raise InvalidInputError(f"--rate must be above 0 (and at most 100%), got {text!r}")
-        return cls(value / 100 if share else value, share)
-
-    def items_per_second(self, source: Definition, target: Definition | None) -> float:
-        if not self.share:
-            return self.value
-        bounds = [_capacity_items(source, read=True)]
-        if target is not None:
-            bounds.append(_capacity_items(target, read=False))
-        return self.value * min(bounds)
-
-
-def _capacity_items(table: Definition, *, read: bool) -> float:
-    if table.capacity is None:
-        return ON_DEMAND_ITEMS_PER_SECOND
-    size = max(table.average_item_bytes, 1.0)
-    if read:
-        return table.capacity.read / (SCAN_AND_READ_UNITS * math.ceil(size / 4096))
-    return table.capacity.write / math.ceil(size / 1024)
 
 
 @dataclass(frozen=True)

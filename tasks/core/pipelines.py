@@ -20,7 +20,7 @@
 ``load`` parses and checks the file without reaching AWS: every problem is collected, each with
 its line and the pipeline it belongs to, and raised together as one ``ConfigurationError``.
 ``Pipeline`` is frozen; a pipeline's options are the keys of ``PIPELINE_KEYS`` (a later option,
-such as a ``transform`` or ``verify`` table, is one more entry there and one more field).
+such as the ``transform`` and ``verify`` tables, is one more entry there and one more field).
 tomllib reports positions for syntax errors only, so ``_positions`` finds the line of each
 ``[[pipeline]]`` / ``[[discover]]`` header and of each key by scanning the text.
 """
@@ -39,6 +39,7 @@ from tasks.core.errors import ConfigurationError, InvalidInputError
 from tasks.core.locations import parse_s3
 from tasks.core.times import parse_time
 from tasks.core.transform import TransformSpec
+from tasks.verify.settings import VerifySettings
 
 TEMPLATE = "{table}"
 STARTS = ("trim-horizon", "trim_horizon", "latest")
@@ -69,6 +70,7 @@ class Pipeline:
     page_limit: int = 1000
     checkpoint: str | None = None  # the checkpoint name (default: the stream and targets)
     transform: TransformSpec = field(default_factory=TransformSpec)  # what the replica holds
+    verify: VerifySettings = field(default_factory=VerifySettings)  # `replicator verify`'s
     line: int = field(default=0, compare=False)  # where the file defines it
     origin: str = field(default="pipeline", compare=False)  # or "discover"
 
@@ -80,7 +82,7 @@ PIPELINE_KEYS: dict[str, tuple[type, ...]] = {
     else (int,)
     if f.name == "page_limit"
     else (dict,)
-    if f.name == "transform"
+    if f.name in ("transform", "verify")
     else (str,)
     for f in fields(Pipeline)
     if f.name not in ("line", "origin")
@@ -251,6 +253,11 @@ def _typed(
                 kept[key] = TransformSpec.from_file(value if isinstance(value, dict) else {})
             except ConfigurationError as exc:
                 problems.add(line, where, f"transform: {exc}")
+        elif key == "verify":
+            try:
+                kept[key] = VerifySettings.from_file(value if isinstance(value, dict) else {})
+            except ConfigurationError as exc:
+                problems.add(line, where, f"verify: {exc}")
         else:
             kept[key] = value
     return kept

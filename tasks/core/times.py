@@ -1,7 +1,9 @@
-"""Points in time given by users (ISO 8601 or epoch milliseconds), and ages shown to them."""
+"""Points in time and durations given by users (ISO 8601 or epoch milliseconds; ``30s``,
+``15m``, ``24h``, ``7d``), and ages shown to them."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from tasks.core.errors import InvalidInputError
@@ -37,3 +39,18 @@ def age_text(seconds: float) -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+
+
+def parse_duration(text: str, what: str = "duration") -> float:
+    """Seconds of ``30s``, ``15m``, ``24h``, ``7d`` (a bare number is seconds); more than 0."""
+    found = _DURATION.fullmatch(text.strip())
+    seconds = float(found[1]) * _UNITS[found[2] or "s"] if found else 0.0
+    if not seconds > 0:
+        raise InvalidInputError(
+            f"{what} must be a duration above 0 such as 30s, 15m, 24h or 7d, got {text!r}"
+        )
+    return seconds

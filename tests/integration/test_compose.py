@@ -20,9 +20,9 @@ import yaml
 
 from tests.support.servers import ROOT
 
-SERVICES = {"redis", "worker", "producer", "flower"}
+SERVICES = {"redis", "worker", "producer", "verifier", "flower"}
 LOCAL = {"moto", "demo-tables"}
-APP = ("worker", "producer", "flower")
+APP = ("worker", "producer", "verifier", "flower")
 RABBITMQ_FILES = (
     "-f",
     str(ROOT / "docker-compose.yml"),
@@ -143,7 +143,11 @@ def test_compose_structure(tmp_path: Path) -> None:
         assert services[name]["restart"] == "unless-stopped", name
         assert services[name]["healthcheck"]["test"], name
     assert services["demo-tables"]["restart"] == "no"
-    for name in ("worker", "producer", "flower"):
+    verifier = services["verifier"]
+    assert verifier["command"] == ["verifier"]
+    assert verifier["environment"]["REPLICATOR_METRICS_PORT"] == "9102"
+    assert verifier["environment"]["VERIFY_EVERY"] == "24h"
+    for name in ("worker", "producer", "verifier", "flower"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
         assert services[name]["build"]["target"] == "runtime"
     assert services["demo-tables"]["depends_on"]["moto"]["condition"] == "service_healthy"
@@ -225,8 +229,11 @@ def test_the_fleet_file_mounts_a_pipelines_file_instead_of_the_tables(tmp_path: 
     assert result.returncode == 0, result.stderr
     producer = yaml.safe_load(result.stdout)["services"]["producer"]
     assert producer["environment"]["REPLICATOR_CONFIG"] == "/etc/replicator/pipelines.toml"
-    (mount,) = producer["volumes"]
-    assert str(mount).startswith(str(pipelines)) or mount.get("source") == str(pipelines)
+    verifier = yaml.safe_load(result.stdout)["services"]["verifier"]
+    for service in (producer, verifier):
+        assert service["environment"]["REPLICATOR_CONFIG"] == "/etc/replicator/pipelines.toml"
+        (mount,) = service["volumes"]
+        assert str(mount).startswith(str(pipelines)) or mount.get("source") == str(pipelines)
 
 
 def dockerfile_stages() -> list[list[str]]:
@@ -284,6 +291,17 @@ def test_dockerfile_passes_hadolint() -> None:
             "producer",
             {"CELERY_BROKER_URL": "redis://r:6379/0", "PRIMARY_TABLE": "local/t"},
             "set REPLICA_TABLE",
+        ),
+        ("verifier", {"CELERY_BROKER_URL": "redis://r:6379/0"}, "PRIMARY_TABLE is not set"),
+        (
+            "verifier",
+            {"CELERY_BROKER_URL": "redis://r:6379/0", "PRIMARY_TABLE": "local/t"},
+            "REPLICA_TABLE is not set",
+        ),
+        (
+            "verifier",
+            {"CELERY_BROKER_URL": "redis://r:6379/0", "REPLICATOR_CONFIG": "/nowhere.toml"},
+            "the pipelines file /nowhere.toml cannot be read",
         ),
     ],
 )
