@@ -295,24 +295,25 @@ def celery_client(env: Mapping[str, str]) -> Iterator[Any]:
 
     app = Celery("tests", set_as_current=False)
     app.conf.update(celery_config(from_env(env)))
-    # Celery sends through kombu's process-wide producer pools, which tell connections apart by
-    # host, port and password but not by their TLS options: this app would send over another
-    # app's verified connection to the same server (with another CA, say). So it gets pools of
-    # its own, and leaves none behind (the other apps keep theirs: they hold them).
-    _forget_pools(app)
     try:
         yield app
     finally:
         app.close()
-        _forget_pools(app)
+        _close_shared_pools(app)
 
 
-def _forget_pools(app: Any) -> None:
+def _close_shared_pools(app: Any) -> None:
+    """Celery sends through kombu's process-wide pools, which tell connections apart by host,
+    port and password but not by their TLS options: left behind, this app's verified connection
+    would be used by the next app sent to the same server (with another CA, say)."""
     import kombu.pools
+    from kombu.utils.collections import eqhash
 
+    key = app.connection_for_write()
     for group in (kombu.pools.producers, kombu.pools.connections):
-        with contextlib.suppress(KeyError):
-            del group[app.connection_for_write()]
+        if eqhash(key) in group:
+            group[key].force_close_all()
+            del group[key]
 
 
 @dataclass
