@@ -280,6 +280,7 @@ class Sweep:
         summary: dict[str, Any] = {
             "pipeline": self.pipeline.name,
             "pass": cursor.number,
+            "job": cursor.job,
             "items": totals.get("compared", 0),
             **{kind: cursor.counts[kind] for kind in KINDS},
             "repaired": cursor.counts["repaired"],

@@ -70,6 +70,7 @@ class RateLimiter:
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
+        self._client = client
         self._script = client.register_script(_TAKE)
         self._key = settings().key("rate", name)
         self._rate = rate
@@ -80,6 +81,8 @@ class RateLimiter:
         """Pay for ``cost`` units; sleep while the bucket is in debt. Returns the seconds slept."""
         if cost <= 0:
             return 0.0
+        if self._watch:
+            stats.flush_throttles(self._client)  # this process's throttling counts at once
         watched = stats.throttles_name() if self._watch else ""
         field = stats.throttle_field(self._watch) if self._watch else ""
         args: list[str | float] = [self._rate, cost, field, self._rate * FLOOR_SHARE, GROWTH]

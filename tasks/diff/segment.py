@@ -324,7 +324,9 @@ def segment_diff(options: DiffOptions, segment: int, segments: int, job_id: str)
         return failed
 
     writes = options.repair or options.backfill
-    watch = replica if writes else None  # a writing job slows down while the replica throttles
+    # A writing job slows down while the replica throttles; a reading one (a verify pass) while
+    # the primary does, where live replication reads every key it applies.
+    watch = replica if writes else primary
     limiter = RateLimiter(connection(), job_id, options.rate, watch) if options.rate else None
     seen: Side = (
         DynamoTable(primary) if loaded is None else Transformed(DynamoTable(primary), loaded)

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tasks.coord import deadletters, stats
+from tasks.coord.ratelimit import rate_in_force
 from tasks.jobs.model import STATUSES
 from tasks.jobs.redis_store import RedisJobStore
 from tasks.metrics.queues import QueueCounts
@@ -127,6 +128,12 @@ def _job_metrics(client: redis.Redis) -> Iterator[Metric]:
         "Counters of each bulk job (scanned, compared, missing, written, ...).",
         labels=["job", "kind", "count"],
     )
+    rates = GaugeMetricFamily(
+        "replicator_bulk_rate_per_second",
+        "The rate a bulk job with --rate may run at now (items/s): the rate asked for, or less "
+        "while its table is throttled (tasks.coord.ratelimit).",
+        labels=["job", "kind"],
+    )
     store = RedisJobStore(client)
     for job in store.jobs():
         snapshot = store.snapshot(job.id)
@@ -134,8 +141,12 @@ def _job_metrics(client: redis.Redis) -> Iterator[Metric]:
             segments.add_metric([job.id, job.kind, status], snapshot.count(status))
         for name, n in sorted(snapshot.totals.items()):
             counts.add_metric([job.id, job.kind, name], n)
+        rate = rate_in_force(client, job.id) if job.params.get("rate") else None
+        if rate is not None and not all(s.finished for s in snapshot.segments):
+            rates.add_metric([job.id, job.kind], rate)
     yield segments
     yield counts
+    yield rates
 
 
 def _queue_metrics(counts: QueueCounts) -> Iterator[Metric]:

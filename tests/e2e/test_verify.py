@@ -26,6 +26,7 @@ import redis
 from tasks.core.config import settings
 from tests.e2e.test_flower import PASSWORD, USER, _answers, api, start_flower
 from tests.support import servers
+from tests.support.faultproxy import Rule
 from tests.support.migration import REPLICATOR
 from tests.support.servers import wait_until
 from tests.support.tables import client, create_table, scan_all
@@ -383,3 +384,49 @@ def test_verify_compares_through_the_transform(
     assert plain.process.wait(120) == 0, plain.output()
     (found,) = passes(plain)
     assert (found["missing"], found["different"], found["extraneous"]) == (1, 2, 0), found
+
+
+def test_a_throttled_primary_slows_the_sweep_which_finishes(
+    env: dict[str, str],
+    moto_url: str,
+    fault_proxy: Any,
+    start_worker: Any,
+    tmp_path: Path,
+    redis_client: redis.Redis,
+) -> None:
+    """Live replication reads the primary: a pass slows down while the primary throttles (the
+    rate in force is a metric), and still ends, counting no drift."""
+    from tasks.metrics.cluster import RedisCollector
+    from tasks.metrics.queues import QueueCounts
+
+    ddb = client(moto_url)
+    for name in ("primary", "replica"):
+        create_table(moto_url, name)
+        for start in range(0, 200, 25):
+            rows = [
+                {"PutRequest": {"Item": {"id": {"S": f"k{i}"}, "n": {"N": str(i)}}}}
+                for i in range(start, start + 25)
+            ]
+            ddb.batch_write_item(RequestItems={name: rows})
+    fault_proxy.add_rule(Rule("Scan", action="throttle", every=2, table="primary"))
+    start_worker(concurrency=2)
+    command = [REPLICATOR, "verify", f"{fault_proxy.url}/primary", f"{moto_url}/replica"]
+    command += ["--name", "throttled", "--rate", "400", "--every", "8s", "--segments", "8"]
+    verifier = servers.start_command([*command, "--passes", "1"], env, tmp_path, "verifier")
+    collector = RedisCollector(lambda: redis_client, lambda: QueueCounts({}))
+    shown: list[float] = []
+
+    def slowed() -> bool:
+        for family in collector.collect():
+            if family.name == "replicator_bulk_rate_per_second":
+                shown.extend(sample.value for sample in family.samples)
+        return any(rate < 400 for rate in shown)
+
+    wait_until(slowed, 60, "a rate below 400 in the metrics", interval=0.2)
+    assert verifier.process.wait(120) == 0, verifier.output()
+    (found,) = passes(verifier)
+    assert found["items"] == 200 and found["coverage"] == 1.0, found
+    assert (found["missing"], found["different"], found["extraneous"]) == (0, 0, 0), found
+    rate = float(redis_client.hget(settings().key("rate", found["job"]), "rate") or 0)
+    assert 0 < rate < 400
+    assert fault_proxy.counts("Scan", "primary").injected > 0
