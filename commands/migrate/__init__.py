@@ -138,6 +138,13 @@ def default_name(source: str, target: str) -> str:
     metavar="s3://BUCKET/PREFIX",
     help="With --backfill export: where DynamoDB writes the export.",
 )
+@click.option(
+    "--kinesis-stream",
+    metavar="NAME|ARN",
+    help="Tail the Kinesis data stream SOURCE writes its changes to (Kinesis Data Streams for "
+    "DynamoDB) instead of its DynamoDB stream: the backfill must end within that stream's "
+    "retention (up to a year) instead of 24 h.",
+)
 @click.option("--backup", metavar="s3://BUCKET/PREFIX", help="Also back every change up to S3.")
 @click.option("--name", help="The migration's name (default: derived from SOURCE and TARGET).")
 @click.option(
@@ -178,6 +185,7 @@ def run(
     verify_text: str,
     backfill_mode: str,
     export_to: str | None,
+    kinesis_stream: str | None,
     backup: str | None,
     name: str | None,
     lag_threshold: float,
@@ -208,6 +216,7 @@ def run(
         verify_segments=VERIFY_SEGMENTS,
         backup=parse_s3(backup) if backup else None,
         export_to=parse_s3(export_to) if export_to else None,
+        kinesis_stream=kinesis_stream,
         transform=transform_from(params, cfg.table(source)),
         with_stream=with_stream,
         exit_when_ready=exit_when_ready,

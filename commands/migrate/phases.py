@@ -95,6 +95,7 @@ class Options:
     verify_segments: int
     backup: S3Location | None
     export_to: S3Location | None  # --backfill export: where DynamoDB writes the export
+    kinesis_stream: str | None  # the tail reads this Kinesis stream instead of DynamoDB Streams
     transform: TransformSpec  # TARGET holds t(SOURCE item): backfill, tail and verify alike
     with_stream: bool
     exit_when_ready: bool
@@ -157,6 +158,7 @@ class Migrator:
             self.options.rate,
             create=self.options.create,
             export_to=self.options.export_to,
+            kinesis_stream=self.options.kinesis_stream,
         )
         self.record.counts["source_items"] = self.preflight.source.item_count
         self.say(
@@ -206,6 +208,7 @@ class Migrator:
             self.record.name,
             self.record.captured_at,
             self.options.turnover_at,
+            self.options.kinesis_stream,
         )
         self.tail.start()
 

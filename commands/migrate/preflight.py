@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from producer.sources.kinesis import KinesisSource
 from tasks.aws import definitions, dynamo, s3
 from tasks.aws.capacity import Rate
 from tasks.aws.definitions import Definition
@@ -46,16 +47,24 @@ def check(
     *,
     create: bool,
     export_to: S3Location | None = None,
+    kinesis_stream: str | None = None,
 ) -> Preflight:
     """Both tables reachable, schemas equal (or TARGET absent with --create), SOURCE's stream
-    on, and a backfill estimated to end well inside the stream's retention. With an export:
-    SOURCE's point-in-time recovery on, the bucket writable, and the export's allowance plus the
-    load inside the retention (the tail starts after the load, from the capture)."""
+    on (or the Kinesis stream it writes to reachable), and a backfill estimated to end well
+    inside the stream's retention (DynamoDB Streams: 24 h; a Kinesis stream: its own, up to a
+    year). With an export: SOURCE's point-in-time recovery on, the bucket writable, and the
+    export's allowance plus the load inside the retention (the tail starts after the load, from
+    the capture)."""
     src = definitions.describe(source)
-    if src.stream_view_type is None:
+    retention, stream = STREAM_RETENTION_SECONDS, "the stream's"
+    if kinesis_stream is not None:
+        retention = KinesisSource(source, kinesis_stream).retention_seconds
+        stream = f"the Kinesis stream {kinesis_stream}'s"
+    elif src.stream_view_type is None:
         raise InvalidInputError(
             f"table {source} has no stream: enable DynamoDB Streams on it (any view type, "
-            "KEYS_ONLY is enough) before migrating"
+            "KEYS_ONLY is enough), or give the Kinesis stream it writes to (--kinesis-stream), "
+            "before migrating"
         )
     dst = _target(source, target, src, create=create)
     per_second = rate.items_per_second(src, dst)
@@ -63,12 +72,13 @@ def check(
     if export_to is not None:
         _check_export(source, export_to)
         estimate += EXPORT_ALLOWANCE_SECONDS
-    allowed = STREAM_RETENTION_SECONDS * RETENTION_SHARE
+    allowed = retention * RETENTION_SHARE
     if estimate > allowed:
         raise InvalidInputError(
             f"the backfill of {src.item_count} items at {per_second:.0f} items/s would take "
             f"about {_hours(estimate)}, more than {_hours(allowed)} ({RETENTION_SHARE:.0%} of "
-            "the stream's 24 h retention): raise --rate"
+            f"{stream} {retention / 3600:.0f} h retention): raise --rate"
+            + ("" if kinesis_stream else ", or tail a Kinesis stream (--kinesis-stream)")
         )
     return Preflight(src, dst, per_second, estimate)
 

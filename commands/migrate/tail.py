@@ -1,6 +1,7 @@
 """The migration's own stream tail: the producer's poller, in a thread of the command.
 
-It reads SOURCE's DynamoDB stream from the captured moment (its checkpoints, under the name
+It reads SOURCE's DynamoDB stream (or the Kinesis stream SOURCE writes to, ``--kinesis-stream``)
+from the captured moment (its checkpoints, under the name
 ``migrate:NAME``, take over on a rerun) and enqueues per-key replicate (and backup) tasks for
 the workers, exactly as ``python -m producer`` does, with two differences:
 
@@ -26,6 +27,7 @@ from producer.poller import Poller, PollerOptions
 from producer.records import ChangeRecord
 from producer.sources import Position
 from producer.sources.dynamodb_streams import DynamoDBStreamsSource
+from producer.sources.kinesis import KinesisSource
 from tasks.coord import pending
 from tasks.coord.redis_conn import connection
 from tasks.core.config import settings
@@ -86,6 +88,7 @@ class Tail:
     migration: str
     captured_at: float
     turnover_at: float | None = None  # forward only changes made before it (rollback window)
+    kinesis_stream: str | None = None  # SOURCE's Kinesis stream instead of its DynamoDB stream
     _poller: Poller | None = None
     _enqueuer: CaptureEnqueuer | None = None
     _thread: threading.Thread | None = None
@@ -104,7 +107,9 @@ class Tail:
             captured_at=self.captured_at,
         )
         self._poller = Poller(
-            DynamoDBStreamsSource(self.source, None),
+            KinesisSource(self.source, self.kinesis_stream)
+            if self.kinesis_stream
+            else DynamoDBStreamsSource(self.source, None),
             consumer_name(self.migration),
             enqueuer,
             RecordFilter(
