@@ -327,7 +327,7 @@ def dynalite_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rows",
         default="ceiling,workers,guard,long",
-        help="dynalite: which parts to run (ceiling, workers, in-flight, guard, long)",
+        help="dynalite: which parts to run (ceiling, workers, in-flight, guard, transform, long)",
     )
     parser.add_argument(
         "--latency-ms",

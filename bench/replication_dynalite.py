@@ -13,6 +13,9 @@ find them through ``AWS_ENDPOINT_URL_DYNAMODB`` and ``AWS_ENDPOINT_URL_KINESIS``
   replica is counted at the end);
 * the same 1-worker run with the stale-write guard off (``bench/noguard.py``, a worker app for
   this benchmark only): what the guard costs;
+* the same 1-worker run through a transform's declarative steps (``TRANSFORM``: an attribute
+  excluded, one renamed, a JMESPath filter every item passes, so that as many items are written):
+  what the steps cost in worker CPU per key (target at most 10 %);
 * memory: the worker's RSS (main process + pool) after each of ``--long-rounds`` rounds of
   ``--changes`` more records on the same stream.
 
@@ -45,6 +48,7 @@ import redis  # noqa: E402
 from bench.procs import cpu_seconds, rss_mib  # noqa: E402
 from tasks.coord import stats  # noqa: E402
 from tasks.core.iters import batched  # noqa: E402
+from tasks.core.transform import load as load_transform  # noqa: E402
 from tests.support import servers  # noqa: E402
 from tests.support.faultproxy import FaultProxy, Rule  # noqa: E402
 from tests.support.tables import client, create_table  # noqa: E402
@@ -54,6 +58,15 @@ STREAM = "changes"
 SHARDS = 2
 PRIMARY, REPLICA = "primary", "replica"
 COMPONENTS = ("pool", "main", "producer", "redis", "dynalite", "moto")
+# Declarative steps that keep every item and its size: the work of a transform, not of writing less.
+TRANSFORM = (
+    "--exclude-attributes",
+    "absent",
+    "--rename-attribute",
+    "v=value",
+    "--filter",
+    "v >= `0` && length(pad) > `0`",
+)
 DELAYED = ("BatchGetItem", "BatchWriteItem", "GetItem", "PutItem", "DeleteItem", "DescribeTable")
 
 
@@ -284,7 +297,13 @@ class Pipeline:
 
 
 def start_pipeline(
-    run: Stack, tag: str, workers: int, concurrency: int, app: str, extra: dict[str, str]
+    run: Stack,
+    tag: str,
+    workers: int,
+    concurrency: int,
+    app: str,
+    extra: dict[str, str],
+    producer_args: tuple[str, ...] = (),
 ) -> Pipeline:
     """Workers (ready for the tables, when the code warms pool processes up) and a producer
     reading the stream from its start (a checkpoint name of its own), into an empty replica
@@ -306,7 +325,7 @@ def start_pipeline(
                 "pool processes ready",
             )
     command = [sys.executable, "-m", "producer", "--primary", f"us-east-1/{PRIMARY}"]
-    command += ["--replica", spec, "--kinesis-stream", STREAM, "--name", tag]
+    command += ["--replica", spec, "--kinesis-stream", STREAM, "--name", tag, *producer_args]
     producer = servers.start_command(command, run.env, run.log_dir, tag)
     return Pipeline(run, tag, started, producer, spec)
 
@@ -318,8 +337,9 @@ def pipeline_run(
     concurrency: int,
     app: str,
     extra: dict[str, str] | None = None,
+    producer_args: tuple[str, ...] = (),
 ) -> Run:
-    pipeline = start_pipeline(run, tag, workers, concurrency, app, extra or {})
+    pipeline = start_pipeline(run, tag, workers, concurrency, app, extra or {}, producer_args)
     store = run.store
     try:
         # The clock starts when the producer begins reading (its start-up is not replication).
@@ -391,6 +411,15 @@ def rows_for(run: Stack, parts: set[str], times: int) -> list[Row]:
     if "guard" in parts:
         off = Row("1 worker -c 2, guard off (bench only)", 1)
         rows.append(repeated(off, times, lambda tag: pipeline_run(run, tag, 1, 2, "bench.noguard")))
+    if "transform" in parts:
+        shaped = Row("1 worker -c 2, transform (exclude, rename, filter)", 1)
+        rows.append(
+            repeated(
+                shaped,
+                times,
+                lambda tag: pipeline_run(run, tag, 1, 2, "worker", producer_args=TRANSFORM),
+            )
+        )
     return rows
 
 
@@ -425,6 +454,32 @@ def report(args: argparse.Namespace, rows: list[Row], memory: list[tuple[int, fl
         print(f"from the first round to the last: {100 * (last / first - 1):+.1f} %")
 
 
+def steps_cpu(items: int = 20_000, rounds: int = 5) -> float:
+    """CPU seconds per key of ``TRANSFORM``'s steps on the benchmark's items (as a worker
+    applies them: loaded once, then called per item)."""
+    from commands.transform_options import spec_from_flags
+
+    flags = dict(zip(TRANSFORM[::2], TRANSFORM[1::2], strict=True))
+    params: dict[str, Any] = {
+        "exclude_attributes": flags["--exclude-attributes"],
+        "rename_attributes": (flags["--rename-attribute"],),
+        "filter_expression": flags["--filter"],
+    }
+    shape = load_transform(spec_from_flags(params), ("id",))
+    batch = [{**key_of(i), "v": {"N": str(i)}, "pad": {"S": "x" * 100}} for i in range(items)]
+    began = time.process_time()
+    for _ in range(rounds):
+        kept, gone = shape.items(batch)
+        assert len(kept) == items and not gone
+    return (time.process_time() - began) / (items * rounds)
+
+
+def least_worker_cpu(row: Row) -> float:
+    """The workers' CPU seconds per key (pool and main processes), the least of the row's runs:
+    the run least disturbed by whatever else the machine did."""
+    return min((r.cpu["pool"] + r.cpu["main"]) / r.keys for r in row.runs)
+
+
 def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -434,6 +489,7 @@ def targets(rows: list[Row], ceilings: dict[int, float]) -> list[str]:
     one, two = by_name.get("1 worker -c 2"), by_name.get("2 workers -c 1")
     bare = by_name.get("bare client, 1 process")
     off = next((r for r in rows if "guard off" in r.name), None)
+    shaped = next((r for r in rows if "transform" in r.name), None)
     lines = []
     if one and 1 in ceilings:
         share = 100 * one.best.rate / ceilings[1]
@@ -449,6 +505,19 @@ def targets(rows: list[Row], ceilings: dict[int, float]) -> list[str]:
         extra = (one.per_1000("pool") or 0) - (off.per_1000("pool") or 0)
         lines.append(
             f"the guard: {slower:.0f} % fewer keys/s, {extra:+.3f} pool CPU s per 1,000 keys"
+        )
+    if one and shaped:
+        plain_cpu, shaped_cpu = least_worker_cpu(one), least_worker_cpu(shaped)
+        lines.append(
+            f"the transform: worker CPU (pool + main) {1000 * shaped_cpu:.3f} s per 1,000 keys "
+            f"against {1000 * plain_cpu:.3f} without, {100 * (shaped_cpu / plain_cpu - 1):+.1f} % "
+            "(least of the runs each; run-to-run noise is of the same size)"
+        )
+        steps = steps_cpu()
+        lines.append(
+            f"the declarative steps alone, timed in this process over the same items: "
+            f"{1000 * steps:.4f} CPU s per 1,000 keys, {100 * steps / plain_cpu:.1f} % of the "
+            "worker's CPU per key without them (target <= 10 %)"
         )
     return lines
 

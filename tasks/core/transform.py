@@ -29,10 +29,10 @@ from functools import lru_cache
 from typing import Any
 
 import jmespath
-from boto3.dynamodb.types import TypeDeserializer
 from jmespath.exceptions import JMESPathError
 
 from tasks.core.errors import ConfigurationError, PermanentError
+from tasks.core.fast_filter import compile_tree
 from tasks.core.typed_json import Item
 
 Function = Callable[[Item], Item | None]
@@ -117,14 +117,15 @@ class Transform:
 
     spec: TransformSpec
     key_names: tuple[str, ...]
-    _filter: Any = field(default=None, repr=False)
+    _filter: Callable[[Any], Any] | None = field(default=None, repr=False)  # the compiled filter
     _function: Function | None = field(default=None, repr=False)
+    _names: frozenset[str] | None = field(default=None, repr=False)  # what the filter reads
 
     def __call__(self, item: Item) -> Item | None:
         spec = self.spec
         if spec.skip_expired and spec.ttl_attribute and _expired(item, spec.ttl_attribute):
             return None
-        if self._filter is not None and self._filter.search(plain(item)) is not True:
+        if self._filter is not None and self._filter(plain(item, self._names)) is not True:
             return None
         shaped = {k: v for k, v in item.items() if k not in spec.exclude}
         for old, new in spec.rename:
@@ -158,7 +159,11 @@ def load(spec: TransformSpec, key_names: Sequence[str]) -> Transform:
             raise ConfigurationError(f"{option}: {name} is a key attribute (keys never change)")
     compiled = compile_filter(spec.filter) if spec.filter else None
     function = import_callable(spec.callable) if spec.callable else None
-    return Transform(spec, tuple(key_names), compiled, function)
+    search, names = None, None
+    if compiled is not None:
+        search = compile_tree(compiled.parsed) or compiled.search
+        names = filter_names(compiled)
+    return Transform(spec, tuple(key_names), search, function, names)
 
 
 @lru_cache(maxsize=64)
@@ -187,27 +192,62 @@ def import_callable(path: str) -> Function:
     return found  # type: ignore[no-any-return]
 
 
-_DESERIALIZE = TypeDeserializer().deserialize
+def plain(item: Item, names: frozenset[str] | None = None) -> dict[str, Any]:
+    """The item (only its attributes in ``names``, when given) as plain values for a JMESPath
+    filter: numbers as int (or float: JMESPath compares only those), sets as sorted lists,
+    binary as bytes. Read straight from the wire form (no boto3 deserializer on the way)."""
+    if names is None:
+        return {name: _plain(value) for name, value in item.items()}
+    return {name: _plain(item[name]) for name in names if name in item}
 
 
-def plain(item: Item) -> dict[str, Any]:
-    """The item as plain values for a JMESPath filter: numbers as int (or float: JMESPath
-    compares only those), sets as sorted lists, binary as bytes."""
-    return {name: _plain(_DESERIALIZE(value)) for name, value in item.items()}
+def _plain(value: Mapping[str, Any]) -> Any:
+    (tag, data), *_ = value.items()
+    if tag in ("S", "B", "BOOL"):
+        return data
+    if tag == "N":
+        return _number(data)
+    if tag == "M":
+        return {k: _plain(v) for k, v in data.items()}
+    if tag == "L":
+        return [_plain(v) for v in data]
+    if tag == "NS":
+        return sorted(_number(v) for v in data)
+    if tag in ("SS", "BS"):
+        return sorted(data)
+    return None  # NULL
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, set):
-        return sorted(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Decimal):
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        value = Decimal(text)
         return int(value) if value == value.to_integral_value() else float(value)
-    if hasattr(value, "value") and isinstance(value.value, bytes):
-        return value.value
-    return value
+
+
+# AST nodes that may read the whole item rather than named attributes of it.
+_WHOLE_ITEM = frozenset({"current", "value_projection"})
+_PROJECTIONS = frozenset({"projection", "filter_projection", "flatten", "value_projection"})
+
+
+def filter_names(compiled: Any) -> frozenset[str] | None:
+    """The attribute names a compiled filter may read (every field it names, at any depth: a
+    superset), or None when it may read the whole item (``@``, ``*``, a projection of the
+    item itself): what ``plain`` must convert."""
+    names: set[str] = set()
+    stack = [compiled.parsed]
+    while stack:
+        node = stack.pop()
+        kind, children = node.get("type"), node.get("children", [])
+        if kind in _WHOLE_ITEM:
+            return None
+        if kind in _PROJECTIONS and children and children[0].get("type") == "identity":
+            return None
+        if kind == "field":
+            names.add(node["value"])
+        stack.extend(c for c in children if isinstance(c, dict))
+    return frozenset(names)
 
 
 def _expired(item: Item, attribute: str) -> bool:

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import random
 import time
 from typing import Any
 
 import pytest
+from jmespath.exceptions import JMESPathError
 
 from tasks.core.errors import ConfigurationError
-from tasks.core.transform import KeyChangedError, TransformSpec, load
+from tasks.core.fast_filter import compile_tree
+from tasks.core.transform import (
+    KeyChangedError,
+    TransformSpec,
+    compile_filter,
+    filter_names,
+    load,
+    plain,
+)
 
 ITEM: dict[str, Any] = {
     "id": {"S": "a"},
@@ -79,3 +89,94 @@ def test_a_key_never_changes() -> None:
 def test_bad_definitions_are_refused(spec: TransformSpec, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         load(spec, ["id"])
+
+
+@pytest.mark.parametrize(
+    ("expression", "names"),
+    [
+        ("kind != 'internal' && length(tags) > `0`", {"kind", "tags"}),
+        ("tags[?x == `1`]", {"tags", "x"}),
+        ("[kind, v]", {"kind", "v"}),
+        ("keys(@)", None),
+        ("length(@) > `2`", None),
+        ("*.x", None),
+        ("values(@)", None),
+    ],
+)
+def test_a_filter_converts_only_the_attributes_it_names(
+    expression: str, names: set[str] | None
+) -> None:
+    """What the filter reads (a superset of the fields it names), or the whole item when it
+    reads the item itself; the result is the same either way."""
+    compiled = compile_filter(expression)
+    found = filter_names(compiled)
+    assert found == (None if names is None else frozenset(names))
+    item = {
+        "id": {"S": "a"},
+        "kind": {"S": "public"},
+        "tags": {"L": [{"M": {"x": {"N": "1"}}}]},
+        "v": {"N": "1E+1"},
+        "x": {"M": {"a": {"SS": ["b", "a"]}}},
+    }
+    assert compiled.search(plain(item, found)) == compiled.search(plain(item))
+
+
+EXPRESSIONS = [
+    "kind != 'internal' && length(tags) > `0`",
+    "v >= `0` && length(pad) > `0`",
+    "v > `5` || kind == 'x'",
+    "!archived",
+    "!v",
+    "!(v < `3`)",
+    "v == `1`",
+    "flag == `true`",
+    "flag != `1`",
+    "name < 'm'",
+    "a.b[0] == `2`",
+    "contains(tags, 'x')",
+    "starts_with(kind, 'pub')",
+    "tags[0]",
+    "tags[-1] == 'z'",
+    "length(@) > `3`",
+    "kind",
+    "missing == null",
+    "v >= name",
+    "`0` && kind",
+    "`[]` || v",
+]
+
+
+def _value(rng: random.Random, depth: int = 0) -> Any:
+    choices: list[Any] = [0, 1, 2, 5.5, -1, True, False, None, "", "x", "pub", "internal", "z"]
+    if depth < 2:
+        choices += [[], {}, ["x", "z"], [1, 2], {"b": [2, 3]}, {"b": "2"}]
+    return rng.choice(choices)
+
+
+def test_the_compiled_filter_answers_as_jmespaths_interpreter() -> None:
+    """Every expression on many items: the closures and jmespath's interpreter agree (the
+    same error too, when a function or an order is given the wrong types)."""
+    rng = random.Random(7)
+    names = ("kind", "tags", "v", "pad", "archived", "flag", "name", "a", "missing")
+    for text in EXPRESSIONS:
+        parsed = compile_filter(text)
+        fast = compile_tree(parsed.parsed)
+        assert fast is not None or "@" in text, text
+        if fast is None:
+            continue
+        for _ in range(400):
+            item = {n: _value(rng) for n in rng.sample(names, rng.randrange(len(names)))}
+            try:
+                expected: Any = parsed.search(item)
+            except (JMESPathError, TypeError) as exc:
+                expected = type(exc)
+            try:
+                found: Any = fast(item)
+            except (JMESPathError, TypeError) as exc:
+                found = type(exc)
+            assert found == expected and type(found) is type(expected), (text, item)
+
+
+def test_nodes_left_to_the_interpreter() -> None:
+    for text in ("tags[?x == `1`]", "*.x", "a | b", "[kind, v]", "{k: kind}", "tags[*]"):
+        assert compile_tree(compile_filter(text).parsed) is None, text
