@@ -156,3 +156,13 @@ def test_a_terminal_gets_one_progress_bar(env: dict[str, str], moto_url: str) ->
     assert done.returncode in (0, 1), done.stdout
     assert "━" in done.stdout and "[progress]" not in done.stdout
     assert "segments 1/1 done" in done.stdout
+
+
+def test_ignore_attributes_takes_a_list_and_the_old_flag(env: dict[str, str], ddb_url: str) -> None:
+    primary, replica = known_difference(ddb_url)  # r2 differs only in v
+    for flags in (("--ignore-attributes", "w,v"), ("--ignore-attribute", "v")):
+        done = run(env, primary, replica, *flags)
+        summary = json.loads(done.stdout.splitlines()[-1])
+        assert (summary["missing"], summary["extraneous"], summary["different"]) == (1, 1, 0)
+    plain = json.loads(run(env, primary, replica).stdout.splitlines()[-1])
+    assert plain["different"] == 1
