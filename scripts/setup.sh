@@ -44,6 +44,13 @@ if [ "${WITH_APT:-1}" = 1 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)
       >/dev/null 2>&1 \
       || echo "apt-get install$missing failed: the compose, Flower browser or RabbitMQ tests will skip" >&2
   fi
+  # promtool (Debian's prometheus package; its server is not started here) checks the alert
+  # rules and the Prometheus configuration of the compose stack's monitoring profile.
+  if ! command -v promtool >/dev/null 2>&1; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends prometheus; } >/dev/null 2>&1 \
+      || echo "apt-get install prometheus failed: the alert rules' promtool check will skip" >&2
+  fi
 fi
 
 # RabbitMQ for the broker suites: the machine's node, started when it is not running (never

@@ -22,6 +22,7 @@ from tests.support.servers import ROOT
 
 SERVICES = {"redis", "worker", "producer", "verifier", "flower"}
 LOCAL = {"moto", "demo-tables"}
+MONITORING = {"prometheus", "grafana"}
 APP = ("worker", "producer", "verifier", "flower")
 RABBITMQ_FILES = (
     "-f",
@@ -108,9 +109,11 @@ def test_compose_file_is_valid_with_the_example_env(tmp_path: Path) -> None:
     )
     assert quiet.returncode == 0, quiet.stderr
     services = resolved(tmp_path)["services"]
-    assert set(services) == SERVICES | LOCAL
-    # The sandbox's services start only with --profile local; the others always.
+    assert set(services) == SERVICES | LOCAL | MONITORING
+    # The sandbox's services start only with --profile local, Prometheus and Grafana with
+    # --profile monitoring; the others always.
     assert {n for n, s in services.items() if "local" in s.get("profiles", [])} == LOCAL
+    assert {n for n, s in services.items() if "monitoring" in s.get("profiles", [])} == MONITORING
     assert not any(services[n].get("profiles") for n in SERVICES)
 
 
@@ -168,7 +171,7 @@ def test_the_rabbitmq_file_makes_rabbitmq_the_broker_and_keeps_redis(tmp_path: P
     env = {**example_env(), "RABBITMQ_PASSWORD": "s3cret"}
     config = resolved(tmp_path, "--profile", "local", env=env, files=RABBITMQ_FILES)
     services = config["services"]
-    assert set(services) == SERVICES | LOCAL | {"rabbitmq"}
+    assert set(services) == SERVICES | LOCAL | MONITORING | {"rabbitmq"}
 
     rabbitmq = services["rabbitmq"]
     assert not rabbitmq.get("profiles") and rabbitmq["restart"] == "unless-stopped"
@@ -351,3 +354,26 @@ def test_demo_tables_creates_the_sandbox_once(env: dict[str, str], moto_url: str
     )
     versioning = client(moto_url, "s3").get_bucket_versioning(Bucket="demo-backups")
     assert versioning["Status"] == "Enabled"
+
+
+def test_the_monitoring_profile_mounts_the_rules_and_the_dashboard(tmp_path: Path) -> None:
+    services = resolved(tmp_path, "--profile", "monitoring")["services"]
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    assert mounts(prometheus)["/etc/prometheus"] == str(ROOT / "docker" / "prometheus")
+    assert mounts(grafana)["/var/lib/grafana/dashboards"] == str(ROOT / "docker/grafana/dashboards")
+    for service in (prometheus, grafana):  # on this host's loopback only
+        for port in service["ports"]:
+            host_ip = port.get("host_ip") if isinstance(port, dict) else port.split(":")[0]
+            assert host_ip == "127.0.0.1", port
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Target -> source of a service's volumes (compose prints them as text or as tables)."""
+    found = {}
+    for volume in service["volumes"]:
+        if isinstance(volume, dict):
+            found[str(volume["target"])] = str(volume["source"])
+        else:
+            source, target = str(volume).split(":")[:2]
+            found[target] = source
+    return found
