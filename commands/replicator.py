@@ -97,16 +97,21 @@ def replay(target: str | None, dry_run: bool, **params: Any) -> None:
     from worker.app import app
 
     client = connection()
-    groups: dict[tuple[str, str, str], list[tuple[bytes | str, dict[str, Any]]]] = defaultdict(list)
+    Group = tuple[str, str, str, str]
+    groups: dict[Group, list[tuple[bytes | str, dict[str, Any]]]] = defaultdict(list)
     for raw, entry in _selected(target):
-        groups[(entry.kind, entry.source, entry.target)].append((raw, entry.key))
+        carried = json.dumps(entry.carried, sort_keys=True)  # the transform travels too
+        groups[(entry.kind, entry.source, entry.target, carried)].append((raw, entry.key))
     replayed = 0
-    for (kind, source, dest), rows in groups.items():
+    for (kind, source, dest, carried), rows in groups.items():
         if dry_run:
             click.echo(f"[would-replay] {len(rows)} {kind} {source} -> {dest}")
             continue
         for chunk in batched(rows, 100):
-            app.send_task(TASK_FOR_KIND[kind], args=(source, dest, [k for _, k in chunk]))
+            keys = [k for _, k in chunk]
+            app.send_task(
+                TASK_FOR_KIND[kind], args=(source, dest, keys), kwargs=json.loads(carried)
+            )
             replayed += deadletters.remove(client, [raw for raw, _ in chunk])
     if not dry_run:
         click.echo(f"[replayed] {replayed}")

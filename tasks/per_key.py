@@ -37,7 +37,8 @@ def replicate(
         shape = TransformSpec.from_params(transform)
         return cfg.table(primary), ReplicaSink(cfg.table(replica, REPLICA), shape)
 
-    message = Message("replicate", primary, replica, keys, created, session, attempt)
+    carried = {"transform": transform} if transform else {}
+    message = Message("replicate", primary, replica, keys, created, session, attempt, carried)
     return run_message(self, message, sink)
 
 

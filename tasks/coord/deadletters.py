@@ -1,8 +1,9 @@
 """Keys that still failed after bounded retries, kept in Redis where an operator sees them.
 
 Each entry is one JSON object: the task kind, the source and target locations, the key (typed
-wire JSON), the reason, the attempts made and when it was recorded. ``replicator dead-letters``
-lists, replays and purges them.
+wire JSON), the reason, the attempts made, when it was recorded, and what a replay must send
+with the key (``carried``: the pipeline's transform). ``replicator dead-letters`` lists, replays
+and purges them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
@@ -27,6 +28,7 @@ class DeadLetter:
     reason: str
     attempts: int
     at: float
+    carried: dict[str, Any] = field(default_factory=dict)  # the task's options (its transform)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
@@ -47,13 +49,15 @@ def record(
     target: str,
     failures: Mapping[str, str],
     attempts: int,
+    carried: Mapping[str, Any] | None = None,
 ) -> None:
-    """Record failed keys (canonical JSON -> reason)."""
+    """Record failed keys (canonical JSON -> reason), with what a replay must carry."""
     if not failures:
         return
     now = time.time()
+    options = dict(carried or {})
     entries = [
-        DeadLetter(kind, source, target, json.loads(key), reason, attempts, now).to_json()
+        DeadLetter(kind, source, target, json.loads(key), reason, attempts, now, options).to_json()
         for key, reason in failures.items()
     ]
     client.rpush(_name(), *entries)

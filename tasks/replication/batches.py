@@ -13,8 +13,8 @@ for that, because it drops the message when the retry cannot be published.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -60,6 +60,9 @@ class Message:
     created: list[float] | None = None
     session: str | None = None
     attempt: int = 0
+    # What every message for these keys must carry, a retry's and a dead letter's replay too:
+    # the pipeline's transform (a retry without it would write untransformed items).
+    carried: Mapping[str, Any] = field(default_factory=dict)
 
 
 Sinks = Callable[[], tuple[Table, Sink]]
@@ -69,7 +72,7 @@ def run_message(task: Any, message: Message, sink: Sinks) -> dict[str, int]:
     """The body of a per-key task: run the batch; requeue the message if Redis fails under it."""
 
     def send(args: tuple[Any, ...]) -> None:
-        send_again(task, args, {}, message.attempt)
+        send_again(task, args, dict(message.carried), message.attempt)
 
     try:
         return run_batch(message, sink, send, task.request.id)
@@ -102,7 +105,7 @@ def run_batch(
 
     filtered = len(getattr(destination, "left_out", ()))  # keys a transform left out
     shown = str(source), destination.name
-    retried, dead = settle(message.kind, *shown, failed, message.attempt, retry)
+    retried, dead = settle(message.kind, *shown, failed, message.attempt, retry, message.carried)
     tally = {"failed": len(failed), "retried": retried, "dead_lettered": dead, "filtered": filtered}
     _count(destination.name, tally)
     summary = {**counts, "keys": len(message.keys), "retried": retried, "dead_lettered": dead}

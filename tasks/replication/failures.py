@@ -26,12 +26,14 @@ def settle(
     failed: Mapping[str, Failure],
     attempt: int,
     retry: Retry,
+    carried: Mapping[str, Any] | None = None,
 ) -> tuple[int, int]:
-    """Retry or dead-letter failed keys; returns (retried, dead-lettered)."""
+    """Retry or dead-letter failed keys (with what a replay must carry: the transform);
+    returns (retried, dead-lettered)."""
     final = policy().key_exhausted(attempt)
     again = [k for k, f in failed.items() if f.retryable and not final]
     dead = {k: f.reason for k, f in failed.items() if not f.retryable or final}
     if again:
         retry([json.loads(k) for k in again])
-    deadletters.record(connection(), kind, source, target, dead, attempt + 1)
+    deadletters.record(connection(), kind, source, target, dead, attempt + 1, carried)
     return len(again), len(dead)
