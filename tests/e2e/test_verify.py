@@ -430,3 +430,39 @@ def test_a_throttled_primary_slows_the_sweep_which_finishes(
     rate = float(redis_client.hget(settings().key("rate", found["job"]), "rate") or 0)
     assert 0 < rate < 400
     assert fault_proxy.counts("Scan", "primary").injected > 0
+
+
+def test_a_frozen_verifier_loses_its_pipeline_and_cannot_write_after_it(
+    env: dict[str, str],
+    moto_url: str,
+    start_worker: Any,
+    start_producer: Any,
+    tmp_path: Path,
+    redis_client: redis.Redis,
+) -> None:
+    """SIGSTOP past the lease (the shipped 30 s): the standby takes the pass over; the frozen
+    one, woken, finds the lease gone and writes nothing more (its writes are fenced)."""
+    writer = pipeline(moto_url, start_worker, start_producer)
+    writer.finish()
+    args = ("--every", "40s", "--segments", "8")
+    first = start_verifier(env, tmp_path, moto_url, *args)
+    second = None
+    cursor = settings().key("verify", "orders")
+    try:
+        wait_until(lambda: int(redis_client.hget(cursor, "sent") or 0) >= 2, 60, "a pass started")
+        second = start_verifier(env, tmp_path, moto_url, *args)
+        first.process.send_signal(signal.SIGSTOP)
+        wait_until(lambda: logged(second, "verifier holds the pipeline"), 90, "the takeover")
+        first.process.send_signal(signal.SIGCONT)
+        wait_until(lambda: logged(first, "verifier lease lost"), 30, "the first to notice")
+        wait_until(lambda: passes(second), 120, "the pass's end")
+    finally:
+        first.process.send_signal(signal.SIGCONT)
+        if second is not None:
+            second.terminate()
+        first.terminate()
+    (took,) = logged(second, "verifier holds the pipeline")
+    assert took["resumed_pass"] == 1, took
+    assert not passes(first)
+    (done, *_) = passes(second)
+    assert done["pass"] == 1 and done["coverage"] == 1.0 and done["items"] == ITEMS, done
