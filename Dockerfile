@@ -17,6 +17,7 @@ COPY worker/ worker/
 COPY producer/ producer/
 COPY tasks/ tasks/
 COPY commands/ commands/
+COPY cli/ cli/
 RUN /opt/venv/bin/pip install --prefer-binary .
 
 # -- moto: the local DynamoDB + S3 endpoint (compose profile "local" only) ---------------------

@@ -457,7 +457,7 @@ def report(args: argparse.Namespace, rows: list[Row], memory: list[tuple[int, fl
 def steps_cpu(items: int = 20_000, rounds: int = 5) -> float:
     """CPU seconds per key of ``TRANSFORM``'s steps on the benchmark's items (as a worker
     applies them: loaded once, then called per item)."""
-    from commands.transform_options import spec_from_flags
+    from cli.transform_options import spec_from_flags
 
     flags = dict(zip(TRANSFORM[::2], TRANSFORM[1::2], strict=True))
     params: dict[str, Any] = {

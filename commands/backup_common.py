@@ -10,10 +10,10 @@ from typing import Any
 
 import click
 
+from cli.exits import FAILURE, OK
 from commands.bulk.plan import Plan, plan
 from commands.bulk.run import execute
 from commands.bulk.spec import BulkSpec, Outcome
-from commands.exits import FAILURE, OK
 
 
 @dataclass(frozen=True)

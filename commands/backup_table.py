@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
+from cli.exits import handle_errors
+from cli.options import common_options, setup
 from commands.backup_common import finish, run_job, segments_from
 from commands.bulk.plan import segment_options
-from commands.exits import handle_errors
-from commands.options import common_options, setup
 from tasks.aws import dynamo, s3
 from tasks.backup import export
 from tasks.backup.dump import new_job_id

@@ -18,12 +18,12 @@ from typing import IO, Any
 
 import click
 
+from cli.exits import DIFFERENT, FAILURE, OK, handle_errors
+from cli.options import common_options, ignore_attribute_option, setup
+from cli.transform_options import transform_from, transform_options
 from commands.bulk.plan import Plan, plan, segment_options
 from commands.bulk.run import execute
 from commands.bulk.spec import BulkSpec, Outcome
-from commands.exits import DIFFERENT, FAILURE, OK, handle_errors
-from commands.options import common_options, ignore_attribute_option, setup
-from commands.transform_options import transform_from, transform_options
 from tasks.aws import dynamo
 from tasks.coord.redis_conn import check
 from tasks.core.config import settings

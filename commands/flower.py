@@ -16,8 +16,8 @@ from typing import Any
 
 import click
 
-from commands.exits import handle_errors
-from commands.options import common_options, setup
+from cli.exits import handle_errors
+from cli.options import common_options, setup
 from tasks.core.errors import ConfigurationError
 
 HOW_TO = (

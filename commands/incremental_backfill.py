@@ -6,10 +6,10 @@ from typing import Any
 
 import click
 
+from cli.exits import handle_errors
+from cli.options import common_options, setup
 from commands.backup_common import finish, print_failed_key, run_job, segments_from
 from commands.bulk.plan import segment_options
-from commands.exits import handle_errors
-from commands.options import common_options, setup
 from tasks.aws import dynamo, s3
 from tasks.core.locations import parse_s3
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from commands.exits import DIFFERENT, FAILURE, OK, handle_errors
-from commands.options import common_options, setup
+from cli.exits import DIFFERENT, FAILURE, OK, handle_errors
+from cli.options import common_options, setup
 from tasks.aws import dynamo, s3
 from tasks.backup.format import decode_item
 from tasks.backup.history import history, object_name

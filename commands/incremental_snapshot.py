@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from commands.exits import handle_errors
-from commands.options import common_options, setup
+from cli.exits import handle_errors
+from cli.options import common_options, setup
 from tasks.backup.snapshot import recorded_schema, snapshot
 from tasks.core.locations import parse_s3
 

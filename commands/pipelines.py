@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from commands.exits import handle_errors
-from commands.options import common_options, setup
+from cli.exits import handle_errors
+from cli.options import common_options, setup
 from producer import plans
 from tasks.core import pipelines as pipelines_file
 from tasks.core.errors import ConfigurationError

@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from commands.exits import FAILURE, OK, handle_errors
-from commands.options import common_options, setup
-from commands.transform_options import transform_from, transform_options
+from cli.exits import FAILURE, OK, handle_errors
+from cli.options import common_options, setup
+from cli.transform_options import transform_from, transform_options
 from tasks.aws import dynamo
 from tasks.core.keys import Key
 from tasks.core.locations import REPLICA

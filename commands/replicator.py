@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from commands.exits import handle_errors
+from cli.exits import handle_errors
+from cli.options import common_options, setup
 from commands.flower import flower
 from commands.migrate import migrate
-from commands.options import common_options, setup
 from commands.pipelines import pipelines
 from commands.verify import verify
 from producer import fleet_status, plans

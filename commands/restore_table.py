@@ -15,13 +15,13 @@ from typing import Any, TextIO
 
 import click
 
+from cli.exits import handle_errors
+from cli.options import common_options, setup
+from cli.transform_options import transform_from, transform_options
 from commands.backup_common import Segments, finish, print_failed_key, run_job, segments_from
 from commands.bulk.plan import segment_options
-from commands.exits import handle_errors
-from commands.options import common_options, setup
 from commands.restore_at import COMPARE_CHOICES, Request, restore_at, window_from
 from commands.restore_export import restore_export, source_of
-from commands.transform_options import transform_from, transform_options
 from tasks.backup.format import SCHEMA_METADATA, schema_metadata
 from tasks.backup.restore import find_source, prepare_target
 from tasks.core.errors import InvalidInputError

@@ -13,9 +13,9 @@ from typing import Any
 
 import click
 
-from commands.exits import handle_errors
-from commands.options import common_options, setup
-from commands.transform_options import spec_from_flags, transform_options
+from cli.exits import handle_errors
+from cli.options import common_options, setup
+from cli.transform_options import spec_from_flags, transform_options
 from producer import plans
 from producer.fleet import Fleet
 from producer.metrics import ProducerCollector, ProducerView, view_of

@@ -21,15 +21,15 @@ from typing import Any, TypeVar
 
 import click
 
+from cli.exits import OK, USAGE, exit_code, handle_errors
+from cli.options import common_options, setup
+from cli.transform_options import transform_from, transform_options
 from commands.bulk.plan import plan as segment_plan
 from commands.bulk.plan import waiting_options
-from commands.exits import OK, USAGE, exit_code, handle_errors
 from commands.migrate import operate
 from commands.migrate.heartbeat import Heartbeat
 from commands.migrate.phases import Migrator, Options, Verify
 from commands.migrate.record import PHASES, Migration, MigrationStore
-from commands.options import common_options, setup
-from commands.transform_options import transform_from, transform_options
 from tasks.aws.capacity import Rate
 from tasks.coord.redis_conn import check, connection
 from tasks.core.errors import InvalidInputError, ReplicatorError

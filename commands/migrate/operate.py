@@ -13,11 +13,11 @@ from typing import Any
 
 import click
 
-from commands.exits import handle_errors
+from cli.exits import handle_errors
+from cli.options import common_options, setup
 from commands.migrate import show
 from commands.migrate.record import LIVE_STATES, MigrationStore
 from commands.migrate.tail import consumer_name
-from commands.options import common_options, setup
 from producer import status as producer_status
 from producer.checkpoints import Checkpoints
 from tasks.coord.redis_conn import check, connection

@@ -23,9 +23,9 @@ from typing import Any
 import click
 import redis
 
-from commands.exits import handle_errors
-from commands.options import common_options, ignore_attribute_option, setup
-from commands.transform_options import transform_from, transform_options
+from cli.exits import handle_errors
+from cli.options import common_options, ignore_attribute_option, setup
+from cli.transform_options import transform_from, transform_options
 from commands.verify.metrics import VerifyCollector
 from commands.verify.sweep import Sweep, Verified
 from producer import plans

@@ -17,7 +17,7 @@ Every error the project raises on purpose derives from ``ReplicatorError``::
             └── TrimmedDataError      the checkpoint is older than the stream's retention
 
 botocore's error codes are translated in exactly one place, ``tasks.aws.errors``.
-Commands turn these into one line on stderr and an exit code (``commands.exits``).
+Commands turn these into one line on stderr and an exit code (``cli.exits``).
 """
 
 from __future__ import annotations

@@ -377,3 +377,16 @@ def mounts(service: dict[str, Any]) -> dict[str, str]:
             source, target = str(volume).split(":")[:2]
             found[target] = source
     return found
+
+
+def test_the_image_gets_every_python_package() -> None:
+    """What pyproject.toml installs is what the Dockerfile copies and .dockerignore lets in."""
+    import tomllib
+
+    found = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in found["tool"]["setuptools"]["packages"]["find"]["include"]]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    for package in packages:
+        assert f"COPY {package}/ {package}/" in dockerfile, package
+        assert f"!{package}/" in ignored, package

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from commands.options import _apply
+from cli.options import _apply
 from tasks.aws import definitions
 from tasks.core.errors import ConfigurationError
 from tasks.core.locations import Table
