@@ -25,7 +25,11 @@ def _reset_process_caches() -> None:
         from worker.settings import celery_config
 
         app = module.app
-        app.close()  # its connection and producer pools
+        app.close()  # its connection pool
+        # Celery forgets its producer pool (kombu's, shared by key) only when it had made a
+        # connection pool of its own: forget it always, so that the next send takes the pool
+        # of the broker set up below.
+        app.amqp._producer_pool = None
         tls_only = ("broker_read_url", "broker_write_url", "broker_use_ssl")
         app.conf.update(
             {

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,6 +296,11 @@ def celery_client(env: Mapping[str, str]) -> Iterator[Any]:
 
     app = Celery("tests", set_as_current=False)
     app.conf.update(celery_config(from_env(env)))
+    # kombu's process-wide pools tell connections apart by host, port, password and transport
+    # options, not by TLS options: an option of this app's own keeps its pools its own (the
+    # transports ignore an option they do not know).
+    options = dict(app.conf.broker_transport_options or {})
+    app.conf.broker_transport_options = {**options, "test_app": uuid.uuid4().hex}
     try:
         yield app
     finally:
@@ -303,9 +309,8 @@ def celery_client(env: Mapping[str, str]) -> Iterator[Any]:
 
 
 def _close_shared_pools(app: Any) -> None:
-    """Celery sends through kombu's process-wide pools, which tell connections apart by host,
-    port and password but not by their TLS options: left behind, this app's verified connection
-    would be used by the next app sent to the same server (with another CA, say)."""
+    """Close this app's entries in kombu's process-wide pools (its own, by its transport
+    option), and forget them."""
     import kombu.pools
     from kombu.utils.collections import eqhash
 
