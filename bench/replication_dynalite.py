@@ -45,12 +45,11 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from bench.procs import cpu_seconds, rss_mib  # noqa: E402
+from bench.procs import cpu_seconds, dynalite_env, latency_proxy, rss_mib  # noqa: E402
 from tasks.coord import stats  # noqa: E402
 from tasks.core.iters import batched  # noqa: E402
 from tasks.core.transform import load as load_transform  # noqa: E402
 from tests.support import servers  # noqa: E402
-from tests.support.faultproxy import FaultProxy, Rule  # noqa: E402
 from tests.support.tables import client, create_table  # noqa: E402
 from tests.support.workload import kinesis_record  # noqa: E402
 
@@ -132,25 +131,10 @@ class Row:
 def stack(args: argparse.Namespace, log_dir: Path) -> Iterator[Stack]:
     dynalite, moto = servers.start_dynalite(), servers.start_moto()
     store = servers.start_redis(workdir=log_dir)
-    proxy = None
-    if args.latency_ms:  # every DynamoDB call of the clients and workers waits this long first
-        proxy = FaultProxy(dynalite.url).start()
-        for operation in DELAYED:
-            proxy.add_rule(Rule(operation, action="delay", delay=args.latency_ms / 1000))
+    proxy = latency_proxy(dynalite.url, args.latency_ms, DELAYED)  # clients and workers
     tables_url = proxy.url if proxy else dynalite.url
     url = f"redis://127.0.0.1:{store.port}/0"
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_DYNAMODB": tables_url,
-        "AWS_ENDPOINT_URL_KINESIS": moto.url,
-        "CELERY_BROKER_URL": url,
-        "CELERY_RESULT_BACKEND": url,
-        "REPLICATOR_REDIS_URL": url,
-    }
+    env = {**dynalite_env(url, tables_url), "AWS_ENDPOINT_URL_KINESIS": moto.url}
     if args.keys_per_message:
         env["REPLICATOR_KEYS_PER_MESSAGE"] = str(args.keys_per_message)
     os.environ.update({k: env[k] for k in ("REPLICATOR_REDIS_URL", "AWS_REGION")})

@@ -59,10 +59,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.diff import put_all  # noqa: E402
-from bench.procs import cpu_seconds  # noqa: E402
+from bench.procs import cpu_seconds, dynalite_env, latency_proxy  # noqa: E402
 from tasks.core.times import parse_duration  # noqa: E402
 from tests.support import servers  # noqa: E402
-from tests.support.faultproxy import FaultProxy, Rule  # noqa: E402
 from tests.support.tables import client, create_table  # noqa: E402
 
 PRIMARY, REPLICA = "primary", "replica"
@@ -118,24 +117,10 @@ class Row:
 def stack(args: argparse.Namespace, log_dir: Path) -> Iterator[Stack]:
     dynalite = servers.start_dynalite()
     store = servers.start_redis(workdir=log_dir)
-    proxy = None
-    if args.latency_ms:  # every DynamoDB call of the clients, worker and verifier waits first
-        proxy = FaultProxy(dynalite.url).start()
-        for operation in DELAYED:
-            proxy.add_rule(Rule(operation, action="delay", delay=args.latency_ms / 1000))
+    proxy = latency_proxy(dynalite.url, args.latency_ms, DELAYED)  # clients, worker, verifier
     tables_url = proxy.url if proxy else dynalite.url
     url = f"redis://127.0.0.1:{store.port}/0"
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_DYNAMODB": tables_url,
-        "CELERY_BROKER_URL": url,
-        "CELERY_RESULT_BACKEND": url,
-        "REPLICATOR_REDIS_URL": url,
-    }
+    env = dynalite_env(url, tables_url)
     try:
         yield Stack(dynalite, store, env, log_dir, tables_url)
     finally:

@@ -86,3 +86,34 @@ ignore_attribute_option = click.option(
     help="Attributes that differ by design, left out of the comparison (comma-separated, "
     "repeatable): Global Tables' aws:rep:* attributes, attributes only the replica gets.",
 )
+
+
+def metrics_options(func: Any) -> Any:
+    """--metrics-port and --metrics-address: where a long-running process serves Prometheus
+    metrics (``tasks.metrics.serve``)."""
+    options = [
+        click.option(
+            "--metrics-port",
+            type=click.IntRange(0, 65535),
+            default=0,
+            envvar="REPLICATOR_METRICS_PORT",
+            show_default=True,
+            help="Serve Prometheus metrics on this port (0: off).",
+        ),
+        click.option(
+            "--metrics-address",
+            default="0.0.0.0",
+            envvar="REPLICATOR_METRICS_ADDRESS",
+            show_default=True,
+            help="Address the metrics endpoint listens on.",
+        ),
+    ]
+    return _apply(options)(func)
+
+
+def config_option(meaning: str) -> Callable[[Any], Any]:
+    """--config FILE (or REPLICATOR_CONFIG): a pipelines file; ``meaning``: what the command
+    does with it (its help)."""
+    return click.option(
+        "--config", "config_path", envvar="REPLICATOR_CONFIG", type=click.Path(), help=meaning
+    )

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from cli.exits import handle_errors
-from cli.options import common_options, setup
+from cli.options import common_options, config_option, setup
 from commands.flower import flower
 from commands.migrate import migrate
 from commands.pipelines import pipelines
@@ -138,12 +138,8 @@ def purge(target: str | None, yes: bool, **params: Any) -> None:
 @main.command("status")
 @common_options
 @click.argument("replica", required=False)
-@click.option(
-    "--config",
-    "config_path",
-    envvar="REPLICATOR_CONFIG",
-    type=click.Path(),
-    help="The fleet of this pipelines file (default, without REPLICA: every pipeline that ran).",
+@config_option(
+    "The fleet of this pipelines file (default, without REPLICA: every pipeline that ran)."
 )
 @click.option("--json", "as_json", is_flag=True, help="The fleet: one JSON object per pipeline.")
 @handle_errors

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from cli.exits import handle_errors
-from cli.options import common_options, setup
+from cli.options import common_options, config_option, metrics_options, setup
 from cli.transform_options import spec_from_flags, transform_options
 from producer import plans
 from producer.fleet import Fleet
@@ -89,13 +89,7 @@ def _stop_on_signals(stop: threading.Event, reload: threading.Event) -> None:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @common_options
-@click.option(
-    "--config",
-    "config_path",
-    envvar="REPLICATOR_CONFIG",
-    type=click.Path(),
-    help="A pipelines file: run every pipeline it lists (instead of the flags of one table).",
-)
+@config_option("A pipelines file: run every pipeline it lists (instead of the flags of one table).")
 @click.option("--primary", help="The table whose changes are replicated.")
 @click.option("--replica", help="Replica table location.")
 @click.option("--backup", help="Incremental backup location s3://BUCKET/PREFIX.")
@@ -151,21 +145,7 @@ def _stop_on_signals(stop: threading.Event, reload: threading.Event) -> None:
     show_default=True,
     help="Records per GetRecords call.",
 )
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    default=0,
-    envvar="REPLICATOR_METRICS_PORT",
-    show_default=True,
-    help="Serve Prometheus metrics on this port (0: off).",
-)
-@click.option(
-    "--metrics-address",
-    default="0.0.0.0",
-    envvar="REPLICATOR_METRICS_ADDRESS",
-    show_default=True,
-    help="Address the metrics endpoint listens on.",
-)
+@metrics_options
 @transform_options
 @handle_errors
 def main(config_path: str | None, **params: Any) -> None:

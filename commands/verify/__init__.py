@@ -24,7 +24,13 @@ import click
 import redis
 
 from cli.exits import handle_errors
-from cli.options import common_options, ignore_attribute_option, setup
+from cli.options import (
+    common_options,
+    config_option,
+    ignore_attribute_option,
+    metrics_options,
+    setup,
+)
 from cli.transform_options import transform_from, transform_options
 from commands.verify.metrics import VerifyCollector
 from commands.verify.sweep import Sweep, Verified
@@ -68,13 +74,7 @@ def verify() -> None:
 @verify.command("run")
 @click.argument("primary", required=False)
 @click.argument("replica", required=False)
-@click.option(
-    "--config",
-    "config_path",
-    envvar="REPLICATOR_CONFIG",
-    type=click.Path(),
-    help="Verify every pipeline of this pipelines file that has a replica.",
-)
+@config_option("Verify every pipeline of this pipelines file that has a replica.")
 @click.option(
     "--name",
     help="The pipeline's name in status, metrics and reports (default: PRIMARY as given, the "
@@ -112,21 +112,7 @@ def verify() -> None:
     type=click.IntRange(min=1),
     help="Stop after this many full passes (default: run until stopped).",
 )
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    default=0,
-    envvar="REPLICATOR_METRICS_PORT",
-    show_default=True,
-    help="Serve Prometheus metrics on this port (0: off).",
-)
-@click.option(
-    "--metrics-address",
-    default="0.0.0.0",
-    envvar="REPLICATOR_METRICS_ADDRESS",
-    show_default=True,
-    help="Address the metrics server listens on.",
-)
+@metrics_options
 @ignore_attribute_option
 @transform_options
 @common_options
