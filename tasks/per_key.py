@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery import shared_task
+
 from tasks import names
 from tasks.backup.incremental import S3Sink
 from tasks.core.config import settings
@@ -15,10 +17,9 @@ from tasks.core.locations import REPLICA, Table, parse_s3
 from tasks.core.transform import TransformSpec
 from tasks.replication.batches import TASK_OPTIONS, Message, newest, run_message
 from tasks.replication.sync import ReplicaSink
-from worker.app import app
 
 
-@app.task(name=names.REPLICATE, **TASK_OPTIONS)
+@shared_task(name=names.REPLICATE, **TASK_OPTIONS)
 def replicate(
     self: Any,
     primary: str,
@@ -42,7 +43,7 @@ def replicate(
     return run_message(self, message, sink)
 
 
-@app.task(name=names.BACKUP_RECORD, **TASK_OPTIONS)
+@shared_task(name=names.BACKUP_RECORD, **TASK_OPTIONS)
 def backup_record(
     self: Any,
     primary: str,

@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from celery import shared_task
 from celery.exceptions import Retry
 
 from tasks import names
@@ -29,7 +30,6 @@ from tasks.jobs.model import Job, SegmentState, SendAgain
 from tasks.jobs.redis_store import RedisJobStore
 from tasks.kinds import KINDS, display, run_here
 from tasks.resend import send_again
-from worker.app import app
 
 log = logs.get("tasks")
 
@@ -105,25 +105,25 @@ _OPTIONS: dict[str, Any] = {
 }
 
 
-@app.task(name=names.DIFF_SEGMENT, **_OPTIONS)
+@shared_task(name=names.DIFF_SEGMENT, **_OPTIONS)
 def diff_segment(self: Any, job_id: str, segment: int, attempt: int = 0) -> dict[str, int]:
     """One segment of a diff-tables job."""
     return _run(self, job_id, segment, attempt)
 
 
-@app.task(name=names.BACKUP_SEGMENT, **_OPTIONS)
+@shared_task(name=names.BACKUP_SEGMENT, **_OPTIONS)
 def backup_segment(self: Any, job_id: str, segment: int, attempt: int = 0) -> dict[str, int]:
     """One segment of a backup-table job."""
     return _run(self, job_id, segment, attempt)
 
 
-@app.task(name=names.BACKFILL_SEGMENT, **_OPTIONS)
+@shared_task(name=names.BACKFILL_SEGMENT, **_OPTIONS)
 def backfill_segment(self: Any, job_id: str, segment: int, attempt: int = 0) -> dict[str, int]:
     """One segment of an incremental-backfill job."""
     return _run(self, job_id, segment, attempt)
 
 
-@app.task(name=names.RESTORE_SEGMENT, **_OPTIONS)
+@shared_task(name=names.RESTORE_SEGMENT, **_OPTIONS)
 def restore_segment(self: Any, job_id: str, segment: int, attempt: int = 0) -> dict[str, int]:
     """One segment of a restore-table job."""
     return _run(self, job_id, segment, attempt)
