@@ -17,14 +17,12 @@ from commands.pipelines import pipelines
 from commands.verify import verify
 from producer import fleet_status, plans
 from producer import status as producer_status
-from tasks import names
 from tasks.coord import deadletters, stats
 from tasks.coord.redis_conn import check, connection
 from tasks.core import pipelines as pipelines_file
 from tasks.core.iters import batched
 from tasks.core.times import age_text
-
-TASK_FOR_KIND = {"replicate": names.REPLICATE, "backup": names.BACKUP_RECORD}
+from tasks.messages import KeysMessage
 
 
 @click.group()
@@ -109,9 +107,7 @@ def replay(target: str | None, dry_run: bool, **params: Any) -> None:
             continue
         for chunk in batched(rows, 100):
             keys = [k for _, k in chunk]
-            app.send_task(
-                TASK_FOR_KIND[kind], args=(source, dest, keys), kwargs=json.loads(carried)
-            )
+            KeysMessage.replayed(kind, source, dest, keys, json.loads(carried)).send(app)
             replayed += deadletters.remove(client, [raw for raw, _ in chunk])
     if not dry_run:
         click.echo(f"[replayed] {replayed}")

@@ -26,6 +26,7 @@ from tasks.core.iters import batched
 from tasks.core.keys import Key
 from tasks.core.locations import S3Location, TableLocation
 from tasks.core.transform import TransformSpec
+from tasks.messages import KeysMessage
 
 
 @dataclass(frozen=True)
@@ -94,16 +95,18 @@ class Enqueuer:
     ) -> int:
         sent = 0
         oldest, newest = times
+        backup = target.task == names.BACKUP_RECORD
+        transform = None if target.transform.empty else target.transform.to_params()
         for chunk in batched(todo, self.keys_per_message):
-            kwargs: dict[str, Any] = {"created": [oldest[k] for k in chunk], "session": session}
-            if target.task == names.BACKUP_RECORD:
-                kwargs["changed"] = [newest[k] for k in chunk]
-            if not target.transform.empty:
-                kwargs["transform"] = target.transform.to_params()
-            self.app.send_task(
+            KeysMessage(
                 target.task,
-                args=(self.primary, target.arg, [k.wire for k in chunk]),
-                kwargs=kwargs,
-            )
+                self.primary,
+                target.arg,
+                [k.wire for k in chunk],
+                created=[oldest[k] for k in chunk],
+                session=session,
+                changed=[newest[k] for k in chunk] if backup else None,
+                transform=transform,
+            ).send(self.app)
             sent += len(chunk)
         return sent

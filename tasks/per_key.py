@@ -15,7 +15,8 @@ from tasks.backup.incremental import S3Sink
 from tasks.core.config import settings
 from tasks.core.locations import REPLICA, Table, parse_s3
 from tasks.core.transform import TransformSpec
-from tasks.replication.batches import TASK_OPTIONS, Message, newest, run_message
+from tasks.messages import KeysMessage
+from tasks.replication.batches import TASK_OPTIONS, newest, run_message
 from tasks.replication.sync import ReplicaSink
 
 
@@ -38,8 +39,9 @@ def replicate(
         shape = TransformSpec.from_params(transform)
         return cfg.table(primary), ReplicaSink(cfg.table(replica, REPLICA), shape)
 
-    carried = {"transform": transform} if transform else {}
-    message = Message("replicate", primary, replica, keys, created, session, attempt, carried)
+    message = KeysMessage(
+        names.REPLICATE, primary, replica, keys, created, session, None, transform, attempt
+    )
     return run_message(self, message, sink)
 
 
@@ -56,7 +58,9 @@ def backup_record(
 ) -> dict[str, int]:
     """Back up ``keys`` (typed wire JSON) of ``primary`` to ``target`` (s3://bucket/prefix);
     ``changed``: the creation time of each key's newest change (its version records it)."""
-    message = Message("backup", primary, target, keys, created, session, attempt)
+    message = KeysMessage(
+        names.BACKUP_RECORD, primary, target, keys, created, session, changed, None, attempt
+    )
 
     def sink() -> tuple[Table, S3Sink]:
         source = settings().table(primary)

@@ -13,8 +13,7 @@ for that, because it drops the message when the retry cannot be published.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -29,6 +28,7 @@ from tasks.core.config import settings
 from tasks.core.errors import InvalidInputError, NotFoundError, PermanentError, TransientError
 from tasks.core.keys import Key
 from tasks.core.locations import Table
+from tasks.messages import KeysMessage
 from tasks.replication.failures import settle
 from tasks.replication.sync import Sink, sync_keys
 from tasks.resend import send_again
@@ -48,27 +48,10 @@ TASK_OPTIONS: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class Message:
-    """A per-key task's message: the locations as sent, the keys in wire form, and where they
-    come from (creation times for the lag, the producer run's session for pending marks)."""
-
-    kind: str  # "replicate" or "backup" (dead letters say which)
-    primary: str
-    target: str
-    keys: list[dict[str, Any]]
-    created: list[float] | None = None
-    session: str | None = None
-    attempt: int = 0
-    # What every message for these keys must carry, a retry's and a dead letter's replay too:
-    # the pipeline's transform (a retry without it would write untransformed items).
-    carried: Mapping[str, Any] = field(default_factory=dict)
-
-
 Sinks = Callable[[], tuple[Table, Sink]]
 
 
-def run_message(task: Any, message: Message, sink: Sinks) -> dict[str, int]:
+def run_message(task: Any, message: KeysMessage, sink: Sinks) -> dict[str, int]:
     """The body of a per-key task: run the batch; requeue the message if Redis fails under it."""
 
     def send(args: tuple[Any, ...]) -> None:
@@ -84,7 +67,7 @@ def run_message(task: Any, message: Message, sink: Sinks) -> dict[str, int]:
 
 
 def run_batch(
-    message: Message, sink: Sinks, send: Send, task_id: str | None = None
+    message: KeysMessage, sink: Sinks, send: Send, task_id: str | None = None
 ) -> dict[str, int]:
     """Make the target match the primary for the message's keys; returns the counts."""
     started = time.monotonic()
@@ -121,7 +104,7 @@ def run_batch(
     return summary
 
 
-def distinct(message: Message) -> tuple[list[Key], list[float]]:
+def distinct(message: KeysMessage) -> tuple[list[Key], list[float]]:
     """The message's keys, each once (a key repeated costs one read), with the creation time
     of the oldest change each covers (0: unknown)."""
     times = message.created or []
