@@ -46,7 +46,7 @@ from tasks.core.times import age_text
 from tasks.core.transform import TransformSpec
 from tasks.core.transform import load as load_transform
 from tasks.diff.match import KINDS
-from tasks.diff.recheck import settle
+from tasks.diff.recheck import settle, unchanged
 from tasks.diff.segment import DiffOptions
 from tasks.jobs.model import Job
 
@@ -385,7 +385,7 @@ class Migrator:
         shape = self.options.transform
         names = [k["AttributeName"] for k in self._checked.source.key_schema]
         view = None if shape.empty else load_transform(shape, names)
-        unequal = settle(self.source, self.target, found, RECHECK_SECONDS, view or (lambda i: i))
+        unequal = settle(self.source, self.target, found, RECHECK_SECONDS, view or unchanged)
         assert self.tail is not None
         live = len(self.tail.changed(found))
         self.tail.unwatch()

@@ -36,9 +36,8 @@ from tasks.core.keys import Key
 from tasks.core.locations import REPLICA, shown
 from tasks.core.transform import TransformSpec
 from tasks.core.transform import load as load_transform
-from tasks.core.typed_json import Item
 from tasks.diff.match import KINDS
-from tasks.diff.recheck import Shape, compare
+from tasks.diff.recheck import Shape, compare, unchanged
 from tasks.diff.segment import DiffOptions
 from tasks.jobs.model import Job, Snapshot
 from tasks.jobs.redis_store import RedisJobStore
@@ -101,7 +100,7 @@ class Sweep:
         self.replica = cfg.table(pipeline.replica, REPLICA)
         schema = dynamo.same_schema(self.primary, self.replica)
         shape = pipeline.transform
-        self.shape: Shape = _same if shape.empty else load_transform(shape, schema.names)
+        self.shape: Shape = unchanged if shape.empty else load_transform(shape, schema.names)
         target = Target.replica(cfg.location(pipeline.replica), shape)
         self.enqueuer = Enqueuer(app, client, pipeline.primary, [target])
 
@@ -302,7 +301,3 @@ class Sweep:
         self.next_start = cursor.started + self.pipeline.settings.every
         shown_keys = ("started", "ended", "every")
         self.say(json.dumps({k: v for k, v in summary.items() if k not in shown_keys}))
-
-
-def _same(item: Item) -> Item | None:
-    return item

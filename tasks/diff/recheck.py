@@ -22,7 +22,8 @@ from tasks.core.typed_json import Item, items_equal
 Shape = Callable[[Item], Item | None]
 
 
-def _same(item: Item) -> Item | None:
+def unchanged(item: Item) -> Item | None:
+    """The identity shape: no transform."""
     return item
 
 
@@ -42,7 +43,7 @@ def compare(
     primary: Table,
     replica: Table,
     keys: Sequence[Key],
-    shape: Shape = _same,
+    shape: Shape = unchanged,
     ignore: Iterable[str] = (),
 ) -> list[Reread]:
     """Each key read consistently from both sides and judged (in ``keys``' order)."""
@@ -68,7 +69,7 @@ def settle(
     replica: Table,
     keys: Sequence[Key],
     within: float,
-    shape: Shape = _same,
+    shape: Shape = unchanged,
     interval: float = 1.0,
 ) -> list[str]:
     """The keys (canonical JSON) still unequal (or unreadable) after re-reading them every

@@ -99,17 +99,11 @@ class VerifyState:
         ms = int(LEASE_SECONDS * 1000)
         if self.redis.set(self.lease_key, self.owner, nx=True, px=ms):
             return True
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(self.lease_key)  # type: ignore[no-untyped-call]
-                if text(pipe.get(self.lease_key) or b"") != self.owner:
-                    return False
-                pipe.multi()
-                pipe.pexpire(self.lease_key, ms)
-                pipe.execute()
-                return True
-            except redis.WatchError:
-                return False
+        try:
+            self._write(lambda pipe: pipe.pexpire(self.lease_key, ms))
+        except LeaseLost:
+            return False
+        return True
 
     def holder(self) -> str | None:
         found = self.redis.get(self.lease_key)
