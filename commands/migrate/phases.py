@@ -222,6 +222,7 @@ class Migrator:
             self.target.location.spec,
             backfill=True,
             rate=self._checked.items_per_second,
+            item_bytes=self._checked.item_bytes,
             transform=self._transform_params,
         )
         plan = Plan("fanout", self.options.segments)
@@ -252,6 +253,7 @@ class Migrator:
             "target": self.target.location.spec,
             "files": list(done.files),
             "rate": self._checked.items_per_second,
+            "item_bytes": self._checked.item_bytes,
             "schema": None,
             "layout": done.kind,
             "transform": self._transform_params,

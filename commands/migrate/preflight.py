@@ -38,6 +38,7 @@ class Preflight:
     target: Definition | None  # None: TARGET does not exist yet (created with --create)
     items_per_second: float
     estimate_seconds: float
+    item_bytes: dict[str, float] | None = None  # a share rate's planned sizes (Rate.item_bytes)
 
 
 def check(
@@ -80,7 +81,7 @@ def check(
             f"{stream} {retention / 3600:.0f} h retention): raise --rate"
             + ("" if kinesis_stream else ", or tail a Kinesis stream (--kinesis-stream)")
         )
-    return Preflight(src, dst, per_second, estimate)
+    return Preflight(src, dst, per_second, estimate, rate.item_bytes(primary=src, replica=dst))
 
 
 def _check_export(source: Table, export_to: S3Location) -> None:

@@ -160,14 +160,8 @@ def _from_flags(primary: str, replica: str, name: str | None, params: dict[str, 
     chosen = _settings(params)
     shape = transform_from(params, cfg.table(primary))
     specs = cfg.location(primary).spec, cfg.location(replica).spec
-    return Verified(
-        name or primary,
-        *specs,
-        shape,
-        chosen,
-        _rate(chosen.rate, *specs),
-        chosen.repairs(False),
-    )
+    rate, item_bytes = _budget(chosen.rate, *specs)
+    return Verified(name or primary, *specs, shape, chosen, rate, chosen.repairs(False), item_bytes)
 
 
 def _from_file(path: str, params: dict[str, Any]) -> list[Verified]:
@@ -184,14 +178,16 @@ def _from_file(path: str, params: dict[str, Any]) -> list[Verified]:
         cfg = settings()
         specs = cfg.location(pipeline.primary).spec, cfg.location(pipeline.replica).spec
         chosen = pipeline.verify
+        rate, item_bytes = _budget(chosen.rate, *specs)
         found.append(
             Verified(
                 pipeline.name,
                 *specs,
                 plans.shape(pipeline),
                 chosen,
-                _rate(chosen.rate, *specs),
+                rate,
                 chosen.repairs(True),
+                item_bytes,
             )
         )
     if not found:
@@ -199,15 +195,14 @@ def _from_file(path: str, params: dict[str, Any]) -> list[Verified]:
     return found
 
 
-def _rate(rate: Rate, primary: str, replica: str) -> float:
+def _budget(rate: Rate, primary: str, replica: str) -> tuple[float, dict[str, float] | None]:
+    """Item reads per second, and a share's planned item sizes (``Rate.item_bytes``)."""
     cfg = settings()
     if not rate.share:
-        return rate.value
-    tables = [
-        definitions.describe(cfg.table(primary)),
-        definitions.describe(cfg.table(replica, REPLICA)),
-    ]
-    return rate.scan_items_per_second(tables)
+        return rate.value, None
+    src = definitions.describe(cfg.table(primary))
+    dst = definitions.describe(cfg.table(replica, REPLICA))
+    return rate.scan_items_per_second([src, dst]), rate.item_bytes(primary=src, replica=dst)
 
 
 def _loop(sweeps: list[Sweep], passes: int | None) -> None:

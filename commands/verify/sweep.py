@@ -62,6 +62,7 @@ class Verified:
     settings: VerifySettings
     rate: float  # item reads per second over both tables
     repair: bool
+    item_bytes: dict[str, float] | None = None  # a share rate's planned sizes (Rate.item_bytes)
 
 
 @dataclass
@@ -169,6 +170,7 @@ class Sweep:
             p.replica,
             ignore=p.settings.ignore,
             rate=p.rate,
+            item_bytes=p.item_bytes,
             transform=None if p.transform.empty else p.transform.to_params(),
         )
         segments = p.settings.segments

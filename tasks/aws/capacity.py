@@ -61,6 +61,13 @@ class Rate:
             return self.value
         return self.value * min(read_items(table, SCAN_UNITS) for table in tables)
 
+    def item_bytes(self, **by_side: Definition | None) -> dict[str, float] | None:
+        """A share's planned item size per side (a table not there yet: 1 byte), which a job's
+        consumed capacity is measured against (``tasks.aws.consumed``); None for items/s."""
+        if not self.share:
+            return None
+        return {side: t.average_item_bytes if t else 1.0 for side, t in by_side.items()}
+
     def __str__(self) -> str:
         return f"{self.value * 100:g}%" if self.share else f"{self.value:g}"
 

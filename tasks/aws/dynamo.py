@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from tasks.aws import clients, fast_batches, fast_scan, in_flight
+from tasks.aws import clients, consumed, fast_batches, fast_scan, in_flight
 from tasks.aws.errors import THROTTLING_CODES, error_code, map_error, translated
 from tasks.coord import stats
 from tasks.core import config
@@ -167,6 +167,18 @@ def _pause(attempt: int) -> None:
     time.sleep(delay(attempt, cfg.backoff_base, cfg.backoff_cap))
 
 
+def _metering(table: Table) -> dict[str, Any]:
+    """A metered handle's calls ask what they consumed (``tasks.aws.consumed``)."""
+    return {"ReturnConsumedCapacity": "TOTAL"} if table.meter is not None else {}
+
+
+def _meter(table: Table, price: str, response: Mapping[str, Any]) -> None:
+    if table.meter is not None:
+        units = consumed.units_of(response)
+        table.meter.add(table.side, price, units)
+        stats.note_consumed(str(table), table.side, units)
+
+
 # -- reads -------------------------------------------------------------------------------------
 
 
@@ -190,7 +202,8 @@ def _get_chunk(table: Table, keys: Sequence[Key], consistent: bool) -> BatchResu
 
     def send(pending: list[Item]) -> list[Item]:
         request: Any = {table.name: {"Keys": pending, "ConsistentRead": consistent}}
-        response = client.batch_get_item(RequestItems=request)
+        response = client.batch_get_item(RequestItems=request, **_metering(table))
+        _meter(table, consumed.STRONG if consistent else consumed.EVENTUAL, response)
         result.requests += 1
         for item in response.get("Responses", {}).get(table.name, []):
             result.found[key_text(item)] = item
@@ -288,7 +301,8 @@ def _write_chunk(table: Table, requests: list[dict[str, Any]]) -> dict[str, Fail
 
     def send(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
         items: Any = {table.name: pending}
-        response = client.batch_write_item(RequestItems=items)
+        response = client.batch_write_item(RequestItems=items, **_metering(table))
+        _meter(table, consumed.WRITE, response)
         unprocessed: Any = response.get("UnprocessedItems") or {}
         return list(unprocessed.get(table.name, []))
 
@@ -337,11 +351,13 @@ def scan_pages(
         args.update(Segment=segment, TotalSegments=segments)
     if page_size:
         args["Limit"] = page_size
+    args.update(_metering(table))
     while True:
         if start_key:
             args["ExclusiveStartKey"] = start_key
         with translated(f"Scan of {table}"):
             response = client.scan(**args)
+        _meter(table, consumed.STRONG if consistent else consumed.EVENTUAL, response)
         start_key = response.get("LastEvaluatedKey")
         yield response.get("Items", []), start_key
         if not start_key:

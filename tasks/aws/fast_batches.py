@@ -17,7 +17,8 @@ the wire, ``bytes`` in the client form).
   (``fast_scan.parse_items``), botocore parses the rest (``UnprocessedKeys``, capacity).
 
 The response is the dict botocore would return, and the request the body it would send. Anything
-unexpected (other parameters, a value that is not typed JSON, an error response) is left to
+unexpected (parameters other than ``RequestItems`` and
+``ReturnConsumedCapacity``, a value that is not typed JSON, an error response) is left to
 botocore untouched, which then validates and reports it as usual.
 """
 
@@ -35,6 +36,7 @@ from tasks.core.typed_json import to_wire
 OPERATIONS = ("BatchGetItem", "BatchWriteItem")
 _BODY = "replicator_body"  # where the real body waits in botocore's request context
 _AS_IS = frozenset({"S", "N", "SS", "NS", "BOOL", "NULL"})
+_OURS = frozenset({"RequestItems", "ReturnConsumedCapacity"})  # the parameters written here
 _KEY: dict[str, Any] = {"k": {"S": "k"}}
 _STAND_INS: dict[str, Any] = {
     "BatchGetItem": {"Keys": [_KEY]},
@@ -58,8 +60,11 @@ def wire(item: Mapping[str, Any]) -> Mapping[str, Any]:
     return to_wire(item)
 
 
-def request_body(operation: str, request_items: Mapping[str, Any]) -> bytes:
-    """The JSON body of a BatchGetItem or BatchWriteItem with these ``RequestItems``."""
+def request_body(
+    operation: str, request_items: Mapping[str, Any], consumed: str | None = None
+) -> bytes:
+    """The JSON body of a BatchGetItem or BatchWriteItem with these ``RequestItems`` (and
+    ``ReturnConsumedCapacity``, when asked)."""
     if operation == "BatchGetItem":
         tables: dict[str, Any] = {
             name: {**spec, "Keys": [wire(key) for key in spec["Keys"]]}
@@ -67,7 +72,10 @@ def request_body(operation: str, request_items: Mapping[str, Any]) -> bytes:
         }
     else:
         tables = {name: [_wire_request(r) for r in rs] for name, rs in request_items.items()}
-    return json.dumps({"RequestItems": tables}, separators=(",", ":")).encode("utf-8")
+    body: dict[str, Any] = {"RequestItems": tables}
+    if consumed is not None:
+        body["ReturnConsumedCapacity"] = consumed
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
 def _wire_request(request: Mapping[str, Any]) -> dict[str, Any]:
@@ -79,10 +87,10 @@ def _wire_request(request: Mapping[str, Any]) -> dict[str, Any]:
 def _write_body(params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
     """botocore's hook: write the body, leave botocore a stand-in with the same tables."""
     items = params.get("RequestItems")
-    if set(params) != {"RequestItems"} or not isinstance(items, dict) or not items:
+    if not set(params) <= _OURS or not isinstance(items, dict) or not items:
         return
     try:
-        body = request_body(model.name, items)
+        body = request_body(model.name, items, params.get("ReturnConsumedCapacity"))
     except (KeyError, TypeError, ValueError, AttributeError, InvalidInputError):
         return
     context[_BODY] = body

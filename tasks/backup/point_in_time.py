@@ -25,7 +25,7 @@ from tasks.aws import dynamo, s3
 from tasks.aws.s3 import Version
 from tasks.backup.history import key_versions
 from tasks.backup.incremental import is_object_id
-from tasks.backup.restore import TableWriter, job_limiter, job_sink
+from tasks.backup.restore import job_target, job_writer
 from tasks.backup.rollback import (
     Decision,
     Planned,
@@ -35,10 +35,9 @@ from tasks.backup.rollback import (
     oldest_record,
     plan,
 )
-from tasks.core.config import settings
 from tasks.core.iters import batched
 from tasks.core.keys import Key
-from tasks.core.locations import REPLICA, S3Location, parse_s3
+from tasks.core.locations import S3Location, parse_s3
 from tasks.core.times import parse_moment
 from tasks.jobs.model import Job, Page, Work
 
@@ -61,13 +60,13 @@ def window_of(params: Mapping[str, Any]) -> Window:
 def _rollback(job: Job) -> tuple[S3Location, Rollback]:
     params = job.params
     folder = parse_s3(params["source"])
-    target = settings().table(params["target"], REPLICA)
+    target = job_target(job)
     schema = dynamo.schema(target)
     rollback = Rollback(
         folder=folder,
         target=target,
         schema=schema,
-        writer=TableWriter(target, job_limiter(job, target), job_sink(job, target, schema)),
+        writer=job_writer(job, target, schema),
         compare_table=bool(params.get("existed")),
         dry_run=bool(params.get("dry_run")),
         show=bool(params.get("show")),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.aws import dynamo, s3
+from tasks.aws.consumed import Meter, metered
 from tasks.aws.dynamo import Failure
 from tasks.backup import export
 from tasks.backup.format import read_items, schema_from_metadata
@@ -106,9 +107,10 @@ class TableWriter:
     A flush holds each key once (backups and point-in-time states have one entry per key).
     """
 
-    target: Table  # the replica side's credentials
+    target: Table  # the replica side's credentials (metered: ``job_target``)
     limiter: RateLimiter | None = None
     sink: ReplicaSink | None = None  # with a transform: writes t(item), deletes what it leaves out
+    item_bytes: Mapping[str, float] | None = None  # a share rate's planned item sizes, by side
     puts: list[Item] = field(default_factory=list)
     deletes: list[Key] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
@@ -124,15 +126,16 @@ class TableWriter:
         return len(self.puts) + len(self.deletes)
 
     def write(self, puts: Sequence[Item], deletes: Sequence[Key]) -> dict[str, Failure]:
-        """Write now (paced by the limiter); the failed keys by canonical JSON."""
-        if self.limiter:
-            self.limiter.take(len(puts) + len(deletes))
+        """Write now, then pay the limiter for it (by the units the writes consumed, when the
+        job's rate is a share of capacity); the failed keys by canonical JSON."""
         if self.sink is not None:
             failures = self.sink.write(puts, deletes)
         else:
             failures = dynamo.batch_write(self.target, puts, deletes)
         if self.limiter:
             stats.flush_throttles(connection())  # the next take sees this write's throttling
+            meter, items = self.target.meter, len(puts) + len(deletes)
+            self.limiter.take(meter.cost(items, self.item_bytes) if meter else items)
         return failures
 
     def flush(self) -> dict[str, int]:
@@ -159,6 +162,21 @@ def job_sink(job: Job, target: Table, schema: KeySchema) -> ReplicaSink | None:
     return sink
 
 
+def job_target(job: Job) -> Table:
+    """The job's TARGET, its calls metered (``tasks.aws.consumed``)."""
+    return metered(settings().table(job.params["target"], REPLICA), Meter())
+
+
+def job_writer(job: Job, target: Table, schema: KeySchema) -> TableWriter:
+    """A TableWriter onto ``target`` with the job's rate, planned item sizes and transform."""
+    return TableWriter(
+        target,
+        job_limiter(job, target),
+        job_sink(job, target, schema),
+        item_bytes=job.params.get("item_bytes"),
+    )
+
+
 def job_limiter(job: Job, target: Table) -> RateLimiter | None:
     """The job's write-rate cap (``rate`` items/s), one token bucket shared by its segments,
     halved while ``target`` is throttled (``tasks.coord.ratelimit``)."""
@@ -169,10 +187,9 @@ def job_limiter(job: Job, target: Table) -> RateLimiter | None:
 def restore_files_work(job: Job, segment: int) -> Work:
     """Segment ``segment`` of a restore from backup files, for ``tasks.jobs.model.run_segment``."""
     params, segments = job.params, job.segments
-    target = settings().table(params["target"], REPLICA)
+    target = job_target(job)
     bucket = parse_s3(params["source"]).bucket
     mine = [(i, f) for i, f in enumerate(params["files"]) if i % segments == segment]
-    limiter = job_limiter(job, target)
     layout = str(params.get("layout") or DUMP)
 
     def work(checkpoint: Any) -> Iterator[Page]:
@@ -181,7 +198,7 @@ def restore_files_work(job: Job, segment: int) -> Work:
             (checkpoint or {}).get("file", -1),
             (checkpoint or {}).get("lines", 0),
         )
-        writer = TableWriter(target, limiter, job_sink(job, target, schema))
+        writer = job_writer(job, target, schema)
         for index, name in mine:
             if index < done_file:
                 continue

@@ -77,7 +77,7 @@ class RateLimiter:
         self._watch = watch
         self.current = rate  # the rate in force at the last take
 
-    def take(self, cost: int) -> float:
+    def take(self, cost: float) -> float:
         """Pay for ``cost`` units; sleep while the bucket is in debt. Returns the seconds slept."""
         if cost <= 0:
             return 0.0

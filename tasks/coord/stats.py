@@ -4,15 +4,16 @@
 count primary reads and to measure how far behind the replica is.
 
 Besides the per-target hash: DynamoDB throttling per table and side (noted in process memory by
-``tasks.aws.dynamo``, moved to Redis by ``flush_throttles`` after each task) and task retries per
-task name (``add_task_retry``: a task sent again after a transient failure, ``tasks.resend``).
+``tasks.aws.dynamo``, moved to Redis by ``flush_throttles`` after each task), the capacity units
+bulk jobs consumed (``note_consumed``, flushed with the throttling), and task retries per task
+name (``add_task_retry``: a task sent again after a transient failure, ``tasks.resend``).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -128,6 +129,7 @@ def reset(client: redis.Redis, target: str) -> None:
 
 _throttle_lock = threading.Lock()
 _pending_throttles: Counter[tuple[str, str]] = Counter()
+_pending_units: defaultdict[tuple[str, str], float] = defaultdict(float)
 
 
 def throttles_name() -> str:
@@ -146,22 +148,45 @@ def note_throttle(table: str, side: str, n: int = 1) -> None:
         _pending_throttles[(table, side)] += n
 
 
+def note_consumed(table: str, side: str, units: float) -> None:
+    """Count capacity units a bulk job's call consumed (no I/O; ``flush_throttles`` stores
+    them with the throttling)."""
+    if units:
+        with _throttle_lock:
+            _pending_units[(table, side)] += units
+
+
 def flush_throttles(client: redis.Redis) -> None:
-    """Add what ``note_throttle`` counted to Redis (kept for the next flush if Redis fails)."""
+    """Add what ``note_throttle`` and ``note_consumed`` counted to Redis (kept for the next
+    flush if Redis fails)."""
     with _throttle_lock:
-        taken = dict(_pending_throttles)
+        taken, units = dict(_pending_throttles), dict(_pending_units)
         _pending_throttles.clear()
-    if not taken:
+        _pending_units.clear()
+    if not taken and not units:
         return
     try:
         pipe = client.pipeline(transaction=False)
         for (table, side), n in taken.items():
             pipe.hincrby(throttles_name(), f"{side}|{table}", n)
+        for (table, side), u in units.items():
+            pipe.hincrbyfloat(settings().key("consumed"), f"{side}|{table}", u)
         pipe.execute()
     except redis.RedisError:
         with _throttle_lock:
             _pending_throttles.update(taken)
+            for at, u in units.items():
+                _pending_units[at] += u
         raise
+
+
+def consumed_units(client: redis.Redis) -> dict[tuple[str, str], float]:
+    """(table, side) -> capacity units bulk jobs consumed."""
+    out: dict[tuple[str, str], float] = {}
+    for field, n in client.hgetall(settings().key("consumed")).items():
+        side, _, table = text(field).partition("|")
+        out[(table, side)] = float(n)
+    return out
 
 
 def throttles(client: redis.Redis) -> dict[tuple[str, str], float]:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tasks.core.errors import ConfigurationError, InvalidInputError
@@ -58,10 +59,13 @@ class TableLocation:
 
 @dataclass(frozen=True)
 class Table:
-    """A table handle: where the table is and which side's credentials reach it."""
+    """A table handle: where the table is and which side's credentials reach it; a bulk job's
+    handle also carries the meter its calls' consumed capacity goes to (``tasks.aws.consumed``),
+    which takes no part in comparing handles."""
 
     location: TableLocation
     side: str = PRIMARY
+    meter: Any = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tasks.aws import dynamo
+from tasks.aws.consumed import Meter, metered
 from tasks.aws.dynamo import Failure
 from tasks.coord import stats
 from tasks.coord.ratelimit import RateLimiter
@@ -68,6 +69,7 @@ class DiffOptions:
     backfill: bool = False
     page_size: int | None = None
     rate: float | None = None
+    item_bytes: dict[str, float] | None = None  # a share rate's planned item sizes, by side
     buffer_limit: int = 10_000
     transform: dict[str, Any] | None = None  # TransformSpec.to_params: compare t(primary)
 
@@ -153,9 +155,11 @@ class SegmentDiff:
         schema: KeySchema,
         repair: Repair | None = None,
         limiter: RateLimiter | None = None,
+        meter: Meter | None = None,
     ) -> None:
         self.options, self.segment, self.segments = options, segment, segments
         self.tables, self.schema, self.repair, self.limiter = tables, schema, repair, limiter
+        self.meter = meter  # what the tables' calls consumed (the limiter is charged by it)
         self.ignore = options.ignore
         self.cid = key_json(schema)  # canonical key JSON of a scanned item
 
@@ -170,9 +174,15 @@ class SegmentDiff:
         if not cids:
             return {}
         step.add("reads", len(cids))
+        found = self.tables[side].get([_key(c) for c in cids])
+        self._pay(len(cids))
+        return found
+
+    def _pay(self, items: int) -> None:
+        """Charge the limiter for what was just read (and repaired since the last charge)."""
         if self.limiter:
-            self.limiter.take(len(cids))
-        return self.tables[side].get([_key(c) for c in cids])
+            meter, planned = self.meter, self.options.item_bytes
+            self.limiter.take(meter.cost(items, planned) if meter else items)
 
     def _next_page(self, side: str, scan: ReadAhead, state: _State, step: _Step) -> list[Item]:
         items, lek = next(scan)
@@ -180,8 +190,7 @@ class SegmentDiff:
         state.done[side] = lek is None
         step.add("scanned", len(items))
         step.add("reads", len(items))
-        if self.limiter:
-            self.limiter.take(len(items))
+        self._pay(len(items))
         return items
 
     # -- diff ----------------------------------------------------------------------------------
@@ -311,8 +320,9 @@ class SegmentDiff:
 
 def segment_diff(options: DiffOptions, segment: int, segments: int, job_id: str) -> SegmentDiff:
     """A SegmentDiff over the real tables (schemas checked), with repair and rate limit wired."""
-    cfg = settings()
-    primary, replica = cfg.table(options.primary), cfg.table(options.replica, REPLICA)
+    cfg, meter = settings(), Meter()
+    primary = metered(cfg.table(options.primary), meter)
+    replica = metered(cfg.table(options.replica, REPLICA), meter)
     schema = dynamo.same_schema(primary, replica)
 
     shape = TransformSpec.from_params(options.transform)
@@ -340,6 +350,7 @@ def segment_diff(options: DiffOptions, segment: int, segments: int, job_id: str)
         schema=schema,
         repair=repair if writes else None,
         limiter=limiter,
+        meter=meter,
     )
 
 

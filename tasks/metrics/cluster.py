@@ -96,6 +96,15 @@ def _throttle_metrics(client: redis.Redis) -> Iterator[Metric]:
     for (table, side), n in sorted(stats.throttles(client).items()):
         family.add_metric([table, side], n)
     yield family
+    units = CounterMetricFamily(
+        "replicator_consumed_capacity_units",
+        "Capacity units bulk jobs (backfill, export load, restore, verify) consumed, as DynamoDB "
+        "reported them (ReturnConsumedCapacity), by table and side.",
+        labels=["table", "side"],
+    )
+    for (table, side), u in sorted(stats.consumed_units(client).items()):
+        units.add_metric([table, side], u)
+    yield units
 
 
 def _task_retry_metrics(client: redis.Redis) -> Iterator[Metric]:

@@ -1,4 +1,4 @@
-"""moto's server with three of its bugs fixed, so that it behaves as the real services do.
+"""moto's server with some of its bugs fixed, so that it behaves as the real services do.
 
 1. Kinesis: after a split or merge, moto still routes new records (and the records it moves out
    of the parent) to the closed parent shard, because it picks the first shard whose hash range
@@ -26,6 +26,13 @@
    items, at least one). The export's time is when it was asked for (moto keeps no history to
    export an earlier moment from).
 
+5. DynamoDB consumed capacity: moto reports 1 unit for any BatchWriteItem and any Scan page,
+   whatever they wrote or read. DynamoDB charges a write 1 unit per started KB of the item
+   (a delete: 1 unit here, moto does not tell the deleted item's size) and a scan page 0.5
+   units (eventually consistent; 1 unit strongly) per started 4 KB of all the items it read
+   together. Item sizes follow DynamoDB's rule (attribute names plus values), closely enough for
+   capacity to grow with item size as it does on AWS.
+
 Run as ``python -m tests.support.moto_server -H 127.0.0.1 -p PORT`` (same arguments as moto's).
 """
 
@@ -43,6 +50,7 @@ from moto.core.utils import gzip_compress, unix_time_millis
 from moto.dynamodb.models import table as ddb_table
 from moto.dynamodb.models import table_export as ddb_export
 from moto.dynamodb.models.utilities import dynamo_json_dump
+from moto.dynamodb.responses import DynamoHandler
 from moto.kinesis import models as kinesis_models
 from moto.s3 import models as s3_models
 from moto.server import main
@@ -274,7 +282,63 @@ def _export_response(self: Any) -> dict[str, Any]:
     return response
 
 
+def _value_bytes(value: dict[str, Any]) -> int:
+    (kind, inner), = value.items()
+    if kind == "S":
+        return len(inner.encode())
+    if kind == "N":
+        return len(inner) // 2 + 1
+    if kind == "B":
+        return len(base64.b64decode(inner)) if isinstance(inner, str) else len(inner)
+    if kind in ("SS", "NS", "BS"):
+        return sum(_value_bytes({kind[0]: v}) for v in inner)
+    if kind == "L":
+        return 3 + sum(1 + _value_bytes(v) for v in inner)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + 1 + _value_bytes(v) for k, v in inner.items())
+    return 1  # BOOL, NULL
+
+
+def item_bytes(item: dict[str, Any]) -> int:
+    return sum(len(name.encode()) + _value_bytes(value) for name, value in item.items())
+
+
+_original_batch_write = DynamoHandler.batch_write_item
+_original_scan = DynamoHandler.scan
+
+
+def _batch_write_item(self: Any) -> Any:
+    result = _original_batch_write(self)
+    if self.body.get("ReturnConsumedCapacity", "NONE") != "NONE":
+        for consumed in result.result["ConsumedCapacity"]:
+            requests = self.body["RequestItems"][consumed["TableName"]]
+            units = float(
+                sum(
+                    -(-item_bytes(r["PutRequest"]["Item"]) // 1024) if "PutRequest" in r else 1
+                    for r in requests
+                )
+            )
+            consumed["CapacityUnits"] = units
+            consumed["Table"] = {"CapacityUnits": units}
+    return result
+
+
+def _scan(self: Any) -> Any:
+    result = _original_scan(self)
+    consumed = result.result.get("ConsumedCapacity")
+    if consumed:
+        read = sum(item_bytes(i) for i in result.result.get("Items", []))
+        per_4k = 1.0 if self.body.get("ConsistentRead") else 0.5
+        units = per_4k * max(1, -(-read // 4096))
+        consumed["CapacityUnits"] = units
+        if "Table" in consumed:
+            consumed["Table"] = {"CapacityUnits": units}
+    return result
+
+
 kinesis_models.Stream.get_shard_for_key = _open_shard_for_key
+DynamoHandler.batch_write_item = _batch_write_item
+DynamoHandler.scan = _scan
 ddb_table.StreamRecord.__init__ = _stream_record_init
 s3_models.S3Backend.list_object_versions = _list_object_versions
 ddb_export.TableExport.__init__ = _export_init

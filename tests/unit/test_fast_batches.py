@@ -77,9 +77,9 @@ def test_the_hooks_are_what_wrote_and_read(monkeypatch: pytest.MonkeyPatch) -> N
     seen: list[str] = []
     real_body, real_items = fast_batches.request_body, fast_scan.parse_items
 
-    def body(operation: str, items: Any) -> bytes:
-        seen.append(operation)
-        return real_body(operation, items)
+    def body(operation: str, items: Any, consumed: str | None = None) -> bytes:
+        seen.append(operation if consumed is None else f"{operation} {consumed}")
+        return real_body(operation, items, consumed)
 
     def parse(items: list[Any]) -> list[Any]:
         seen.append(f"parse {len(items)}")
@@ -90,12 +90,26 @@ def test_the_hooks_are_what_wrote_and_read(monkeypatch: pytest.MonkeyPatch) -> N
     reply = {"Responses": {"t": _wire(ITEMS)}, "UnprocessedKeys": {}}
     call("BatchGetItem", reply, True, RequestItems={"t": {"Keys": KEYS}})
     assert seen == ["BatchGetItem", f"parse {len(ITEMS)}"]
+    seen.clear()  # a bulk job's metered call is written here too
+    requests = {"t": [{"PutRequest": {"Item": ITEMS[0]}}]}
+    call("BatchWriteItem", {}, True, RequestItems=requests, ReturnConsumedCapacity="TOTAL")
+    assert seen == ["BatchWriteItem TOTAL"]
+
+
+def test_consumed_capacity_is_asked_and_read_as_botocore_does() -> None:
+    requests = {"t": [{"PutRequest": {"Item": item}} for item in ITEMS]}
+    reply = {"ConsumedCapacity": [{"TableName": "t", "CapacityUnits": 7.0}]}
+    sent, parsed = both(
+        "BatchWriteItem", reply, RequestItems=requests, ReturnConsumedCapacity="TOTAL"
+    )
+    assert sent["ReturnConsumedCapacity"] == "TOTAL"
+    assert parsed["ConsumedCapacity"] == [{"TableName": "t", "CapacityUnits": 7.0}]
 
 
 def test_anything_unusual_is_left_to_botocore() -> None:
     # Another parameter: botocore writes the whole request.
     requests = {"t": [{"PutRequest": {"Item": ITEMS[0]}}]}
-    both("BatchWriteItem", {}, RequestItems=requests, ReturnConsumedCapacity="TOTAL")
+    both("BatchWriteItem", {}, RequestItems=requests, ReturnItemCollectionMetrics="SIZE")
     # A value that is not typed JSON: botocore's own validation reports it.
     with pytest.raises(ParamValidationError):
         call("BatchWriteItem", {}, True, RequestItems={"t": [{"PutRequest": {"Item": {"a": 1}}}]})
