@@ -13,7 +13,7 @@ from cli.exits import handle_errors
 from cli.options import common_options, setup
 from commands.backup_common import finish, run_job, segments_from
 from commands.bulk.plan import segment_options
-from tasks.aws import dynamo, s3
+from tasks.aws import dynamo, permissions, s3
 from tasks.backup import export
 from tasks.backup.dump import new_job_id
 from tasks.core.errors import InvalidInputError
@@ -58,6 +58,7 @@ def main(
     """Back up TABLE (region/table or endpoint/table) to S3URL (s3://bucket/prefix)."""
     options = segments_from(params)
     location, destination = setup(params).table(table), parse_s3(s3url)
+    permissions.require("backup", permissions.Target(location, None, destination, None, use_export))
     dynamo.describe(location)
     s3.check_bucket(destination.bucket)
     if incremental and not use_export:

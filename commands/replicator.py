@@ -12,6 +12,7 @@ import click
 from cli.exits import handle_errors
 from cli.options import common_options, config_option, setup
 from commands.flower import flower
+from commands.iam_policy import iam_policy
 from commands.migrate import migrate
 from commands.pipelines import pipelines
 from commands.verify import verify
@@ -31,6 +32,7 @@ def main() -> None:
 
 
 main.add_command(flower)
+main.add_command(iam_policy)
 main.add_command(migrate)
 main.add_command(pipelines)
 main.add_command(verify)

@@ -19,7 +19,7 @@ from producer.filters import RecordFilter
 from producer.sources import Position, Source
 from producer.sources.dynamodb_streams import DynamoDBStreamsSource
 from producer.sources.kinesis import KinesisSource
-from tasks.aws import definitions, dynamo
+from tasks.aws import definitions, dynamo, permissions
 from tasks.core.config import settings
 from tasks.core.errors import ConfigurationError, ReplicatorError
 from tasks.core.locations import REPLICA, Table, parse_s3
@@ -95,8 +95,11 @@ def check(plan: Plan) -> Source:
     for target in plan.targets:
         if not target.transform.empty:
             load_transform(target.transform, schema.names)
-    if plan.pipeline.replica:
-        dynamo.same_schema(plan.primary, settings().table(plan.pipeline.replica, REPLICA))
+    replica = settings().table(plan.pipeline.replica, REPLICA) if plan.pipeline.replica else None
+    if replica is not None:
+        dynamo.same_schema(plan.primary, replica)
+    kinesis = plan.pipeline.kinesis_stream
+    permissions.require("producer", permissions.Target(plan.primary, replica, None, kinesis))
     opened = source(plan)
     opened.shards()
     return opened

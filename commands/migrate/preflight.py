@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from producer.sources.kinesis import KinesisSource
-from tasks.aws import definitions, dynamo, s3
+from tasks.aws import definitions, dynamo, permissions, s3
 from tasks.aws.capacity import Rate
 from tasks.aws.definitions import Definition
 from tasks.core.errors import InvalidInputError, NotFoundError, SchemaMismatchError
@@ -56,6 +56,10 @@ def check(
     year). With an export: SOURCE's point-in-time recovery on, the bucket writable, and the
     export's allowance plus the load inside the retention (the tail starts after the load, from
     the capture)."""
+    permissions.require(
+        "migrate",
+        permissions.Target(source, target, export_to, kinesis_stream, export_to is not None),
+    )
     src = definitions.describe(source)
     retention, stream = STREAM_RETENTION_SECONDS, "the stream's"
     if kinesis_stream is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,6 +19,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
+from tasks.coord import stats
 from tasks.core.errors import (
     ConfigurationError,
     ExpiredIteratorError,
@@ -47,6 +49,7 @@ NOT_FOUND_CODES = frozenset(
 ACCESS_CODES = frozenset(
     {"AccessDeniedException", "AccessDenied", "UnrecognizedClientException", "InvalidAccessKeyId"}
 )
+_PERFORM = re.compile(r"perform: ([\w-]+:\w+)")
 
 
 def error_code(exc: BaseException) -> str:
@@ -54,6 +57,23 @@ def error_code(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def denied_action(exc: ClientError) -> str:
+    """The IAM action a refusal names (AWS says "not authorized to perform: dynamodb:GetItem"),
+    or else the operation refused."""
+    found = _PERFORM.search(str(exc.response.get("Error", {}).get("Message", "")))
+    return found.group(1) if found else exc.operation_name
+
+
+def _first_line(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else message
+
+
+def is_access_denied(exc: ClientError) -> bool:
+    """The service refused the caller (a missing permission, or credentials it does not know)."""
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return error_code(exc) in ACCESS_CODES or status == 403
 
 
 def map_error(exc: Exception, what: str) -> ReplicatorError:
@@ -88,7 +108,9 @@ def _map_client_error(exc: ClientError, what: str) -> ReplicatorError:
     if code in NOT_FOUND_CODES or status == 404:
         return NotFoundError(f"{what}: not found ({message})")
     if code in ACCESS_CODES or status == 403:
-        return PermanentError(f"{what}: access denied ({message})")
+        action = denied_action(exc)
+        stats.note_access_denied(action)
+        return PermanentError(f"{what}: access denied: {action} ({_first_line(message)})")
     if status >= 500 or code in {"InternalServerError", "ServiceUnavailable", "InternalFailure"}:
         return TransientError(f"{what}: service error {status} {code}")
     if code == "ValidationException" or status == 400:

@@ -5,7 +5,8 @@ count primary reads and to measure how far behind the replica is.
 
 Besides the per-target hash: DynamoDB throttling per table and side (noted in process memory by
 ``tasks.aws.dynamo``, moved to Redis by ``flush_throttles`` after each task), the capacity units
-bulk jobs consumed (``note_consumed``, flushed with the throttling), and task retries per task
+bulk jobs consumed and the calls refused for a missing permission (``note_consumed``,
+``note_access_denied``, flushed with the throttling), and task retries per task
 name (``add_task_retry``: a task sent again after a transient failure, ``tasks.resend``).
 """
 
@@ -130,6 +131,7 @@ def reset(client: redis.Redis, target: str) -> None:
 _throttle_lock = threading.Lock()
 _pending_throttles: Counter[tuple[str, str]] = Counter()
 _pending_units: defaultdict[tuple[str, str], float] = defaultdict(float)
+_pending_denied: Counter[str] = Counter()
 
 
 def throttles_name() -> str:
@@ -148,6 +150,12 @@ def note_throttle(table: str, side: str, n: int = 1) -> None:
         _pending_throttles[(table, side)] += n
 
 
+def note_access_denied(action: str) -> None:
+    """Count a call refused for a missing permission (no I/O; ``flush_throttles`` stores it)."""
+    with _throttle_lock:
+        _pending_denied[action] += 1
+
+
 def note_consumed(table: str, side: str, units: float) -> None:
     """Count capacity units a bulk job's call consumed (no I/O; ``flush_throttles`` stores
     them with the throttling)."""
@@ -160,10 +168,11 @@ def flush_throttles(client: redis.Redis) -> None:
     """Add what ``note_throttle`` and ``note_consumed`` counted to Redis (kept for the next
     flush if Redis fails)."""
     with _throttle_lock:
-        taken, units = dict(_pending_throttles), dict(_pending_units)
+        taken, units, denied = dict(_pending_throttles), dict(_pending_units), dict(_pending_denied)
         _pending_throttles.clear()
         _pending_units.clear()
-    if not taken and not units:
+        _pending_denied.clear()
+    if not taken and not units and not denied:
         return
     try:
         pipe = client.pipeline(transaction=False)
@@ -171,13 +180,22 @@ def flush_throttles(client: redis.Redis) -> None:
             pipe.hincrby(throttles_name(), f"{side}|{table}", n)
         for (table, side), u in units.items():
             pipe.hincrbyfloat(settings().key("consumed"), f"{side}|{table}", u)
+        for action, n in denied.items():
+            pipe.hincrby(settings().key("access-denied"), action, n)
         pipe.execute()
     except redis.RedisError:
         with _throttle_lock:
             _pending_throttles.update(taken)
+            _pending_denied.update(denied)
             for at, u in units.items():
                 _pending_units[at] += u
         raise
+
+
+def access_denied(client: redis.Redis) -> dict[str, float]:
+    """IAM action -> calls refused for want of it."""
+    raw = client.hgetall(settings().key("access-denied"))
+    return {text(k): float(v) for k, v in raw.items()}
 
 
 def consumed_units(client: redis.Redis) -> dict[tuple[str, str], float]:

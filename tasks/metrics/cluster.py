@@ -105,6 +105,15 @@ def _throttle_metrics(client: redis.Redis) -> Iterator[Metric]:
     for (table, side), u in sorted(stats.consumed_units(client).items()):
         units.add_metric([table, side], u)
     yield units
+    denied = CounterMetricFamily(
+        "replicator_access_denied",
+        "DynamoDB, Kinesis and S3 calls refused for a missing permission, by the IAM action "
+        "named (its keys are dead-lettered, the action in their reason).",
+        labels=["action"],
+    )
+    for action, n in sorted(stats.access_denied(client).items()):
+        denied.add_metric([action], n)
+    yield denied
 
 
 def _task_retry_metrics(client: redis.Redis) -> Iterator[Metric]:

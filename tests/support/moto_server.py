@@ -283,7 +283,7 @@ def _export_response(self: Any) -> dict[str, Any]:
 
 
 def _value_bytes(value: dict[str, Any]) -> int:
-    (kind, inner), = value.items()
+    ((kind, inner),) = value.items()
     if kind == "S":
         return len(inner.encode())
     if kind == "N":
