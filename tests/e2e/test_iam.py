@@ -1,9 +1,9 @@
 """Least privilege under enforced IAM: moto's server checks every request against the policies of
 the caller's IAM user once told to (``/moto-api/reset-auth``). Each role gets a user whose policy
-is what ``replicator iam-policy`` prints; the pipeline, a backup and a restore run with those
-users' keys (one profile per side), and the permission check before starting finds nothing
-missing; then each action the check calls is removed from its role's policy, one at a time, and
-the check names it (action, resource, side).
+is what ``replicator iam-policy`` prints; the pipeline, a backup, a restore and a migration run
+with those users' keys (one profile per side), and the permission check before starting finds
+nothing missing; then each action the check calls is removed from its role's policy, one at a
+time, and the check names it (action, resource, side).
 
 What moto leaves unproven: it matches DynamoDB, DynamoDB Streams and Kinesis requests against
 the resource ``*`` only, so their statements are given ``*`` here (the ARNs ``iam-policy`` scopes
@@ -32,6 +32,7 @@ from tasks.core.locations import PRIMARY, REPLICA, S3, parse_s3
 from tests.conftest import _reset_process_caches
 from tests.e2e.test_backup_restore import fill
 from tests.integration.test_backup_incremental import make_bucket, run
+from tests.support.migration import migrate, ready_line
 from tests.support.servers import wait_until
 from tests.support.tables import client, create_table
 
@@ -283,3 +284,25 @@ def test_a_missing_permission_stops_the_command_with_one_line_each(
     assert "(primary side)" in errors[0]
     assert any("missing permission s3:ListBucket on s3://backups (s3 side)" in e for e in errors)
     assert len(errors) == len(backup.stderr.strip().splitlines())  # nothing but those lines
+
+
+def test_a_migration_runs_with_the_generated_policies(
+    enforced: Enforced, env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path
+) -> None:
+    start_worker(concurrency=2, extra_env=enforced.env("worker"))
+    command = migrate(
+        {**env, **enforced.env("migrate")},
+        tmp_path,
+        f"{moto_url}/orders",
+        f"{moto_url}/orders-copy",
+        "--segments",
+        "2",
+        "--exit-when-ready",
+        "--name",
+        "least",
+    )
+    assert command.process.wait(180) == 0, command.output()
+    report = ready_line(command.output())
+    assert report["items_copied"] == 50
+    admin = enforced.client("dynamodb")
+    assert _scan(admin, "orders-copy") == _scan(admin, "orders")
