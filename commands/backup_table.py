@@ -58,9 +58,13 @@ def main(
     """Back up TABLE (region/table or endpoint/table) to S3URL (s3://bucket/prefix)."""
     options = segments_from(params)
     location, destination = setup(params).table(table), parse_s3(s3url)
-    permissions.require("backup", permissions.Target(location, None, destination, None, use_export))
-    dynamo.describe(location)
-    s3.check_bucket(destination.bucket)
+
+    def reachable() -> None:
+        dynamo.describe(location)
+        s3.check_bucket(destination.bucket)
+
+    target = permissions.Target(location, None, destination, None, use_export)
+    permissions.after("backup", target, reachable)
     if incremental and not use_export:
         raise InvalidInputError("--incremental goes with --export")
     if use_export:

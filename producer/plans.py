@@ -91,15 +91,15 @@ def source(plan: Plan) -> Source:
 def check(plan: Plan) -> Source:
     """Reach the primary, the replica (same key schema) and the stream; load the transform; the
     opened source."""
-    schema = dynamo.describe(plan.primary).schema
+    replica = settings().table(plan.pipeline.replica, REPLICA) if plan.pipeline.replica else None
+    kinesis = plan.pipeline.kinesis_stream
+    needs = permissions.Target(plan.primary, replica, None, kinesis)
+    schema = permissions.after("producer", needs, lambda: dynamo.describe(plan.primary)).schema
     for target in plan.targets:
         if not target.transform.empty:
             load_transform(target.transform, schema.names)
-    replica = settings().table(plan.pipeline.replica, REPLICA) if plan.pipeline.replica else None
     if replica is not None:
         dynamo.same_schema(plan.primary, replica)
-    kinesis = plan.pipeline.kinesis_stream
-    permissions.require("producer", permissions.Target(plan.primary, replica, None, kinesis))
     opened = source(plan)
     opened.shards()
     return opened

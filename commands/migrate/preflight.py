@@ -56,11 +56,8 @@ def check(
     year). With an export: SOURCE's point-in-time recovery on, the bucket writable, and the
     export's allowance plus the load inside the retention (the tail starts after the load, from
     the capture)."""
-    permissions.require(
-        "migrate",
-        permissions.Target(source, target, export_to, kinesis_stream, export_to is not None),
-    )
-    src = definitions.describe(source)
+    needs = permissions.Target(source, target, export_to, kinesis_stream, export_to is not None)
+    src = permissions.after("migrate", needs, lambda: definitions.describe(source))
     retention, stream = STREAM_RETENTION_SECONDS, "the stream's"
     if kinesis_stream is not None:
         retention = KinesisSource(source, kinesis_stream).retention_seconds

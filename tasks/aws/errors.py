@@ -21,6 +21,7 @@ from botocore.exceptions import (
 
 from tasks.coord import stats
 from tasks.core.errors import (
+    AccessDeniedError,
     ConfigurationError,
     ExpiredIteratorError,
     InvalidInputError,
@@ -110,7 +111,7 @@ def _map_client_error(exc: ClientError, what: str) -> ReplicatorError:
     if code in ACCESS_CODES or status == 403:
         action = denied_action(exc)
         stats.note_access_denied(action)
-        return PermanentError(f"{what}: access denied: {action} ({_first_line(message)})")
+        return AccessDeniedError(f"{what}: access denied: {action} ({_first_line(message)})")
     if status >= 500 or code in {"InternalServerError", "ServiceUnavailable", "InternalFailure"}:
         return TransientError(f"{what}: service error {status} {code}")
     if code == "ValidationException" or status == 400:

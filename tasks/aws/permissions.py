@@ -16,15 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.aws import clients, iam
-from tasks.aws.errors import is_access_denied
-from tasks.core.errors import ConfigurationError
+from tasks.aws.errors import NOT_FOUND_CODES, error_code, is_access_denied
+from tasks.core.errors import AccessDeniedError, ConfigurationError
 from tasks.core.locations import PRIMARY, REPLICA, S3, S3Location, Table
 
+T = TypeVar("T")
 PROBE_KEY = "\x00replicator-permission-check"
 FAKE_SHARD = "shardId-00000000000000000000-00000000"
 
@@ -52,6 +53,7 @@ class Target:
     kinesis_stream: str | None = None
     export: bool = False  # the role will use DynamoDB's exports (a migrate or backup with them)
     _described: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _absent: set[tuple[str, str]] = field(default_factory=set)
 
     def table(self, side: str) -> Table | None:
         return self.primary if side == PRIMARY else self.replica if side == REPLICA else None
@@ -64,13 +66,20 @@ Probe = Callable[[Target, str], str | None]
 def check(role: str, target: Target) -> list[Missing]:
     """Every permission ``role`` lacks over ``target`` (empty: all it could check are there)."""
     missing: list[Missing] = []
+    unreachable: set[str] = set()  # sides whose endpoint did not answer: the command says so
     kinesis, backup = target.kinesis_stream is not None, target.backup is not None
     for grant in iam.grants(role, kinesis=kinesis, backup=backup, export=target.export):
         for action in grant.actions:
             probe = _PROBES.get((grant.resource, action))
             if probe is None or (grant.side != S3 and target.table(grant.side) is None):
                 continue
-            found = _denied(action, grant, target, probe)
+            if grant.side in unreachable or (grant.side, "table") in target._absent:
+                continue
+            try:
+                found = _denied(action, grant, target, probe)
+            except BotoCoreError:
+                unreachable.add(grant.side)
+                continue
             if found is not None and found not in missing:
                 missing.append(found)
     return missing
@@ -84,8 +93,8 @@ def _denied(action: str, grant: iam.Grant, target: Target, probe: Probe) -> Miss
     except ClientError as exc:
         if is_access_denied(exc):
             return Missing(action, _resource(target, grant), grant.side)
-    except BotoCoreError:
-        pass  # unreachable and such: the command's own checks report it
+        if error_code(exc) in NOT_FOUND_CODES and action == "dynamodb:DescribeTable":
+            target._absent.add((grant.side, "table"))  # nothing more to try on it
     return None
 
 
@@ -389,3 +398,16 @@ def require(role: str, target: Target) -> None:
     missing = check(role, target)
     if missing:
         raise PermissionsMissing(role, missing)
+
+
+def after(role: str, target: Target, checks: Callable[[], T]) -> T:
+    """Run the command's own checks (reachability, schemas: an unreachable endpoint is told
+    once, not once per permission), then ``require``; a check refused for want of a permission
+    gives way to the whole list of what is missing."""
+    try:
+        found = checks()
+    except AccessDeniedError:
+        require(role, target)
+        raise
+    require(role, target)
+    return found

@@ -47,6 +47,10 @@ class PermanentError(ReplicatorError):
     """The service rejected the request and would reject it again (validation, access)."""
 
 
+class AccessDeniedError(PermanentError):
+    """The service refused the caller: a permission is missing (or the credentials unknown)."""
+
+
 class TransientError(ReplicatorError):
     """A failure that may go away when retried (throttling, 5xx, timeouts)."""
 
