@@ -38,13 +38,13 @@ class Meter:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._units: defaultdict[tuple[str, str], float] = defaultdict(float)
-        self.total: defaultdict[tuple[str, str], float] = defaultdict(float)  # since made
+        self.reported = False  # the endpoint reports consumed capacity at all
 
     def add(self, side: str, price: str, units: float) -> None:
         if units:
             with self._lock:
                 self._units[(side, price)] += units
-                self.total[(side, price)] += units
+                self.reported = True
 
     def drain(self) -> dict[tuple[str, str], float]:
         """The units added since the last drain."""
@@ -53,10 +53,14 @@ class Meter:
             self._units.clear()
         return taken
 
-    def cost(self, items: int, item_bytes: Mapping[str, float] | None) -> float:
+    def cost(
+        self, items: int, item_bytes: Mapping[str, float] | None, *, one_op: bool = False
+    ) -> float:
         """What ``items`` just read or written cost a rate limiter: ``item_equivalents`` of the
-        units added since the last drain."""
-        return item_equivalents(items, self.drain(), item_bytes)
+        units added since the last drain (the items, while the endpoint reports none)."""
+        if not self.reported:
+            return float(items)
+        return item_equivalents(items, self.drain(), item_bytes, one_op=one_op)
 
 
 def metered(table: Table, meter: Meter) -> Table:
@@ -79,17 +83,27 @@ def item_units(price: str, item_bytes: float) -> float:
 
 
 def item_equivalents(
-    items: int, consumed: Mapping[tuple[str, str], float], item_bytes: Mapping[str, float] | None
+    items: int,
+    consumed: Mapping[tuple[str, str], float],
+    item_bytes: Mapping[str, float] | None,
+    *,
+    one_op: bool = False,
 ) -> float:
     """What a batch of ``items`` costs a job's rate limiter.
 
-    Without planned sizes (``--rate`` in items per second) or without reported units: the items.
-    Otherwise, for each side and price class, the units consumed over what one item of the planned
-    size costs; the dearest counts (each table's capacity keeps to its share).
+    Without planned sizes (``--rate`` in items per second): the items. Otherwise, per side, the
+    units consumed over what one item of the planned size costs at that price (the dearest price
+    class of the side: a scan page and the point reads of its items are one item's reads). The
+    sides add up, as each side's reads are charged apart (a verify pass reads both tables);
+    ``one_op``: one charge pays for an item's reads on one side and its write on the other (a
+    backfill), so the dearest side counts, each table keeping to its share of its capacity.
     """
-    if not item_bytes or not consumed:
+    if not item_bytes:
         return float(items)
-    return max(
-        units / item_units(price, item_bytes.get(side, 1.0))
-        for (side, price), units in consumed.items()
-    )
+    per_side: dict[str, float] = {}
+    for (side, price), units in consumed.items():
+        ratio = units / item_units(price, item_bytes.get(side, 1.0))
+        per_side[side] = max(per_side.get(side, 0.0), ratio)
+    if not per_side:
+        return 0.0  # already paid at an earlier charge
+    return max(per_side.values()) if one_op else sum(per_side.values())

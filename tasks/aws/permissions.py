@@ -53,14 +53,14 @@ class Target:
     kinesis_stream: str | None = None
     export: bool = False  # the role will use DynamoDB's exports (a migrate or backup with them)
     _described: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _absent: set[tuple[str, str]] = field(default_factory=set)
+    _absent: set[str] = field(default_factory=set)  # sides whose table does not exist
 
     def table(self, side: str) -> Table | None:
         return self.primary if side == PRIMARY else self.replica if side == REPLICA else None
 
 
-Probe = Callable[[Target, str], str | None]
-"""Call one action on one side's resource; return the resource named (None: nothing to try)."""
+Probe = Callable[[Target, str], object]
+"""Call one action on one side's resource (what it returns is not used)."""
 
 
 def check(role: str, target: Target) -> list[Missing]:
@@ -73,7 +73,7 @@ def check(role: str, target: Target) -> list[Missing]:
             probe = _PROBES.get((grant.resource, action))
             if probe is None or (grant.side != S3 and target.table(grant.side) is None):
                 continue
-            if grant.side in unreachable or (grant.side, "table") in target._absent:
+            if grant.side in unreachable or grant.side in target._absent:
                 continue
             try:
                 found = _denied(action, grant, target, probe)
@@ -94,7 +94,7 @@ def _denied(action: str, grant: iam.Grant, target: Target, probe: Probe) -> Miss
         if is_access_denied(exc):
             return Missing(action, _resource(target, grant), grant.side)
         if error_code(exc) in NOT_FOUND_CODES and action == "dynamodb:DescribeTable":
-            target._absent.add((grant.side, "table"))  # nothing more to try on it
+            target._absent.add(grant.side)  # no table: nothing more to try on it
     return None
 
 
@@ -160,53 +160,45 @@ def _name_of(target: Target, side: str) -> str:
     return table.name
 
 
-def _probe_describe(target: Target, side: str) -> str:
+def _probe_describe(target: Target, side: str) -> None:
     table = target.table(side)
     assert table is not None
     target._described[side] = _ddb(target, side).describe_table(TableName=table.name)["Table"]
-    return "table"
 
 
-def _probe_get(target: Target, side: str) -> str:
+def _probe_get(target: Target, side: str) -> None:
     _ddb(target, side).get_item(TableName=_name_of(target, side), Key=_key(target, side))
-    return "table"
 
 
-def _probe_batch_get(target: Target, side: str) -> str:
+def _probe_batch_get(target: Target, side: str) -> None:
     request = {_name_of(target, side): {"Keys": [_key(target, side)]}}
     _ddb(target, side).batch_get_item(RequestItems=request)
-    return "table"
 
 
-def _probe_scan(target: Target, side: str) -> str:
+def _probe_scan(target: Target, side: str) -> None:
     _ddb(target, side).scan(TableName=_name_of(target, side), Limit=1)
-    return "table"
 
 
-def _probe_put(target: Target, side: str) -> str:
+def _probe_put(target: Target, side: str) -> None:
     key, never = _key(target, side), _never(target, side)
     _ddb(target, side).put_item(TableName=_name_of(target, side), Item=key, **never)
-    return "table"
 
 
-def _probe_delete(target: Target, side: str) -> str:
+def _probe_delete(target: Target, side: str) -> None:
     key, never = _key(target, side), _never(target, side)
     _ddb(target, side).delete_item(TableName=_name_of(target, side), Key=key, **never)
-    return "table"
 
 
-def _probe_batch_write(target: Target, side: str) -> str:
+def _probe_batch_write(target: Target, side: str) -> None:
     """A delete of a key that no item has: nothing changes, nothing reaches the stream."""
     request = {_name_of(target, side): [{"DeleteRequest": {"Key": _key(target, side)}}]}
     _ddb(target, side).batch_write_item(RequestItems=request)
-    return "table"
 
 
 def _plain(name: str) -> Probe:
-    def probe(target: Target, side: str) -> str:
+    def probe(target: Target, side: str) -> None:
         table = _describe(target, side)
         getattr(_ddb(target, side), name)(**_arg_for(name, table))
-        return "table"
 
     return probe
 
@@ -219,10 +211,9 @@ def _arg_for(name: str, table: dict[str, Any]) -> dict[str, Any]:
     return {"TableName": table["TableName"]}
 
 
-def _probe_describe_export(target: Target, side: str) -> str:
+def _probe_describe_export(target: Target, side: str) -> None:
     arn = f"{_describe(target, side)['TableArn']}/export/01234567890123-0123abcd"
     _ddb(target, side).describe_export(ExportArn=arn)
-    return "export"
 
 
 def _stream_arn(target: Target, side: str) -> str | None:
@@ -235,11 +226,10 @@ def _streams(target: Target, side: str) -> Any:
     return clients.dynamodbstreams(table)
 
 
-def _probe_describe_stream(target: Target, side: str) -> str | None:
+def _probe_describe_stream(target: Target, side: str) -> None:
     arn = _stream_arn(target, side)
     if arn:
         _streams(target, side).describe_stream(StreamArn=arn, Limit=1)
-    return arn
 
 
 def _stream_iterator(target: Target, side: str) -> str | None:
@@ -256,18 +246,13 @@ def _stream_iterator(target: Target, side: str) -> str | None:
     return str(got["ShardIterator"])
 
 
-def _probe_stream_iterator(target: Target, side: str) -> str | None:
-    return _stream_iterator(target, side)
-
-
-def _probe_stream_records(target: Target, side: str) -> str | None:
+def _probe_stream_records(target: Target, side: str) -> None:
     try:
         iterator = _stream_iterator(target, side)
     except ClientError:
-        return None  # the iterator's own probe reports it
+        return  # the iterator's own probe reports it
     if iterator:
         _streams(target, side).get_records(ShardIterator=iterator, Limit=1)
-    return iterator
 
 
 def _kinesis(target: Target, side: str) -> Any:
@@ -276,14 +261,12 @@ def _kinesis(target: Target, side: str) -> Any:
     return clients.kinesis(table)
 
 
-def _probe_kinesis_summary(target: Target, side: str) -> str:
+def _probe_kinesis_summary(target: Target, side: str) -> None:
     _kinesis(target, side).describe_stream_summary(StreamName=target.kinesis_stream)
-    return "stream"
 
 
-def _probe_kinesis_shards(target: Target, side: str) -> str:
+def _probe_kinesis_shards(target: Target, side: str) -> None:
     _kinesis(target, side).list_shards(StreamName=target.kinesis_stream, MaxResults=1)
-    return "stream"
 
 
 def _kinesis_iterator(target: Target, side: str) -> str:
@@ -299,17 +282,12 @@ def _kinesis_iterator(target: Target, side: str) -> str:
     return str(got["ShardIterator"])
 
 
-def _probe_kinesis_iterator(target: Target, side: str) -> str:
-    return _kinesis_iterator(target, side)
-
-
-def _probe_kinesis_records(target: Target, side: str) -> str | None:
+def _probe_kinesis_records(target: Target, side: str) -> None:
     try:
         iterator = _kinesis_iterator(target, side)
     except ClientError:
-        return None
+        return  # the iterator's own probe reports it
     _kinesis(target, side).get_records(ShardIterator=iterator, Limit=1)
-    return iterator
 
 
 def _bucket(target: Target) -> S3Location:
@@ -317,34 +295,29 @@ def _bucket(target: Target) -> S3Location:
     return target.backup
 
 
-def _probe_list(target: Target, _: str) -> str:
+def _probe_list(target: Target, _: str) -> None:
     where = _bucket(target)
     clients.s3().list_objects_v2(Bucket=where.bucket, Prefix=where.prefix, MaxKeys=1)
-    return "bucket"
 
 
-def _probe_list_versions(target: Target, _: str) -> str:
+def _probe_list_versions(target: Target, _: str) -> None:
     where = _bucket(target)
     clients.s3().list_object_versions(Bucket=where.bucket, Prefix=where.prefix, MaxKeys=1)
-    return "bucket"
 
 
-def _probe_versioning(target: Target, _: str) -> str:
+def _probe_versioning(target: Target, _: str) -> None:
     clients.s3().get_bucket_versioning(Bucket=_bucket(target).bucket)
-    return "bucket"
 
 
-def _probe_get_object(target: Target, _: str) -> str:
+def _probe_get_object(target: Target, _: str) -> None:
     where = _bucket(target)
     clients.s3().head_object(Bucket=where.bucket, Key=where.key(".replicator-permission-check"))
-    return "objects"
 
 
-def _probe_get_version(target: Target, _: str) -> str:
+def _probe_get_version(target: Target, _: str) -> None:
     where = _bucket(target)
     key = where.key(".replicator-permission-check")
     clients.s3().head_object(Bucket=where.bucket, Key=key, VersionId="null")
-    return "objects"
 
 
 _PROBES: dict[tuple[str, str], Probe] = {
@@ -361,11 +334,11 @@ _PROBES: dict[tuple[str, str], Probe] = {
     (iam.TABLE, "dynamodb:ListExports"): _plain("list_exports"),
     (iam.EXPORT, "dynamodb:DescribeExport"): _probe_describe_export,
     (iam.STREAM, "dynamodb:DescribeStream"): _probe_describe_stream,
-    (iam.STREAM, "dynamodb:GetShardIterator"): _probe_stream_iterator,
+    (iam.STREAM, "dynamodb:GetShardIterator"): _stream_iterator,
     (iam.STREAM, "dynamodb:GetRecords"): _probe_stream_records,
     (iam.KINESIS, "kinesis:DescribeStreamSummary"): _probe_kinesis_summary,
     (iam.KINESIS, "kinesis:ListShards"): _probe_kinesis_shards,
-    (iam.KINESIS, "kinesis:GetShardIterator"): _probe_kinesis_iterator,
+    (iam.KINESIS, "kinesis:GetShardIterator"): _kinesis_iterator,
     (iam.KINESIS, "kinesis:GetRecords"): _probe_kinesis_records,
     (iam.BUCKET, "s3:ListBucket"): _probe_list,
     (iam.BUCKET, "s3:ListBucketVersions"): _probe_list_versions,

@@ -181,8 +181,8 @@ class SegmentDiff:
     def _pay(self, items: int) -> None:
         """Charge the limiter for what was just read (and repaired since the last charge)."""
         if self.limiter:
-            meter, planned = self.meter, self.options.item_bytes
-            self.limiter.take(meter.cost(items, planned) if meter else items)
+            meter, planned, backfill = self.meter, self.options.item_bytes, self.options.backfill
+            self.limiter.take(meter.cost(items, planned, one_op=backfill) if meter else items)
 
     def _next_page(self, side: str, scan: ReadAhead, state: _State, step: _Step) -> list[Item]:
         items, lek = next(scan)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 
-from tasks.aws.consumed import EVENTUAL, WRITE, Meter, item_equivalents, metered
+from tasks.aws.consumed import EVENTUAL, STRONG, WRITE, Meter, item_equivalents, metered
 from tasks.backup.restore import TableWriter
 from tasks.coord import stats
 from tasks.coord.ratelimit import RateLimiter
@@ -49,12 +49,19 @@ def test_item_equivalents() -> None:
     planned = {PRIMARY: 100.0, REPLICA: 100.0}
     assert item_equivalents(25, {(REPLICA, WRITE): 225.0}, planned) == 225.0
     assert item_equivalents(25, {(PRIMARY, EVENTUAL): 3.0}, planned) == 6.0
-    # the dearest side and class counts
+    # sides add up (each side's reads are charged apart), or for one operation spanning both
+    # sides (a backfill's read and write of an item) the dearest counts
     both = {(PRIMARY, EVENTUAL): 3.0, (REPLICA, WRITE): 30.0}
-    assert item_equivalents(25, both, planned) == 30.0
-    # items per second (no planned sizes), or nothing reported: the items
+    assert item_equivalents(25, both, planned) == 36.0
+    assert item_equivalents(25, both, planned, one_op=True) == 30.0
+    # within a side the dearest price class counts: a page's scan and its items' point reads
+    reads = {(PRIMARY, EVENTUAL): 12.5, (PRIMARY, STRONG): 25.0}
+    assert item_equivalents(25, reads, planned) == 25.0
+    # items per second (no planned sizes): the items; nothing since the last charge: nothing
     assert item_equivalents(25, {(REPLICA, WRITE): 225.0}, None) == 25.0
-    assert item_equivalents(25, {}, planned) == 25.0
+    assert item_equivalents(25, {}, planned) == 0.0
+    # an endpoint that never reports capacity: the items
+    assert Meter().cost(25, planned) == 25.0
 
 
 @pytest.mark.parametrize("share", [True, False], ids=["share-rate", "items-rate"])
@@ -71,14 +78,13 @@ def test_a_restore_write_is_charged_by_the_units_it_consumed(
     writer.write(_items(40), [])
     writer.write([], [Key.of({"id": {"S": "k000"}})])
 
-    units = meter.total[(REPLICA, WRITE)]
+    stats.flush_throttles(redis_client)  # what the worker does after each task
+    units = stats.consumed_units(redis_client)[(str(target), REPLICA)]
     assert units >= 40 * 9 + 1  # DynamoDB's answer: 9 units per item, 1 for the delete
     if share:
         assert sum(limiter.charged) == pytest.approx(units)  # 100-byte items cost 1 unit each
     else:
         assert limiter.charged == [40.0, 1.0]  # --rate in items per second: items
-    stats.flush_throttles(redis_client)
-    assert stats.consumed_units(redis_client)[(str(target), REPLICA)] == pytest.approx(units)
     metric = (
         "replicator_consumed_capacity_units_total",
         frozenset({("table", str(target)), ("side", REPLICA)}),
@@ -111,8 +117,9 @@ def test_a_share_rate_scan_is_charged_by_the_units_it_consumed(
     diff = segment.segment_diff(options, 0, 1, "verify-job")
     pages = list(diff.work(None))
     assert sum(p.counts.get("scanned", 0) for p in pages) == 40
-    assert diff.meter is not None
-    units = sum(diff.meter.total.values())
+    stats.flush_throttles(redis_client)
+    ours = {str(table(f"{ddb_url}/{name}")) for name in ("left", "right")}
+    units = sum(u for (t, _), u in stats.consumed_units(redis_client).items() if t in ours)
     # 20 items of 9 KB a side: 180 KB, 0.5 units per 4 KB -> about 23 units a side
     assert units >= 2 * 0.5 * (20 * 9_000 // 4096)
     assert sum(made[0].charged) == pytest.approx(units / 0.5)  # not 40 items
