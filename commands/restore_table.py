@@ -22,7 +22,6 @@ from commands.backup_common import Segments, finish, print_failed_key, run_job, 
 from commands.bulk.plan import segment_options
 from commands.restore_at import COMPARE_CHOICES, Request, restore_at, window_from
 from commands.restore_export import restore_export, source_of
-from tasks.aws import permissions
 from tasks.backup.format import SCHEMA_METADATA, schema_metadata
 from tasks.backup.restore import find_source, prepare_target
 from tasks.core.errors import InvalidInputError
@@ -101,8 +100,6 @@ def main(
     """Restore TABLE from the backup at S3URL."""
     options = segments_from(params)
     target = setup(params).table(table, REPLICA)
-    bucket = parse_s3(s3url) if s3url.startswith("s3://") else None
-    permissions.require("restore", permissions.Target(None, target, bucket))
     shape = transform_from(params, target)
     transform = None if shape.empty else shape.to_params()
     at_only = {"--key": key, "--keys": keys_file, "--since": since, "--dry-run": dry_run}
