@@ -22,6 +22,7 @@ from commands.backup_common import Segments, finish, print_failed_key, run_job, 
 from commands.bulk.plan import segment_options
 from commands.restore_at import COMPARE_CHOICES, Request, restore_at, window_from
 from commands.restore_export import restore_export, source_of
+from tasks.aws import permissions
 from tasks.backup.format import SCHEMA_METADATA, schema_metadata
 from tasks.backup.restore import find_source, prepare_target
 from tasks.core.errors import InvalidInputError
@@ -110,6 +111,7 @@ def main(
         if given:
             raise InvalidInputError(f"{', '.join(given)}: not for a restore from an export")
         moment = parse_moment(at) if at else None
+        permissions.require("restore", permissions.Target(None, target, exported))
         restore_export(
             exported,
             target,
@@ -123,6 +125,8 @@ def main(
     source = parse_s3(s3url)
     if given and not at:
         raise InvalidInputError(f"{', '.join(given)} restore a point in time: give --at TIME too")
+    if not (dry_run or show):  # a plan or a key's history writes nothing: reading is enough
+        permissions.require("restore", permissions.Target(None, target, source))
     if not at:
         _restore_files(source, target, create, rate, options, transform)
         return

@@ -121,14 +121,19 @@ def _assumed_role_session(
     return boto3.Session(botocore_session=core, region_name=region)
 
 
-def _client(service: str, side: str, region: str, endpoint_url: str | None) -> Any:
+def _client(
+    service: str, side: str, region: str, endpoint_url: str | None, purpose: str | None = None
+) -> Any:
     cfg = settings()
-    key = (service, side, region, endpoint_url, cfg.side(side))
+    key = (service, side, region, endpoint_url, cfg.side(side), purpose)
     with _lock:
         client = _clients.get(key)
         if client is None:
             session = _session(cfg.side(side), region)
-            kwargs: dict[str, Any] = {"config": botocore_config(cfg), "endpoint_url": endpoint_url}
+            config_ = botocore_config(cfg)
+            if purpose:  # the requests say what they are for (in CloudTrail, at a proxy)
+                config_ = config_.merge(Config(user_agent_extra=f"replicator/{purpose}"))
+            kwargs: dict[str, Any] = {"config": config_, "endpoint_url": endpoint_url}
             client = session.client(service, **kwargs)  # type: ignore[call-overload]
             if session.get_credentials() is None and _is_local(client.meta.endpoint_url):
                 placeholder = Credentials("local", "local")
@@ -155,30 +160,37 @@ def endpoint(service: str, table: Table | None = None) -> str | None:
     return next((url for url in order if url), None)
 
 
-def dynamodb(table: Table) -> DynamoDBClient:
+def dynamodb(table: Table, purpose: str | None = None) -> DynamoDBClient:
+    """The client for the table's side and endpoint; a ``purpose`` (``permission-check``) gets a
+    client of its own whose User-Agent names it."""
     client: DynamoDBClient = _client(
-        "dynamodb", table.side, table.location.region, endpoint("dynamodb", table)
+        "dynamodb", table.side, table.location.region, endpoint("dynamodb", table), purpose
     )
     return client
 
 
-def dynamodbstreams(table: Table) -> DynamoDBStreamsClient:
+def dynamodbstreams(table: Table, purpose: str | None = None) -> DynamoDBStreamsClient:
     """The client for the table's DynamoDB stream (the table's region)."""
     client: DynamoDBStreamsClient = _client(
-        "dynamodbstreams", table.side, table.location.region, endpoint("dynamodbstreams", table)
+        "dynamodbstreams",
+        table.side,
+        table.location.region,
+        endpoint("dynamodbstreams", table),
+        purpose,
     )
     return client
 
 
-def kinesis(table: Table) -> KinesisClient:
+def kinesis(table: Table, purpose: str | None = None) -> KinesisClient:
     """The client for a Kinesis stream of the table's changes (the table's region)."""
     client: KinesisClient = _client(
-        "kinesis", table.side, table.location.region, endpoint("kinesis", table)
+        "kinesis", table.side, table.location.region, endpoint("kinesis", table), purpose
     )
     return client
 
 
-def s3(region: str | None = None) -> S3Client:
+def s3(region: str | None = None, purpose: str | None = None) -> S3Client:
     """The S3 client (the configured region unless told otherwise)."""
-    client: S3Client = _client("s3", S3, region or settings().default_region, endpoint("s3"))
+    region = region or settings().default_region
+    client: S3Client = _client("s3", S3, region, endpoint("s3"), purpose)
     return client

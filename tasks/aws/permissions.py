@@ -28,6 +28,7 @@ from tasks.core.locations import PRIMARY, REPLICA, S3, S3Location, Table
 T = TypeVar("T")
 PROBE_KEY = "\x00replicator-permission-check"
 FAKE_SHARD = "shardId-00000000000000000000-00000000"
+PURPOSE = "permission-check"  # the probes' User-Agent says so: replicator/permission-check
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def _resource(target: Target, grant: iam.Grant) -> str:
 def _ddb(target: Target, side: str) -> Any:
     table = target.table(side)
     assert table is not None
-    return clients.dynamodb(table)
+    return clients.dynamodb(table, PURPOSE)
 
 
 class _Unchecked(Exception):
@@ -223,7 +224,7 @@ def _stream_arn(target: Target, side: str) -> str | None:
 def _streams(target: Target, side: str) -> Any:
     table = target.table(side)
     assert table is not None
-    return clients.dynamodbstreams(table)
+    return clients.dynamodbstreams(table, PURPOSE)
 
 
 def _probe_describe_stream(target: Target, side: str) -> None:
@@ -258,7 +259,7 @@ def _probe_stream_records(target: Target, side: str) -> None:
 def _kinesis(target: Target, side: str) -> Any:
     table = target.table(side)
     assert table is not None
-    return clients.kinesis(table)
+    return clients.kinesis(table, PURPOSE)
 
 
 def _probe_kinesis_summary(target: Target, side: str) -> None:
@@ -295,29 +296,33 @@ def _bucket(target: Target) -> S3Location:
     return target.backup
 
 
+def _s3() -> Any:
+    return clients.s3(purpose=PURPOSE)
+
+
 def _probe_list(target: Target, _: str) -> None:
     where = _bucket(target)
-    clients.s3().list_objects_v2(Bucket=where.bucket, Prefix=where.prefix, MaxKeys=1)
+    _s3().list_objects_v2(Bucket=where.bucket, Prefix=where.prefix, MaxKeys=1)
 
 
 def _probe_list_versions(target: Target, _: str) -> None:
     where = _bucket(target)
-    clients.s3().list_object_versions(Bucket=where.bucket, Prefix=where.prefix, MaxKeys=1)
+    _s3().list_object_versions(Bucket=where.bucket, Prefix=where.prefix, MaxKeys=1)
 
 
 def _probe_versioning(target: Target, _: str) -> None:
-    clients.s3().get_bucket_versioning(Bucket=_bucket(target).bucket)
+    _s3().get_bucket_versioning(Bucket=_bucket(target).bucket)
 
 
 def _probe_get_object(target: Target, _: str) -> None:
     where = _bucket(target)
-    clients.s3().head_object(Bucket=where.bucket, Key=where.key(".replicator-permission-check"))
+    _s3().head_object(Bucket=where.bucket, Key=where.key(".replicator-permission-check"))
 
 
 def _probe_get_version(target: Target, _: str) -> None:
     where = _bucket(target)
     key = where.key(".replicator-permission-check")
-    clients.s3().head_object(Bucket=where.bucket, Key=key, VersionId="null")
+    _s3().head_object(Bucket=where.bucket, Key=key, VersionId="null")
 
 
 _PROBES: dict[tuple[str, str], Probe] = {

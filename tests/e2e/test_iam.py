@@ -285,6 +285,21 @@ def test_a_missing_permission_stops_the_command_with_one_line_each(
     assert any("missing permission s3:ListBucket on s3://backups (s3 side)" in e for e in errors)
     assert len(errors) == len(backup.stderr.strip().splitlines())  # nothing but those lines
 
+    # A restore is refused before it reads the backup or writes a thing.
+    enforced.without("restore", "dynamodb:BatchWriteItem")
+    restore = run(
+        {**env, **enforced.env("restore")},
+        "restore-table",
+        f"{BACKUP}/j",
+        f"{moto_url}/orders-copy",
+    )
+    assert restore.returncode == 2, restore.stderr
+    assert restore.stderr.startswith(
+        "error: restore: missing permission dynamodb:BatchWriteItem on arn:aws:dynamodb:"
+    ), restore.stderr
+    assert "table/orders-copy (replica side)" in restore.stderr
+    assert len(restore.stderr.strip().splitlines()) == 1
+
 
 def test_a_migration_runs_with_the_generated_policies(
     enforced: Enforced, env: dict[str, str], moto_url: str, start_worker: Any, tmp_path: Path

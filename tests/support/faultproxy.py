@@ -16,23 +16,32 @@ API:
 
 - `FaultProxy(upstream_url)`: `.start()`, `.stop()`, `.url`, context manager.
 - `proxy.add_rule(rule) -> Rule`, `proxy.remove_rule(rule)`, `proxy.clear_rules()`.
-- `proxy.counts(operation, table=None) -> Counts`: requests forwarded and faults applied.
-- `proxy.keys_count(operation, table) -> int`: items/keys of batch requests that reached upstream.
+- `proxy.counts(operation, table=None, purpose=None) -> Counts`: requests forwarded and faults
+  applied.
+- `proxy.keys_count(operation, table, purpose=None) -> int`: items/keys of batch requests that
+  reached upstream.
 - `proxy.reset_counts()`.
 - `proxy.calls(operation=None) -> list[CallRecord]`: every request answered so far, with the
   caller's application id (botocore's `AWS_SDK_UA_APP_ID`, the `app/NAME` of its User-Agent),
-  its JSON document, its status, and when the proxy received it and finished answering it.
+  its purpose, its JSON document, its status, and when the proxy received it and finished
+  answering it.
 - `Rule(operation, action="throttle", table=None, probability=None, first=None, every=None,
-  delay=0.0, seed=None, hold_timeout=30.0, app=None)`; `rule.seen`, `rule.fired`;
+  delay=0.0, seed=None, hold_timeout=30.0, app=None, purpose=None)`; `rule.seen`, `rule.fired`;
   for holds `rule.wait_held(k, timeout)`, `rule.held_calls` and `rule.release(drop=False)`.
 
 Selection. A rule's `operation` matches the `X-Amz-Target` header exactly
 (`"DynamoDB_20120810.GetRecords"`) or by the part after the dot (`"GetRecords"`); requests
 without that header (S3) are named by their HTTP method (`"PUT"`). `table` restricts the rule to
 DynamoDB JSON requests naming that table (`TableName`, `RequestItems` or `TransactItems`), and
-`app` to the requests of one application id. Of the
-matching requests a rule fires on the `first` N, on `every` Nth, with `probability` p (seeded by
-`seed` for repeatable runs), or, given none of these, on all.
+`app` to the requests of one application id.
+
+Purpose. The product's permission check marks its requests (`replicator/permission-check` in the
+User-Agent): rules select, and `counts`/`keys_count` count, the requests of the `purpose` given,
+by default those without one (the work under test). `calls()` returns them all, each with its
+`purpose`.
+
+Of the matching requests a rule fires on the `first` N, on `every` Nth, with `probability` p
+(seeded by `seed` for repeatable runs), or, given none of these, on all.
 
 Actions:
 
@@ -150,9 +159,18 @@ class _Call:
 
     @property
     def app(self) -> str | None:
-        agent = next((v for k, v in self.headers if k.lower() == "user-agent"), "")
-        found = re.search(r"\bapp/(\S+)", agent)
+        found = re.search(r"\bapp/(\S+)", self.agent)
         return found.group(1) if found else None
+
+    @property
+    def purpose(self) -> str | None:
+        """What the request says it is for (``replicator/PURPOSE`` in its User-Agent)."""
+        found = re.search(r"\breplicator/(\S+)", self.agent)
+        return found.group(1) if found else None
+
+    @property
+    def agent(self) -> str:
+        return next((v for k, v in self.headers if k.lower() == "user-agent"), "")
 
     def with_document(self, document: dict[str, Any]) -> _Call:
         return replace(self, document=document, body=json.dumps(document).encode())
@@ -191,6 +209,7 @@ class Rule:
     seed: int | None = None
     hold_timeout: float = 30.0
     app: str | None = None
+    purpose: str | None = None
     seen: int = field(default=0, init=False)
     held_calls: list[dict[str, Any]] = field(default_factory=list, init=False, repr=False)
     fired: int = field(default=0, init=False)
@@ -215,6 +234,8 @@ class Rule:
         if not _operation_matches(self.operation, call.operation):
             return False
         if self.app is not None and call.app != self.app:
+            return False
+        if call.purpose != self.purpose:
             return False
         return self.table is None or self.table in call.tables
 
@@ -276,6 +297,7 @@ class CallRecord:
     started: float  # time.time() when the proxy had read the request
     ended: float  # time.time() when the proxy had sent the answer
     path: str = ""  # the request's path and query (S3 operations are told apart by it)
+    purpose: str | None = None  # replicator/PURPOSE of its User-Agent (permission-check)
 
 
 @dataclass(frozen=True)
@@ -296,35 +318,39 @@ class Counts:
 
 
 class _Tally:
-    """Thread-safe counters by (outcome, operation, table); table None counts the request once."""
+    """Thread-safe counters by (outcome, operation, table, purpose); table None counts the
+    request once."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._requests: Counter[tuple[str, str, str | None]] = Counter()
-        self._keys: Counter[tuple[str, str]] = Counter()
+        self._requests: Counter[tuple[str, str, str | None, str | None]] = Counter()
+        self._keys: Counter[tuple[str, str, str | None]] = Counter()
 
     def add(self, outcome: str, call: _Call) -> None:
         with self._lock:
             for table in (None, *call.tables):
-                self._requests[outcome, call.operation, table] += 1
+                self._requests[outcome, call.operation, table, call.purpose] += 1
             if outcome == "forwarded" and call.batch and call.document:
                 for table, value in call.document["RequestItems"].items():
-                    self._keys[call.operation, table] += len(call.batch.items(value))
+                    self._keys[call.operation, table, call.purpose] += len(call.batch.items(value))
 
-    def counts(self, operation: str, table: str | None) -> Counts:
+    def counts(self, operation: str, table: str | None, purpose: str | None) -> Counts:
         totals: Counter[str] = Counter()
         with self._lock:
-            for (outcome, name, of_table), n in self._requests.items():
-                if of_table == table and _operation_matches(operation, name):
+            for (outcome, name, of_table, of_purpose), n in self._requests.items():
+                if (of_table, of_purpose) == (table, purpose) and _operation_matches(
+                    operation, name
+                ):
                     totals[outcome] += n
         return Counts(**totals)
 
-    def keys(self, operation: str, table: str) -> int:
+    def keys(self, operation: str, table: str, purpose: str | None) -> int:
         with self._lock:
             return sum(
                 n
-                for (name, of_table), n in self._keys.items()
-                if of_table == table and _operation_matches(operation, name)
+                for (name, of_table, of_purpose), n in self._keys.items()
+                if (of_table, of_purpose) == (table, purpose)
+                and _operation_matches(operation, name)
             )
 
     def reset(self) -> None:
@@ -433,6 +459,7 @@ class _Handler(BaseHTTPRequestHandler):
                 started,
                 time.time(),
                 call.path,
+                call.purpose,
             )
         )
 
@@ -614,13 +641,15 @@ class FaultProxy:
         with self._lock:
             return tuple(self._rules)
 
-    def counts(self, operation: str, table: str | None = None) -> Counts:
+    def counts(
+        self, operation: str, table: str | None = None, purpose: str | None = None
+    ) -> Counts:
         """Requests of `operation` (naming `table`, if given) forwarded and faulted so far."""
-        return self.tally.counts(operation, table)
+        return self.tally.counts(operation, table, purpose)
 
-    def keys_count(self, operation: str, table: str) -> int:
+    def keys_count(self, operation: str, table: str, purpose: str | None = None) -> int:
         """Items (BatchWriteItem) or keys (BatchGetItem) of `table` that reached the upstream."""
-        return self.tally.keys(operation, table)
+        return self.tally.keys(operation, table, purpose)
 
     def reset_counts(self) -> None:
         self.tally.reset()
