@@ -6,8 +6,10 @@ is called with the credentials of its side: a Describe, a read of a key that doe
 conditional write that cannot succeed, a delete request for a key that does not exist, a
 stream's newest position and one record from it, an S3 listing of one key, a read of an object
 that is not there. Only an access-denied answer counts: any other (the object is not there, the
-condition failed) means the call was allowed. A check that needs the table's description (its
-key schema, its ARNs) is skipped when DescribeTable itself is denied. Actions that cannot be
+condition failed) means the call was allowed. A check that needs an earlier call's answer is
+skipped when that call is denied (the denied one is reported; the rest show on the next run):
+the table's key schema and ARNs need DescribeTable, a stream's iterator needs a shard
+(DescribeStream, ListShards), its record an iterator (GetShardIterator). Actions that cannot be
 called harmlessly (CreateTable, UpdateTimeToLive, TagResource, ExportTableToPointInTime,
 s3:PutObject, s3:DeleteObject) are not checked; ``replicator iam-policy`` still grants them.
 """

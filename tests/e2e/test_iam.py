@@ -321,3 +321,46 @@ def test_a_migration_runs_with_the_generated_policies(
     assert report["items_copied"] == 50
     admin = enforced.client("dynamodb")
     assert _scan(admin, "orders-copy") == _scan(admin, "orders")
+
+
+def test_the_producer_its_pipelines_check_and_migrate_refuse_to_start_naming_each_permission(
+    enforced: Enforced, env: dict[str, str], moto_url: str, tmp_path: Path
+) -> None:
+    primary, replica = f"{moto_url}/orders", f"{moto_url}/orders-copy"
+    # Without DescribeStream no shard is known: the stream's later checks (an iterator, a
+    # record) cannot be made, and only DescribeStream is named (as DescribeTable, above).
+    enforced.without("producer", "dynamodb:DescribeStream")
+    as_producer = {**env, **enforced.env("producer")}
+
+    producer = run(
+        as_producer, "python", "-m", "producer", "--primary", primary, "--replica", replica
+    )
+    assert producer.returncode == 2, producer.stderr
+    (line,) = producer.stderr.strip().splitlines()
+    assert line.startswith(
+        "error: producer: missing permission dynamodb:DescribeStream on arn:aws:dynamodb:"
+    ), line
+    assert ":table/orders/stream/" in line and line.endswith("(primary side)")
+
+    fleet = tmp_path / "pipelines.toml"
+    fleet.write_text(
+        f'[[pipeline]]\nname = "orders"\nprimary = "{primary}"\nreplica = "{replica}"\n'
+    )
+    checked = run(as_producer, "replicator", "pipelines", "check", str(fleet))
+    assert checked.returncode == 2, checked.stderr
+    assert "missing permission dynamodb:DescribeStream on arn:aws:dynamodb:" in checked.stderr
+    assert "[ok]" not in checked.stdout
+
+    # One action granted on both tables: both are named, each with its side, at once.
+    enforced.without("migrate", "dynamodb:DescribeTimeToLive")
+    command = migrate(
+        {**env, **enforced.env("migrate")}, tmp_path, primary, replica, "--name", "refused"
+    )
+    assert command.process.wait(60) == 2, command.output()
+    refused = [e for e in command.output().splitlines() if e.startswith("error: migrate: ")]
+    assert [e.split(" on ")[0] for e in refused] == [
+        "error: migrate: missing permission dynamodb:DescribeTimeToLive"
+    ] * 2, command.output()
+    assert refused[0].endswith("table/orders (primary side)"), refused
+    assert refused[1].endswith("table/orders-copy (replica side)"), refused
+    assert _scan(enforced.client("dynamodb"), "orders-copy") == []  # nothing started
