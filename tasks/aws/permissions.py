@@ -57,6 +57,9 @@ class Target:
     export: bool = False  # the role will use DynamoDB's exports (a migrate or backup with them)
     _described: dict[str, dict[str, Any]] = field(default_factory=dict)
     _absent: set[str] = field(default_factory=set)  # sides whose table does not exist
+    # A stream's shard and iterator, as the probes before found them (the grants list a
+    # stream's actions in the order they need each other), by (what, side).
+    _found: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def table(self, side: str) -> Table | None:
         return self.primary if side == PRIMARY else self.replica if side == REPLICA else None
@@ -232,29 +235,30 @@ def _streams(target: Target, side: str) -> Any:
 def _probe_describe_stream(target: Target, side: str) -> None:
     arn = _stream_arn(target, side)
     if arn:
-        _streams(target, side).describe_stream(StreamArn=arn, Limit=1)
+        found = _streams(target, side).describe_stream(StreamArn=arn, Limit=1)
+        _note_shard(target, "stream", side, found["StreamDescription"]["Shards"])
 
 
-def _stream_iterator(target: Target, side: str) -> str | None:
+def _note_shard(target: Target, stream: str, side: str, shards: list[Any]) -> None:
+    if shards:
+        target._found[f"{stream}-shard", side] = shards[0]["ShardId"]
+
+
+def _stream_iterator(target: Target, side: str) -> None:
+    """An iterator at the newest position of the shard DescribeStream gave (without it, of a
+    shard that does not exist: a denied call is still told from a missing shard)."""
     arn = _stream_arn(target, side)
-    if not arn:
-        return None
-    client = _streams(target, side)
-    try:
-        shards = client.describe_stream(StreamArn=arn, Limit=1)["StreamDescription"]["Shards"]
-    except ClientError:
-        shards = []
-    shard = shards[0]["ShardId"] if shards else FAKE_SHARD
-    got = client.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")
-    return str(got["ShardIterator"])
+    if arn:
+        shard = target._found.get(("stream-shard", side), FAKE_SHARD)
+        got = _streams(target, side).get_shard_iterator(
+            StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST"
+        )
+        target._found["stream-iterator", side] = got["ShardIterator"]
 
 
 def _probe_stream_records(target: Target, side: str) -> None:
-    try:
-        iterator = _stream_iterator(target, side)
-    except ClientError:
-        return  # the iterator's own probe reports it
-    if iterator:
+    iterator = target._found.get(("stream-iterator", side))
+    if iterator:  # else the iterator's own probe reported why there is none
         _streams(target, side).get_records(ShardIterator=iterator, Limit=1)
 
 
@@ -269,28 +273,22 @@ def _probe_kinesis_summary(target: Target, side: str) -> None:
 
 
 def _probe_kinesis_shards(target: Target, side: str) -> None:
-    _kinesis(target, side).list_shards(StreamName=target.kinesis_stream, MaxResults=1)
+    found = _kinesis(target, side).list_shards(StreamName=target.kinesis_stream, MaxResults=1)
+    _note_shard(target, "kinesis", side, found["Shards"])
 
 
-def _kinesis_iterator(target: Target, side: str) -> str:
-    client = _kinesis(target, side)
-    try:
-        shards = client.list_shards(StreamName=target.kinesis_stream, MaxResults=1)["Shards"]
-    except ClientError:
-        shards = []
-    shard = shards[0]["ShardId"] if shards else FAKE_SHARD
-    got = client.get_shard_iterator(
+def _kinesis_iterator(target: Target, side: str) -> None:
+    shard = target._found.get(("kinesis-shard", side), FAKE_SHARD)
+    got = _kinesis(target, side).get_shard_iterator(
         StreamName=target.kinesis_stream, ShardId=shard, ShardIteratorType="LATEST"
     )
-    return str(got["ShardIterator"])
+    target._found["kinesis-iterator", side] = got["ShardIterator"]
 
 
 def _probe_kinesis_records(target: Target, side: str) -> None:
-    try:
-        iterator = _kinesis_iterator(target, side)
-    except ClientError:
-        return  # the iterator's own probe reports it
-    _kinesis(target, side).get_records(ShardIterator=iterator, Limit=1)
+    iterator = target._found.get(("kinesis-iterator", side))
+    if iterator:  # else the iterator's own probe reported why there is none
+        _kinesis(target, side).get_records(ShardIterator=iterator, Limit=1)
 
 
 def _bucket(target: Target) -> S3Location:
