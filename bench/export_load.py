@@ -163,8 +163,7 @@ def main() -> None:
     try:
         env = environment(moto, redis)
         write_export(moto.url, args.items, args.files)
-        # Each run writes into a dynalite of its own: one holding the other run's million items
-        # answers more slowly, which would favour whichever run came first.
+        # Each run writes into a fresh dynalite of its own: neither meets the other's items.
         with _dynalite() as url:
             ceiling = bare(url, args.items, args.workers)
         with _dynalite() as url:

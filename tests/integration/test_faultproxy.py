@@ -15,12 +15,15 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.retries import standard
 
-from tests.support.faultproxy import FaultProxy, Rule, _json_reply
+from tests.support.faultproxy import Counts, FaultProxy, Rule, _json_reply
 from tests.support.tables import client, create_table, scan_all
 
 # botocore's `max_attempts` counts retries, `total_max_attempts` the first attempt too.
 NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
 MB = 1024 * 1024
+
+
+CHECKING = "replicator/permission-check"
 
 
 def _client(endpoint: str, service: str = "dynamodb", config: Config = NO_RETRIES) -> Any:
@@ -130,6 +133,29 @@ def test_throttles_the_first_n_of_one_table_only(fault_proxy: FaultProxy, moto_u
     assert fault_proxy.counts("PutItem", "a").throttle == 2
     assert fault_proxy.counts("PutItem", "a").forwarded == 2
     assert fault_proxy.counts("PutItem").injected == 2
+
+
+def test_a_rule_counts_and_calls_are_of_one_purpose(fault_proxy: FaultProxy, moto_url: str) -> None:
+    """The permission check's requests (``replicator/permission-check`` in the User-Agent) are
+    not the work: a rule, the counts and the calls are of the requests without a purpose unless
+    given one."""
+    create_table(moto_url, "a")
+    work = _client(fault_proxy.url)
+    check = _client(fault_proxy.url, config=NO_RETRIES.merge(Config(user_agent_extra=CHECKING)))
+    fault_proxy.add_rule(Rule("PutItem"))
+
+    assert _puts(check, "a", 2) == [True, True]
+    assert _puts(work, "a", 1) == [False]
+    assert fault_proxy.counts("PutItem", "a") == Counts(throttle=1)
+    assert fault_proxy.counts("PutItem", "a", "permission-check") == Counts(forwarded=2)
+    assert [c.status for c in fault_proxy.calls("PutItem")] == [400]
+    checked = fault_proxy.calls("PutItem", "permission-check")
+    assert [(c.status, c.purpose) for c in checked] == [(200, "permission-check")] * 2
+
+    fault_proxy.clear_rules()
+    fault_proxy.add_rule(Rule("PutItem", purpose="permission-check"))
+    assert _puts(check, "a", 1) == [False]
+    assert _puts(work, "a", 1) == [True]
 
 
 def test_throttles_every_nth_and_seeded_fractions_repeatably(

@@ -21,9 +21,9 @@ API:
 - `proxy.keys_count(operation, table, purpose=None) -> int`: items/keys of batch requests that
   reached upstream.
 - `proxy.reset_counts()`.
-- `proxy.calls(operation=None) -> list[CallRecord]`: every request answered so far, with the
-  caller's application id (botocore's `AWS_SDK_UA_APP_ID`, the `app/NAME` of its User-Agent),
-  its purpose, its JSON document, its status, and when the proxy received it and finished
+- `proxy.calls(operation=None, purpose=None) -> list[CallRecord]`: the requests answered so
+  far, with the caller's application id (botocore's `AWS_SDK_UA_APP_ID`, the `app/NAME` of its
+  User-Agent), its JSON document, its status, and when the proxy received it and finished
   answering it.
 - `Rule(operation, action="throttle", table=None, probability=None, first=None, every=None,
   delay=0.0, seed=None, hold_timeout=30.0, app=None, purpose=None)`; `rule.seen`, `rule.fired`;
@@ -36,9 +36,8 @@ DynamoDB JSON requests naming that table (`TableName`, `RequestItems` or `Transa
 `app` to the requests of one application id.
 
 Purpose. The product's permission check marks its requests (`replicator/permission-check` in the
-User-Agent): rules select, and `counts`/`keys_count` count, the requests of the `purpose` given,
-by default those without one (the work under test). `calls()` returns them all, each with its
-`purpose`.
+User-Agent): rules select, `counts`/`keys_count` count and `calls` return the requests of the
+`purpose` given, by default those without one (the work under test).
 
 Of the matching requests a rule fires on the `first` N, on `every` Nth, with `probability` p
 (seeded by `seed` for repeatable runs), or, given none of these, on all.
@@ -658,7 +657,12 @@ class FaultProxy:
         with self._lock:
             self._calls.append(call)
 
-    def calls(self, operation: str | None = None) -> list[CallRecord]:
-        """The requests answered so far (of `operation`, if given), in the order they ended."""
+    def calls(self, operation: str | None = None, purpose: str | None = None) -> list[CallRecord]:
+        """The requests of `purpose` answered so far (of `operation`, if given), in the order
+        they ended."""
         with self._lock:
-            return [c for c in self._calls if operation is None or c.operation == operation]
+            return [
+                c
+                for c in self._calls
+                if (operation is None or c.operation == operation) and c.purpose == purpose
+            ]

@@ -38,12 +38,12 @@ def kinesis_shard(iterator: str) -> str:
 
 
 def kinesis_reads(calls: list[CallRecord]) -> list[Read]:
-    """The producers' reads of the shards. The permission check's own read (one record from the
-    newest position of a shard, before any lease is taken, nothing of it enqueued) is not one."""
+    """The producers' reads of the shards (the permission check's own read, one record from the
+    newest position before any lease is taken, is not among the proxy's calls of the work)."""
     return [
         Read(kinesis_shard(c.document["ShardIterator"]), c.app or "", c.started, c.ended)
         for c in calls
-        if c.operation == "GetRecords" and c.document and c.status == 200 and c.purpose is None
+        if c.operation == "GetRecords" and c.document and c.status == 200
     ]
 
 
